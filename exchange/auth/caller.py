@@ -1,0 +1,62 @@
+"""The one seam through which views learn who is calling.
+
+An *authenticator* turns a request into a `Caller` or raises. The app asks the authenticator registered under
+`app.extensions["exchange.authenticator"]` once per request, before any view runs, and keeps the result on `g`.
+The released default, `NoAuthenticator`, refuses every API call: until OAuth2 client credentials land (see the OAuth2
+issue), the HTTP API has no way to know an agency, and it must never take one from a client-supplied header.
+The CLI and the demo data loader call services directly with an explicit `Caller`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from flask import Flask, Request, current_app, g
+
+from exchange.errors import Unauthenticated
+
+AGENCIES = ("interior", "border", "prosecutor", "auditor", "security", "exchange")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    agency: str
+    client_id: str | None = None
+    officer: str | None = None  # the human operator's opaque id: logged, never trusted for authorisation
+    purpose: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.agency not in AGENCIES:
+            raise ValueError(f"unknown agency {self.agency!r}")
+
+
+class Authenticator(Protocol):
+    def authenticate(self, request: Request) -> Caller:
+        """Return the verified caller or raise an `ExchangeError`."""
+        ...
+
+
+class NoAuthenticator:
+    """Refuses every API request: the released default until token authentication is configured."""
+
+    def authenticate(self, request: Request) -> Caller:
+        raise Unauthenticated("This exchange has no caller authentication configured; API calls are refused.")
+
+
+def install_authenticator(app: Flask, authenticator: Authenticator) -> None:
+    app.extensions["exchange.authenticator"] = authenticator
+
+
+def authenticate(request: Request) -> Caller:
+    authenticator: Authenticator = current_app.extensions["exchange.authenticator"]
+    caller = authenticator.authenticate(request)
+    g.caller = caller
+    return caller
+
+
+def current_caller() -> Caller:
+    caller: Caller | None = g.get("caller")
+    if caller is None:
+        raise Unauthenticated()
+    return caller

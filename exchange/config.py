@@ -1,0 +1,44 @@
+"""Configuration from the environment (names in ../shared/spec/operations.md).
+
+`create_app(config)` takes a mapping that overrides these; tests pass one, production passes none.
+No secret has a default here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise RuntimeError(f"{name} must be an integer, got {raw!r}") from e
+
+
+def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str) -> dict[str, Any]:
+    """Read the `EXCHANGE_*` variables into Flask config keys."""
+    env = os.environ if env is None else env
+    default_db = f"sqlite:///{Path(instance_path) / 'exchange.db'}"
+    return {
+        "DATABASE_URL": env.get("EXCHANGE_DATABASE_URL") or default_db,
+        "REDIS_URL": env.get("EXCHANGE_REDIS_URL") or None,
+        "KEYS_DIR": env.get("EXCHANGE_KEYS_DIR") or str(PROJECT_ROOT / "keys"),
+        "ISSUER": env.get("EXCHANGE_ISSUER") or "http://127.0.0.1:5000",
+        "AUDIT_ORIGIN": env.get("EXCHANGE_AUDIT_ORIGIN") or "exchange.local/audit",
+        "MAX_CONTENT_LENGTH": _int_env(env, "EXCHANGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+        "LOG_LEVEL": env.get("EXCHANGE_LOG_LEVEL") or "INFO",
+        "SQL_ECHO": env.get("EXCHANGE_SQL_ECHO", "") == "1",
+    }

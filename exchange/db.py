@@ -1,0 +1,157 @@
+"""The database: one SQLAlchemy 2 engine and session factory per app, a request-scoped session.
+
+A small extension rather than Flask-SQLAlchemy: the engine needs per-dialect durability settings (SQLite WAL with
+synchronous=FULL and foreign keys on), services receive a plain `Session`, and migrations (Alembic) own the schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Flask, Response, g
+from sqlalchemy import JSON, DateTime, MetaData, String, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator, Uuid
+
+from exchange.errors import error_response
+
+log = logging.getLogger("exchange.db")
+
+# Named constraints so that Alembic migrations are stable and identical on SQLite and PostgreSQL.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone; we store UTC and re-attach it)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        uuid.UUID: Uuid(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+        str: String(),
+    }
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # WAL lets readers run beside the writer; synchronous=FULL makes an acknowledged commit durable.
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class Database:
+    """Flask extension: `db.init_app(app)`, then `db.session` inside a request or app context."""
+
+    def init_app(self, app: Flask) -> None:
+        engine = make_engine(app.config["DATABASE_URL"], echo=app.config.get("SQL_ECHO", False))
+        app.extensions["exchange.db"] = engine
+        app.extensions["exchange.sessionmaker"] = sessionmaker(bind=engine, expire_on_commit=False)
+
+        @app.teardown_appcontext
+        def _close_session(_exc: BaseException | None) -> None:
+            session: Session | None = g.pop("db_session", None)
+            if session is not None:
+                session.rollback()  # anything not committed by a service is discarded, never half-written
+                session.close()
+
+    def install_unit_of_work(self, app: Flask) -> None:
+        """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
+
+        Services only flush. A response below 400 is sent only after its changes are committed (an acknowledged
+        write is durable); any error response leaves the database as it was.
+        """
+
+        @app.after_request
+        def _commit(response: Response) -> Response:
+            session: Session | None = g.get("db_session")
+            if session is None:
+                return response
+            if response.status_code >= 400:
+                session.rollback()
+                return response
+            try:
+                session.commit()
+            except SQLAlchemyError:
+                session.rollback()
+                log.error("commit failed", extra={"code": "commit_failed"})
+                return error_response(
+                    status=503, code="commit_failed", message="The change could not be stored; nothing was changed."
+                )
+            return response
+
+    @staticmethod
+    def engine(app: Flask) -> Engine:
+        engine: Engine = app.extensions["exchange.db"]
+        return engine
+
+    @property
+    def session(self) -> Session:
+        from flask import current_app
+
+        session: Session | None = g.get("db_session")
+        if session is None:
+            factory: sessionmaker[Session] = current_app.extensions["exchange.sessionmaker"]
+            session = factory()
+            g.db_session = session
+        return session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Commit on success, roll back on any error."""
+        session = self.session
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+db = Database()

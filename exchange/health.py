@@ -1,0 +1,36 @@
+"""Liveness and readiness (operations.md): `/healthz` answers while the process runs; `/readyz` checks the database
+and the key store folder."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from exchange.db import db
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    checks: dict[str, Any] = {}
+    try:
+        with db.engine(current_app._get_current_object()).connect() as connection:  # type: ignore[attr-defined]
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except SQLAlchemyError:
+        checks["database"] = "unreachable"
+    keys_dir = current_app.config["KEYS_DIR"]
+    checks["key_store"] = "ok" if os.path.isdir(keys_dir) and os.access(keys_dir, os.R_OK | os.W_OK) else "missing"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

@@ -1,0 +1,1 @@
+"""The returnee register: records, lifecycle, need-to-know views and border screening."""

@@ -1,0 +1,397 @@
+"""The register's business logic: need to know, the lifecycle, optimistic concurrency and screening.
+
+Services receive their session and clock; they flush but never commit. The request's unit of work commits once the
+response is ready (`exchange.db.install_unit_of_work`), so a refused call changes nothing and an acknowledged one is
+durable. Views hand in already-validated dictionaries from the marshmallow schemas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.exc import StaleDataError
+
+from exchange.auth.caller import Caller
+from exchange.db import utcnow
+from exchange.errors import PreconditionFailed, ValidationFailed
+from exchange.register import policy
+from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
+from exchange.register.lifecycle import DECISION_TARGET, Via, check_transition
+from exchange.register.matching import Candidate, rank_candidates
+from exchange.register.models import (
+    BorderCrossing,
+    BorderInstruction,
+    HotlineContact,
+    ProsecutorialDecision,
+    Record,
+    Returnee,
+    ReturneeSearchKey,
+    VettingAssessment,
+)
+from exchange.register.transliteration import document_key, name_key, parse_partial_date
+
+Clock = Callable[[], datetime]
+R = TypeVar("R", bound=Record)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PageRequest:
+    page: int
+    page_size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page(Generic[R]):
+    items: list[R]
+    page: int
+    page_size: int
+    total: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScreeningHit:
+    returnee: Returnee
+    score: float
+    name_score: float | None
+    birth_date_score: float | None
+    matched_on: str  # "document" or "name"
+    matched_value: str
+
+
+def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, Any]) -> Select[Any]:
+    """Apply the list filters of the query schemas; every key here is validated before it arrives."""
+    for name, value in filters.items():
+        if value is None:
+            continue
+        if name == "updated_since":
+            stmt = stmt.where(model.updated_at >= value)
+        elif name == "unmatched":
+            stmt = stmt.where(BorderCrossing.returnee_id.is_(None) if value else BorderCrossing.returnee_id.is_not(None))
+        elif name == "active_at":
+            stmt = stmt.where(
+                BorderInstruction.valid_from <= value,
+                (BorderInstruction.valid_until.is_(None)) | (BorderInstruction.valid_until > value),
+            )
+        elif name == "occurred_from":
+            stmt = stmt.where(BorderCrossing.occurred_at >= value)
+        elif name == "occurred_to":
+            stmt = stmt.where(BorderCrossing.occurred_at < value)
+        else:
+            stmt = stmt.where(getattr(model, name) == value)
+    return stmt
+
+
+class RegisterService:
+    """Returnees and their records, as each agency may see and change them."""
+
+    def __init__(self, *, session: Session, clock: Clock = utcnow) -> None:
+        self.session = session
+        self.clock = clock
+
+    # ---- reads -------------------------------------------------------------------------------------------------
+
+    def get(self, caller: Caller, model: type[R], record_id: uuid.UUID) -> R:
+        policy.require("read", model, caller.agency)
+        return self._load(model, record_id)
+
+    def list(self, caller: Caller, model: type[R], filters: Mapping[str, Any], paging: PageRequest) -> Page[R]:
+        policy.require("read", model, caller.agency)
+        stmt = _filters_for(model, select(model), filters)
+        total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        stmt = stmt.order_by(model.created_at, model.id)
+        if model is Returnee:
+            stmt = stmt.options(*self._returnee_loads())
+        items = list(
+            self.session.scalars(stmt.offset((paging.page - 1) * paging.page_size).limit(paging.page_size))
+        )
+        return Page(items=items, page=paging.page, page_size=paging.page_size, total=total)
+
+    # ---- returnees ---------------------------------------------------------------------------------------------
+
+    def create_returnee(self, caller: Caller, data: Mapping[str, Any], *, status: str = "reported") -> Returnee:
+        policy.require("record", Returnee, caller.agency)
+        fields = dict(data)
+        register_number = fields.pop("register_number", None) or self._next_register_number()
+        taken = DuplicateRegisterNumber(f"Register number {register_number} is already taken.")
+        if self.session.scalar(select(Returnee.id).where(Returnee.register_number == register_number)):
+            raise taken
+        returnee = Returnee(register_number=register_number, status=status)
+        self._apply_returnee_fields(returnee, fields)
+        self.session.add(returnee)
+        try:
+            self.session.flush()
+        except IntegrityError as e:  # a concurrent writer took the number; the request's transaction rolls back
+            raise taken from e
+        self._reindex(returnee)
+        return returnee
+
+    def update_returnee(
+        self, caller: Caller, returnee_id: uuid.UUID, *, if_match: int | None, changes: Mapping[str, Any]
+    ) -> Returnee:
+        policy.require("change", Returnee, caller.agency)
+        returnee = self._load(Returnee, returnee_id, for_write=True)
+        self._check_version(returnee, if_match)
+        self._apply_returnee_fields(returnee, changes)
+        self._flush_versioned()
+        self._reindex(returnee)
+        return returnee
+
+    def transition(self, caller: Caller, returnee_id: uuid.UUID, *, to: str, if_match: int | None) -> Returnee:
+        """An explicit status change (interior's moves; other agencies move a returnee by recording things)."""
+        returnee = self._load(Returnee, returnee_id, for_write=True)
+        self._check_version(returnee, if_match)
+        if to == "vetted" and returnee.status == "under_vetting" and not returnee.vetting_assessments:
+            raise InvalidTransition("Record a vetting assessment before marking the returnee vetted.")
+        check_transition(status=returnee.status, to=to, agency=caller.agency, via=Via.TRANSITION)
+        returnee.status = to
+        self._flush_versioned()
+        return returnee
+
+    # ---- records that belong to a returnee ---------------------------------------------------------------------
+
+    def record_hotline_contact(self, caller: Caller, data: Mapping[str, Any]) -> HotlineContact:
+        """A contact about a known returnee (`returnee_id`) or about a new one (`new_returnee`, status reported)."""
+        policy.require("record", HotlineContact, caller.agency)
+        fields = dict(data)
+        new_returnee = fields.pop("new_returnee", None)
+        returnee_id = fields.pop("returnee_id", None)
+        if (new_returnee is None) == (returnee_id is None):
+            raise ValidationFailed(errors={"returnee_id": ["Give exactly one of returnee_id or new_returnee."]})
+        if new_returnee is not None:
+            returnee = self.create_returnee(caller, new_returnee)
+        else:
+            returnee = self._load(Returnee, returnee_id, for_write=True)
+        contact = HotlineContact(returnee=returnee, **fields)
+        self.session.add(contact)
+        self.session.flush()
+        return contact
+
+    def issue_border_instruction(self, caller: Caller, data: Mapping[str, Any]) -> BorderInstruction:
+        policy.require("record", BorderInstruction, caller.agency)
+        fields = dict(data)
+        returnee = self._load(Returnee, fields.pop("returnee_id"), for_write=True)
+        fields.setdefault("valid_from", self.clock())
+        fields.setdefault("issued_by", caller.officer)
+        if returnee.status == "closed":
+            raise InvalidState("The returnee's file is closed; no instruction can be issued.")
+        if fields["instruction"] == "ASSIST_RETURN" and returnee.status == "reported":
+            check_transition(status=returnee.status, to="expected", agency=caller.agency, via=Via.INSTRUCTION)
+            returnee.status = "expected"
+        instruction = BorderInstruction(returnee=returnee, **fields)
+        self.session.add(instruction)
+        self._flush_versioned()
+        return instruction
+
+    def record_crossing(self, caller: Caller, data: Mapping[str, Any]) -> BorderCrossing:
+        """A crossing at a border post. An entry by nobody on the register is kept, unmatched, for interior."""
+        policy.require("record", BorderCrossing, caller.agency)
+        fields = dict(data)
+        fields.setdefault("officer", caller.officer)
+        returnee_id = fields.pop("returnee_id", None)
+        crossing = BorderCrossing(**fields)
+        if returnee_id is None:
+            crossing.flagged_for_interior = crossing.direction == "entry"
+        else:
+            self._attach_crossing(crossing, self._load(Returnee, returnee_id, for_write=True))
+        self.session.add(crossing)
+        self._flush_versioned()
+        return crossing
+
+    def record_vetting(self, caller: Caller, data: Mapping[str, Any]) -> VettingAssessment:
+        policy.require("record", VettingAssessment, caller.agency)
+        fields = dict(data)
+        fields.setdefault("officer", caller.officer)
+        returnee = self._load(Returnee, fields.pop("returnee_id"), for_write=True)
+        if returnee.status != "under_vetting":
+            raise InvalidState(f"Vetting is recorded while a returnee is under_vetting, not {returnee.status}.")
+        assessment = VettingAssessment(returnee=returnee, **fields)
+        returnee.risk_level = assessment.risk_level
+        self.session.add(assessment)
+        self._flush_versioned()
+        return assessment
+
+    def record_decision(self, caller: Caller, data: Mapping[str, Any]) -> ProsecutorialDecision:
+        policy.require("record", ProsecutorialDecision, caller.agency)
+        fields = dict(data)
+        fields.setdefault("prosecutor", caller.officer)
+        returnee = self._load(Returnee, fields.pop("returnee_id"), for_write=True)
+        if returnee.status != "under_review":
+            raise InvalidTransition(
+                f"A prosecutorial decision is recorded while a returnee is under_review, not {returnee.status}."
+            )
+        target = DECISION_TARGET[fields["decision"]]
+        if target is not None:
+            check_transition(status=returnee.status, to=target, agency=caller.agency, via=Via.DECISION)
+            returnee.status = target
+        decision = ProsecutorialDecision(returnee=returnee, **fields)
+        self.session.add(decision)
+        self._flush_versioned()
+        return decision
+
+    def update_record(
+        self, caller: Caller, model: type[R], record_id: uuid.UUID, *, if_match: int | None,
+        changes: Mapping[str, Any],
+    ) -> R:
+        """Change a record's editable fields (the update schemas decide which those are)."""
+        policy.require("change", model, caller.agency)
+        record = self._load(model, record_id, for_write=True)
+        self._check_version(record, if_match)
+        fields = dict(changes)
+        if isinstance(record, BorderCrossing) and "returnee_id" in fields:
+            returnee_id = fields.pop("returnee_id")
+            if record.returnee_id is not None:
+                raise InvalidState("This crossing is already linked to a returnee.")
+            self._attach_crossing(record, self._load(Returnee, returnee_id, for_write=True))
+        for name, value in fields.items():
+            setattr(record, name, value)
+        self._flush_versioned()
+        return record
+
+    # ---- screening ---------------------------------------------------------------------------------------------
+
+    def screen_by_document(self, caller: Caller, number: str) -> list[ScreeningHit]:
+        policy.require_screening(caller.agency)
+        key = document_key(number)
+        rows = self.session.execute(
+            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.original).where(
+                ReturneeSearchKey.kind == "document", ReturneeSearchKey.key == key
+            )
+        ).all()
+        hits: dict[uuid.UUID, str] = {row.returnee_id: row.original for row in rows}
+        returnees = self._load_many(hits)
+        return [
+            ScreeningHit(returnee=r, score=100.0, name_score=None, birth_date_score=None, matched_on="document",
+                         matched_value=hits[r.id])
+            for r in sorted(returnees, key=lambda r: r.register_number)
+        ]
+
+    def screen_by_name(
+        self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float
+    ) -> list[ScreeningHit]:
+        policy.require_screening(caller.agency)
+        names: dict[uuid.UUID, list[str]] = {}
+        births: dict[uuid.UUID, str | None] = {}
+        rows = self.session.execute(
+            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.original, Returnee.birth_date)
+            .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
+            .where(ReturneeSearchKey.kind == "name")
+        )
+        for row in rows:
+            names.setdefault(row.returnee_id, []).append(row.original)
+            births[row.returnee_id] = row.birth_date
+        candidates = (
+            Candidate(record_id=str(rid), names=tuple(values), birth_date=births[rid]) for rid, values in names.items()
+        )
+        matches = rank_candidates(
+            name=name, birth_date=birth_date, candidates=candidates, min_score=min_score, limit=limit
+        )
+        by_id = {r.id: r for r in self._load_many(uuid.UUID(m.record_id) for m in matches)}
+        return [
+            ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
+                         birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
+            for m in matches
+        ]
+
+    # ---- internals ---------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _returnee_loads() -> list[Any]:
+        return [
+            selectinload(Returnee.hotline_contacts),
+            selectinload(Returnee.border_instructions),
+            selectinload(Returnee.border_crossings),
+            selectinload(Returnee.vetting_assessments),
+            selectinload(Returnee.prosecutorial_decisions),
+        ]
+
+    def _load(self, model: type[R], record_id: uuid.UUID, *, for_write: bool = False) -> R:
+        options = self._returnee_loads() if model is Returnee else []
+        record = self.session.get(model, record_id, options=options, with_for_update=for_write or None)
+        if record is None:
+            raise RecordNotFound(f"No {model.__tablename__[:-1].replace('_', ' ')} with id {record_id}.")
+        return record
+
+    def _load_many(self, ids: Iterable[uuid.UUID]) -> list[Returnee]:
+        wanted = list(ids)
+        if not wanted:
+            return []
+        return list(self.session.scalars(select(Returnee).where(Returnee.id.in_(wanted)).options(
+            *self._returnee_loads())))
+
+    @staticmethod
+    def _check_version(record: Record, if_match: int | None) -> None:
+        if if_match is not None and record.version != if_match:
+            raise PreconditionFailed(f"The record is at version {record.version}, not {if_match}.")
+
+    def _flush_versioned(self) -> None:
+        try:
+            self.session.flush()
+        except StaleDataError as e:  # another writer committed between our read and our write
+            raise PreconditionFailed() from e
+
+    def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee) -> None:
+        """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived."""
+        crossing.returnee = returnee
+        crossing.flagged_for_interior = False
+        if returnee.status == "closed":
+            raise InvalidState("The returnee's file is closed; reopen it before recording crossings.")
+        if crossing.direction == "entry" and returnee.status in ("reported", "expected"):
+            # The arrival is the border's act (it recorded the entry), also when interior links the crossing later.
+            check_transition(status=returnee.status, to="arrived", agency="border", via=Via.CROSSING)
+            returnee.status = "arrived"
+        if crossing.emergency_document_number:
+            number = crossing.emergency_document_number
+            known = {document_key(i["id"]) for i in returnee.identifications}
+            if document_key(number) not in known:
+                returnee.identifications = [
+                    *returnee.identifications,
+                    {"category": "emergency_travel_document", "id": number, "issuer_country": "TJ",
+                     "expires": None, "status": "valid"},
+                ]
+                self._reindex(returnee)
+
+    def _apply_returnee_fields(self, returnee: Returnee, fields: Mapping[str, Any]) -> None:
+        for name, value in fields.items():
+            if name == "person_name":
+                returnee.given_name = value["given"]
+                returnee.surname = value["surname"]
+                returnee.patronymic = value.get("patronymic")
+                returnee.full_name = value.get("full") or " ".join(
+                    part for part in (value["given"], value.get("patronymic"), value["surname"]) if part
+                )
+            else:
+                setattr(returnee, name, value)
+
+    def _next_register_number(self) -> str:
+        """`RT-<year>-<6 digits>`, one past the highest this year; the unique constraint catches a race."""
+        prefix = f"RT-{self.clock().year}-"
+        highest = self.session.scalar(
+            select(func.max(Returnee.register_number)).where(Returnee.register_number.like(f"{prefix}%"))
+        )
+        number = int(highest.removeprefix(prefix)) + 1 if highest and highest.removeprefix(prefix).isdigit() else 1
+        return f"{prefix}{number:06d}"
+
+    def _reindex(self, returnee: Returnee) -> None:
+        """Rewrite the returnee's screening keys (names in every script, document numbers)."""
+        self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
+        birth_year = parse_partial_date(returnee.birth_date)[0] if returnee.birth_date else None
+        names = [returnee.full_name, f"{returnee.given_name} {returnee.surname}"]
+        names += [v["value"] for v in returnee.name_variants]
+        keys: dict[tuple[str, str], str] = {}
+        for original in names:
+            keys.setdefault(("name", name_key(original)), original)
+        for identification in returnee.identifications:
+            keys.setdefault(("document", document_key(identification["id"])), identification["id"])
+        self.session.add_all(
+            ReturneeSearchKey(returnee_id=returnee.id, kind=kind, key=key, original=original, birth_year=birth_year)
+            for (kind, key), original in keys.items()
+            if key
+        )
+        self.session.flush()

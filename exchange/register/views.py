@@ -1,0 +1,305 @@
+"""HTTP resources of the register. Thin: parse (schemas), ask the service, dump the caller's agency view.
+
+Every route here is under `/v1/` and so runs after the caller seam (`exchange.auth.caller`) has authenticated the
+request. The response schema depends on the caller's agency (need to know); the OpenAPI document lists each agency's
+view as its own schema under `oneOf`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from flask import Response, jsonify, request, url_for
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import Schema
+
+from exchange.auth.caller import Caller, current_caller
+from exchange.db import db
+from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
+from exchange.register import schemas as s
+from exchange.register.models import (
+    BorderCrossing,
+    BorderInstruction,
+    HotlineContact,
+    ProsecutorialDecision,
+    Record,
+    Returnee,
+    VettingAssessment,
+)
+from exchange.register.services import Page, PageRequest, RegisterService
+
+blp = Blueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
+
+AgencyViews = Mapping[str, type[Schema]]
+
+RETURNEE_VIEWS: AgencyViews = {
+    "interior": s.InteriorReturneeView,
+    "border": s.BorderReturneeView,
+    "prosecutor": s.ProsecutorReturneeView,
+}
+
+
+def service() -> RegisterService:
+    return RegisterService(session=db.session)
+
+
+def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
+    view = views.get(caller.agency)
+    if view is None:  # the service's policy check refuses first; this is the second lock on the same door
+        raise NotPermitted(f"Agency {caller.agency!r} has no view of this record.")
+    data: dict[str, Any] = view().dump(obj)
+    return data
+
+
+def record_response(caller: Caller, views: AgencyViews, record: Record, *, status: int = 200) -> Response:
+    response = jsonify(dump_for(caller, views, record))
+    response.status_code = status
+    response.headers["ETag"] = f'"{record.version}"'
+    return response
+
+
+def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Response:
+    return jsonify(
+        {
+            "items": [dump_for(caller, views, item) for item in page.items],
+            "page": page.page,
+            "page_size": page.page_size,
+            "total": page.total,
+        }
+    )
+
+
+def if_match(*, required: bool) -> int | None:
+    """The version named by `If-Match` (`"<version>"`), None for `*` or, where allowed, no header.
+
+    A weak or unparsable tag can never match a version, so it fails the precondition rather than being ignored.
+    """
+    header = request.headers.get("If-Match")
+    if header is None:
+        if required:
+            raise PreconditionRequired()
+        return None
+    if header.strip() == "*":
+        return None
+    tags = request.if_match.as_set(include_weak=False)
+    if len(tags) != 1 or not next(iter(tags)).isdigit():
+        raise PreconditionFailed("If-Match must carry exactly one ETag you received, such as \"3\".")
+    return int(next(iter(tags)))
+
+
+def paging(query: Mapping[str, Any]) -> tuple[PageRequest, dict[str, Any]]:
+    filters = dict(query)
+    return PageRequest(page=filters.pop("page"), page_size=filters.pop("page_size")), filters
+
+
+def views_doc(status: int, views: AgencyViews, description: str, *, page: bool = False) -> dict[str, Any]:
+    """OpenAPI for a response whose schema depends on the caller's agency."""
+    schemas = {agency: (s.page_of(view) if page else view) for agency, view in views.items()}
+    refs = [{"$ref": f"#/components/schemas/{_component_name(schema)}"} for schema in schemas.values()]
+    unique = [dict(t) for t in dict.fromkeys(tuple(r.items()) for r in refs)]
+    agencies = ", ".join(f"{agency}: {_component_name(schema)}" for agency, schema in schemas.items())
+    schema = unique[0] if len(unique) == 1 else {"oneOf": unique}
+    return {
+        "responses": {
+            str(status): {
+                "description": f"{description} The view depends on the caller's agency ({agencies}).",
+                "content": {"application/json": {"schema": schema}},
+            }
+        }
+    }
+
+
+def _component_name(schema: type[Schema]) -> str:
+    return schema.__name__.removesuffix("Schema")
+
+
+def documented_views() -> list[type[Schema]]:
+    """Every agency view, so that `create_app` can register them as OpenAPI components."""
+    views: list[type[Schema]] = []
+    for mapping in [RETURNEE_VIEWS, *(r.views for r in RESOURCES)]:
+        for view in mapping.values():
+            views += [view, s.page_of(view)]
+    return list(dict.fromkeys(views))
+
+
+# ---- returnees ------------------------------------------------------------------------------------------------------
+
+
+@blp.route("/returnees")
+class Returnees(MethodView):
+    @blp.arguments(s.ReturneeQuery, location="query")
+    @blp.doc(**views_doc(200, RETURNEE_VIEWS, "A page of returnees.", page=True))
+    def get(self, query: dict[str, Any]) -> Response:
+        """List returnees (paged, filtered)"""
+        caller = current_caller()
+        paging_request, filters = paging(query)
+        return page_response(caller, RETURNEE_VIEWS, service().list(caller, Returnee, filters, paging_request))
+
+    @blp.arguments(s.ReturneeCreateSchema)
+    @blp.doc(**views_doc(201, RETURNEE_VIEWS, "The registered returnee."))
+    def post(self, data: dict[str, Any]) -> Response:
+        """Register a returnee (interior)"""
+        caller = current_caller()
+        returnee = service().create_returnee(caller, data)
+        response = record_response(caller, RETURNEE_VIEWS, returnee, status=201)
+        response.headers["Location"] = url_for(".ReturneeItem", returnee_id=returnee.id)
+        return response
+
+
+@blp.route("/returnees/<uuid:returnee_id>")
+class ReturneeItem(MethodView):
+    @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee as the caller's agency may see it."))
+    def get(self, returnee_id: uuid.UUID) -> Response:
+        """Read a returnee (the caller's need-to-know view; ETag carries the version)"""
+        caller = current_caller()
+        return record_response(caller, RETURNEE_VIEWS, service().get(caller, Returnee, returnee_id))
+
+    @blp.arguments(s.ReturneeUpdateSchema)
+    @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The changed returnee."))
+    def patch(self, changes: dict[str, Any], returnee_id: uuid.UUID) -> Response:
+        """Change a returnee's details (interior; If-Match required, 412 when stale)"""
+        caller = current_caller()
+        returnee = service().update_returnee(caller, returnee_id, if_match=if_match(required=True), changes=changes)
+        return record_response(caller, RETURNEE_VIEWS, returnee)
+
+
+@blp.route("/returnees/<uuid:returnee_id>/transitions")
+class ReturneeTransitions(MethodView):
+    @blp.arguments(s.TransitionSchema)
+    @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee in its new status."))
+    def post(self, data: dict[str, Any], returnee_id: uuid.UUID) -> Response:
+        """Move a returnee to another status (409 invalid_transition when the lifecycle forbids it)"""
+        caller = current_caller()
+        returnee = service().transition(caller, returnee_id, to=data["to"], if_match=if_match(required=False))
+        return record_response(caller, RETURNEE_VIEWS, returnee)
+
+
+@blp.route("/screening")
+class Screening(MethodView):
+    @blp.arguments(s.ScreeningQuerySchema)
+    @blp.response(200, s.ScreeningResultView)
+    def post(self, query: dict[str, Any]) -> dict[str, Any]:
+        """Screen a traveller by document number, or by name and birth date (border)"""
+        caller = current_caller()
+        if "document_number" in query:
+            hits = service().screen_by_document(caller, query["document_number"])
+        else:
+            hits = service().screen_by_name(
+                caller, name=query["name"], birth_date=query.get("birth_date"), limit=query["limit"],
+                min_score=query["min_score"],
+            )
+        return {"candidates": hits}
+
+
+# ---- the records of a returnee: one shape, five kinds ---------------------------------------------------------------
+
+
+class RecordResource:
+    """Collection (list, create) and item (read, update) routes for one record kind."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        model: type[Record],
+        noun: str,
+        create_schema: type[Schema],
+        update_schema: type[Schema],
+        query_schema: type[Schema],
+        views: AgencyViews,
+        create: Callable[[RegisterService, Caller, dict[str, Any]], Record],
+        create_summary: str,
+    ) -> None:
+        self.views = views
+        resource = self
+
+        class Collection(MethodView):
+            @blp.arguments(query_schema, location="query")
+            @blp.doc(**views_doc(200, views, f"A page of {noun}.", page=True))
+            def get(self, query: dict[str, Any]) -> Response:
+                caller = current_caller()
+                paging_request, filters = paging(query)
+                return page_response(caller, views, service().list(caller, model, filters, paging_request))
+
+            @blp.arguments(create_schema)
+            @blp.doc(**views_doc(201, views, "The recorded record."))
+            def post(self, data: dict[str, Any]) -> Response:
+                caller = current_caller()
+                record = create(service(), caller, data)
+                response = record_response(caller, views, record, status=201)
+                response.headers["Location"] = url_for(f".{resource.item_endpoint}", record_id=record.id)
+                return response
+
+            get.__doc__ = f"List {noun} (paged, filtered)"
+            post.__doc__ = create_summary
+
+        class Item(MethodView):
+            @blp.doc(**views_doc(200, views, "The record as the caller's agency may see it."))
+            def get(self, record_id: uuid.UUID) -> Response:
+                caller = current_caller()
+                return record_response(caller, views, service().get(caller, model, record_id))
+
+            @blp.arguments(update_schema)
+            @blp.doc(**views_doc(200, views, "The changed record."))
+            def patch(self, changes: dict[str, Any], record_id: uuid.UUID) -> Response:
+                caller = current_caller()
+                record = service().update_record(
+                    caller, model, record_id, if_match=if_match(required=True), changes=changes
+                )
+                return record_response(caller, views, record)
+
+            get.__doc__ = f"Read one of the {noun} (ETag carries the version)"
+            patch.__doc__ = f"Change one of the {noun} (If-Match required, 412 when stale)"
+
+        name = "".join(part.title() for part in path.split("-"))
+        self.item_endpoint = f"{name}Item"
+        blp.route(f"/{path}", endpoint=name)(Collection)
+        blp.route(f"/{path}/<uuid:record_id>", endpoint=self.item_endpoint)(Item)
+
+
+RESOURCES = [
+    RecordResource(
+        path="hotline-contacts", model=HotlineContact, noun="hotline contacts",
+        create_schema=s.HotlineContactCreateSchema, update_schema=s.HotlineContactUpdateSchema,
+        query_schema=s.HotlineContactQuery,
+        views={"interior": s.HotlineContactView, "prosecutor": s.HotlineContactView},
+        create=RegisterService.record_hotline_contact,
+        create_summary="Record a hotline contact, about a known returnee or registering a new one (interior)",
+    ),
+    RecordResource(
+        path="border-instructions", model=BorderInstruction, noun="border instructions",
+        create_schema=s.BorderInstructionCreateSchema, update_schema=s.BorderInstructionUpdateSchema,
+        query_schema=s.BorderInstructionQuery,
+        views={"interior": s.BorderInstructionView, "prosecutor": s.BorderInstructionView,
+               "border": s.BorderInstructionBorderRecordView},
+        create=RegisterService.issue_border_instruction,
+        create_summary="Issue a border instruction; ASSIST_RETURN makes a reported returnee expected (interior)",
+    ),
+    RecordResource(
+        path="border-crossings", model=BorderCrossing, noun="border crossings",
+        create_schema=s.BorderCrossingCreateSchema, update_schema=s.BorderCrossingUpdateSchema,
+        query_schema=s.BorderCrossingQuery,
+        views={"interior": s.BorderCrossingView, "prosecutor": s.BorderCrossingView, "border": s.BorderCrossingView},
+        create=RegisterService.record_crossing,
+        create_summary="Record a crossing; an entry makes a reported or expected returnee arrived (border)",
+    ),
+    RecordResource(
+        path="vetting-assessments", model=VettingAssessment, noun="vetting assessments",
+        create_schema=s.VettingAssessmentCreateSchema, update_schema=s.VettingAssessmentUpdateSchema,
+        query_schema=s.VettingAssessmentQuery,
+        views={"interior": s.VettingAssessmentView, "prosecutor": s.VettingAssessmentProsecutorView},
+        create=RegisterService.record_vetting,
+        create_summary="Record a vetting assessment of a returnee under vetting (interior)",
+    ),
+    RecordResource(
+        path="prosecutorial-decisions", model=ProsecutorialDecision, noun="prosecutorial decisions",
+        create_schema=s.ProsecutorialDecisionCreateSchema, update_schema=s.ProsecutorialDecisionUpdateSchema,
+        query_schema=s.ProsecutorialDecisionQuery,
+        views={"interior": s.ProsecutorialDecisionView, "prosecutor": s.ProsecutorialDecisionView},
+        create=RegisterService.record_decision,
+        create_summary="Record a prosecutorial decision on a returnee under review (prosecutor)",
+    ),
+]
