@@ -11,7 +11,7 @@ from flask_smorest import Api
 from exchange.auth.caller import NoAuthenticator, authenticate, install_authenticator
 from exchange.config import from_environment
 from exchange.db import db
-from exchange.errors import register_error_handlers
+from exchange.errors import ErrorSchema, MalformedJson, UnsupportedMediaType, register_error_handlers
 from exchange.logs import configure_logging, install_request_ids
 
 API_DESCRIPTION = """\
@@ -20,6 +20,20 @@ prosecutor's office (prosecutor). Every response's schema is the caller's agency
 `oneOf` alternatives, each named after its agency. Errors are `{code, status, message, errors?, request_id}` with a
 stable `code`. Writes to an existing record need `If-Match` with the record's ETag; a stale one gets 412.
 """
+
+
+class ExchangeApi(Api):
+    """flask-smorest's Api, documenting our error body instead of its own."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def require_json_body() -> None:
+    """Writes carry a JSON object; anything else is refused before a schema sees it."""
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    if request.get_json(silent=True) is None:
+        raise MalformedJson()
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -42,7 +56,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
-    register_error_handlers(app)
     db.init_app(app)
     db.install_unit_of_work(app)
     install_authenticator(app, app.config.get("AUTHENTICATOR") or NoAuthenticator())
@@ -51,12 +64,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _authenticate_api_calls() -> None:
         if request.path.startswith("/v1/"):
             authenticate(request)
+            if request.method in ("POST", "PUT", "PATCH"):
+                require_json_body()
 
     from exchange import health
     from exchange.register import views as register_views
 
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object, and tests build many apps.
-    api = Api(app)
+    api = ExchangeApi(app)
     app.extensions["exchange.api"] = api
     for view in register_views.documented_views():
         name = view.__name__.removesuffix("Schema")
@@ -64,4 +79,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             api.spec.components.schema(name, schema=view)
     api.register_blueprint(register_views.blp)
     app.register_blueprint(health.bp)
+    register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app

@@ -12,9 +12,20 @@ import traceback
 from typing import Any, ClassVar
 
 from flask import Flask, Response, g, jsonify
+from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("exchange.errors")
+
+
+class ErrorSchema(Schema):
+    """The error body of protocol.md §5 (documented in OpenAPI as every operation's default response)."""
+
+    code = fields.String(required=True, metadata={"description": "Stable machine-readable error code."})
+    status = fields.Integer(required=True, metadata={"description": "The HTTP status, repeated."})
+    message = fields.String(required=True, metadata={"description": "For humans; never secret or record content."})
+    errors = fields.Dict(metadata={"description": "Field errors, keyed by field name (validation_failed)."})
+    request_id = fields.String(required=True, metadata={"description": "Also in the X-Request-ID header."})
 
 
 class ExchangeError(Exception):
@@ -78,6 +89,18 @@ class PreconditionRequired(ExchangeError):
     status = 428
     code = "precondition_required"
     default_message = "This write needs an If-Match header with the ETag of the record you read."
+
+
+class UnsupportedMediaType(ExchangeError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "Send the body as JSON (Content-Type: application/json)."
+
+
+class MalformedJson(ExchangeError):
+    status = 400
+    code = "malformed_json"
+    default_message = "The request body is not valid JSON."
 
 
 class ServiceUnavailable(ExchangeError):

@@ -58,7 +58,7 @@ class Record(Base):
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
         # SQLAlchemy checks the version in every UPDATE's WHERE clause: a concurrent writer gets StaleDataError.
-        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+        return {"version_id_col": cls.__table__.c.version}
 
 
 class Returnee(Record):
@@ -107,7 +107,9 @@ class Returnee(Record):
 
     @property
     def person_name(self) -> dict[str, str | None]:
-        return {"given": self.given_name, "surname": self.surname, "patronymic": self.patronymic, "full": self.full_name}
+        return {
+            "given": self.given_name, "surname": self.surname, "patronymic": self.patronymic, "full": self.full_name
+        }
 
     def active_border_instruction(self, now: datetime) -> BorderInstruction | None:
         """The newest instruction whose validity window contains `now`."""

@@ -88,7 +88,7 @@ class AccompanyingPersonSchema(Strict):
     is_minor = fields.Boolean(required=True)
 
 
-class _JsonList(fields.List):
+class _JsonList(fields.List[Any]):
     """A list stored as JSON: dates inside are kept as ISO strings."""
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> list[Any]:
@@ -307,6 +307,9 @@ class BorderInstructionBorderView(Schema):
 class BorderInstructionBorderRecordView(ChildView, BorderInstructionBorderView):
     """The border's view of an instruction when it lists instructions."""
 
+    class Meta:
+        ordered = True
+
 
 class BorderCrossingView(RecordView):
     returnee_id = fields.UUID(allow_none=True)
@@ -360,7 +363,7 @@ class ProsecutorialDecisionView(ChildView):
     notes = fields.String(allow_none=True)
 
 
-class _ActiveInstruction(fields.Field):
+class _ActiveInstruction(fields.Field[Any]):
     """The returnee's active border instruction, dumped with the given schema (computed at dump time)."""
 
     def __init__(self, schema: type[Schema], **kwargs: Any) -> None:

@@ -73,7 +73,8 @@ def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, A
         if name == "updated_since":
             stmt = stmt.where(model.updated_at >= value)
         elif name == "unmatched":
-            stmt = stmt.where(BorderCrossing.returnee_id.is_(None) if value else BorderCrossing.returnee_id.is_not(None))
+            linked = BorderCrossing.returnee_id
+            stmt = stmt.where(linked.is_(None) if value else linked.is_not(None))
         elif name == "active_at":
             stmt = stmt.where(
                 BorderInstruction.valid_from <= value,
@@ -101,7 +102,7 @@ class RegisterService:
         policy.require("read", model, caller.agency)
         return self._load(model, record_id)
 
-    def list(self, caller: Caller, model: type[R], filters: Mapping[str, Any], paging: PageRequest) -> Page[R]:
+    def list_records(self, caller: Caller, model: type[R], filters: Mapping[str, Any], paging: PageRequest) -> Page[R]:
         policy.require("read", model, caller.agency)
         stmt = _filters_for(model, select(model), filters)
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -196,11 +197,11 @@ class RegisterService:
         fields.setdefault("officer", caller.officer)
         returnee_id = fields.pop("returnee_id", None)
         crossing = BorderCrossing(**fields)
+        self.session.add(crossing)
         if returnee_id is None:
             crossing.flagged_for_interior = crossing.direction == "entry"
         else:
             self._attach_crossing(crossing, self._load(Returnee, returnee_id, for_write=True))
-        self.session.add(crossing)
         self._flush_versioned()
         return crossing
 

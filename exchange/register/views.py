@@ -14,7 +14,7 @@ from typing import Any
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from marshmallow import Schema
+from marshmallow import RAISE, Schema
 
 from exchange.auth.caller import Caller, current_caller
 from exchange.db import db
@@ -130,13 +130,13 @@ def documented_views() -> list[type[Schema]]:
 
 @blp.route("/returnees")
 class Returnees(MethodView):
-    @blp.arguments(s.ReturneeQuery, location="query")
+    @blp.arguments(s.ReturneeQuery, location="query", unknown=RAISE)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "A page of returnees.", page=True))
     def get(self, query: dict[str, Any]) -> Response:
         """List returnees (paged, filtered)"""
         caller = current_caller()
         paging_request, filters = paging(query)
-        return page_response(caller, RETURNEE_VIEWS, service().list(caller, Returnee, filters, paging_request))
+        return page_response(caller, RETURNEE_VIEWS, service().list_records(caller, Returnee, filters, paging_request))
 
     @blp.arguments(s.ReturneeCreateSchema)
     @blp.doc(**views_doc(201, RETURNEE_VIEWS, "The registered returnee."))
@@ -217,12 +217,12 @@ class RecordResource:
         resource = self
 
         class Collection(MethodView):
-            @blp.arguments(query_schema, location="query")
+            @blp.arguments(query_schema, location="query", unknown=RAISE)
             @blp.doc(**views_doc(200, views, f"A page of {noun}.", page=True))
             def get(self, query: dict[str, Any]) -> Response:
                 caller = current_caller()
                 paging_request, filters = paging(query)
-                return page_response(caller, views, service().list(caller, model, filters, paging_request))
+                return page_response(caller, views, service().list_records(caller, model, filters, paging_request))
 
             @blp.arguments(create_schema)
             @blp.doc(**views_doc(201, views, "The recorded record."))

@@ -1,0 +1,167 @@
+"""Fixtures: one migrated database per test run (SQLite, or PostgreSQL when EXCHANGE_TEST_DATABASE_URL is set),
+emptied after every test; an app per test; clients that act as a given agency.
+
+Until the OAuth2 issue lands, the caller is injected through the WSGI environ (`exchange.test_caller`), which no
+HTTP client can set: `UnsafeEnvironAuthenticator` exists only here, in the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask, Request
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine, make_url
+
+from exchange import create_app, migrate
+from exchange.auth.caller import Caller
+from exchange.db import Base, make_engine
+from exchange.errors import Unauthenticated
+
+TEST_CALLER_KEY = "exchange.test_caller"
+
+
+class UnsafeEnvironAuthenticator:
+    """Test-only: takes the caller from the WSGI environ, which a remote client cannot set."""
+
+    def authenticate(self, request: Request) -> Caller:
+        caller = request.environ.get(TEST_CALLER_KEY)
+        if caller is None:
+            raise Unauthenticated()
+        assert isinstance(caller, Caller)
+        return caller
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh, migrated database for this test run."""
+    admin_url = os.environ.get("EXCHANGE_TEST_DATABASE_URL")
+    if not admin_url:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'exchange.db'}"
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
+        return
+    name = f"exchange_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir(mode=0o700)
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATABASE_URL": database_url,
+            "KEYS_DIR": str(keys_dir),
+            "AUTHENTICATOR": UnsafeEnvironAuthenticator(),
+        }
+    )
+    yield app
+    engine: Engine = app.extensions["exchange.db"]
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(table.delete())
+    engine.dispose()
+
+
+class AgencyClient:
+    """A test client that calls as one agency; `.last` keeps the last response."""
+
+    def __init__(self, client: FlaskClient, caller: Caller | None) -> None:
+        self.client = client
+        self.caller = caller
+
+    def _environ(self) -> dict[str, Any]:
+        return {TEST_CALLER_KEY: self.caller} if self.caller else {}
+
+    def open(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self.client.open(path, method=method, environ_base=self._environ(), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> Any:
+        return self.open("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Any:
+        return self.open("POST", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Any:
+        return self.open("PATCH", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Any:
+        return self.open("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Any:
+        return self.open("DELETE", path, **kwargs)
+
+
+@pytest.fixture
+def as_agency(app: Flask) -> Callable[..., AgencyClient]:
+    """Factory: `as_agency("border", officer="TJ-PS-1")` -> a client calling as that agency."""
+
+    def make(agency: str | None, *, officer: str | None = None) -> AgencyClient:
+        caller = Caller(agency=agency, client_id=f"test-{agency}", officer=officer) if agency else None
+        return AgencyClient(app.test_client(), caller)
+
+    return make
+
+
+@pytest.fixture
+def interior(as_agency: Callable[..., AgencyClient]) -> AgencyClient:
+    return as_agency("interior", officer="TJ-MVD-04411")
+
+
+@pytest.fixture
+def border(as_agency: Callable[..., AgencyClient]) -> AgencyClient:
+    return as_agency("border", officer="TJ-PS-017")
+
+
+@pytest.fixture
+def prosecutor(as_agency: Callable[..., AgencyClient]) -> AgencyClient:
+    return as_agency("prosecutor", officer="TJ-GP-213")
+
+
+def returnee_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "person_name": {"given": "Гулмурод", "surname": "Халимов"},
+        "name_variants": [{"value": "Gulmurod Khalimov", "script": "latn", "kind": "transliteration"}],
+        "birth_date": "1975-05-14",
+        "sex": "male",
+        "citizenship": "TJ",
+        "identifications": [{"category": "passport", "id": "400123456", "issuer_country": "TJ"}],
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture
+def make_returnee(interior: AgencyClient) -> Callable[..., dict[str, Any]]:
+    """Factory: registers a returnee as interior and returns its interior view (with `_etag`)."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        response = interior.post("/v1/returnees", json=returnee_body(**overrides))
+        assert response.status_code == 201, response.get_json()
+        data: dict[str, Any] = response.get_json()
+        data["_etag"] = response.headers["ETag"]
+        return data
+
+    return make

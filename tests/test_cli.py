@@ -1,0 +1,74 @@
+"""The `exchange` command line."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from exchange.cli import main
+from exchange.register.models import BorderCrossing, Returnee
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_help_explains_each_command() -> None:
+    code, output = run("--help")
+    assert code == 0
+    for command in ("init", "serve", "demo-data", "schemas", "db"):
+        assert f"  {command} " in output
+    assert "gunicorn" in output and "EXCHANGE_" in output
+    code, output = run("serve", "--help")
+    assert code == 0 and "--port" in output and "gunicorn" in output
+
+
+def test_init_creates_database_and_key_store_and_is_idempotent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "nested" / "exchange.db"
+    keys = tmp_path / "keys"
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(keys))
+    code, output = run("init")
+    assert code == 0, output
+    assert "migrated empty -> 0001_register" in output
+    assert database.exists()
+    assert stat.S_IMODE(keys.stat().st_mode) == 0o700
+    code, output = run("init")
+    assert code == 0 and "already current" in output
+    code, output = run("db", "current")
+    assert "current: 0001_register" in output and "head: 0001_register" in output
+
+
+def test_demo_data_walks_returnees_through_the_lifecycle(
+    app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", app.config["KEYS_DIR"])
+    code, output = run("demo-data")
+    assert code == 0, output
+    with Session(app.extensions["exchange.db"]) as session:
+        statuses = set(session.scalars(select(Returnee.status)))
+        unmatched = session.scalar(select(func.count()).select_from(BorderCrossing)
+                                   .where(BorderCrossing.returnee_id.is_(None)))
+    assert {"reported", "expected", "arrived", "under_vetting", "under_review", "charges_filed",
+            "reintegrating"} <= statuses
+    assert unmatched == 1
+    assert "DETAIN" in output and "RT-" in output
+    code, output = run("demo-data")
+    assert code == 0 and "nothing loaded" in output
+    with Session(app.extensions["exchange.db"]) as session:
+        assert session.scalar(select(func.count()).select_from(Returnee)) == 9
+
+
+def test_schemas_check_passes_on_the_committed_contracts() -> None:
+    code, output = run("schemas", "check")
+    assert code == 0, output
