@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
-from exchange.db import db
+from exchange.db import db, dispose_engines
 
 console = Console(stderr=False)
 
@@ -41,8 +41,9 @@ def _app() -> Flask:
     SQLite database in its instance folder and its key store in keys/.
     """,
 )
-def main() -> None:
-    pass
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    ctx.call_on_close(dispose_engines)
 
 
 @main.command("init")

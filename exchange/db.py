@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -68,7 +69,22 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_engines: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection this process opened (the CLI calls this when a command ends)."""
+    for engine in list(_engines):
+        engine.dispose()
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
+    engine = _make_engine(url, echo=echo)
+    _engines.add(engine)
+    return engine
+
+
+def _make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
 

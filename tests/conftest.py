@@ -66,23 +66,32 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def app(database_url: str, tmp_path: Path) -> Iterator[Flask]:
-    keys_dir = tmp_path / "keys"
-    keys_dir.mkdir(mode=0o700)
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATABASE_URL": database_url,
-            "KEYS_DIR": str(keys_dir),
-            "AUTHENTICATOR": UnsafeEnvironAuthenticator(),
-        }
-    )
+def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+    """Factory: an app on the test database; config overrides the test defaults. Engines are closed afterwards."""
+    apps: list[Flask] = []
+
+    def make(**config: Any) -> Flask:
+        keys_dir = tmp_path / f"keys-{len(apps)}"
+        keys_dir.mkdir(mode=0o700)
+        defaults = {"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(keys_dir),
+                    "AUTHENTICATOR": UnsafeEnvironAuthenticator()}
+        app = create_app({**defaults, **config})
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["exchange.db"].dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
+    app = make_app()
     yield app
     engine: Engine = app.extensions["exchange.db"]
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
-    engine.dispose()
 
 
 class AgencyClient:

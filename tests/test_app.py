@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from exchange import create_app
+from exchange.auth.caller import Caller
 from tests.conftest import AgencyClient
 
 
@@ -36,16 +37,16 @@ def test_readyz_checks_database_and_key_store(app: Flask) -> None:
     assert response.get_json() == {"status": "ready", "checks": {"database": "ok", "key_store": "ok"}}
 
 
-def test_readyz_reports_missing_key_store(database_url: str, tmp_path: Any) -> None:
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(tmp_path / "absent")})
+def test_readyz_reports_missing_key_store(make_app: Callable[..., Flask], tmp_path: Any) -> None:
+    app = make_app(KEYS_DIR=str(tmp_path / "absent"))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["key_store"] == "missing"
 
 
-def test_released_default_refuses_api_calls_without_authentication(database_url: str, tmp_path: Any) -> None:
+def test_released_default_refuses_api_calls_without_authentication(make_app: Callable[..., Flask]) -> None:
     """No authenticator configured: every /v1 call is refused, whatever headers the client sends."""
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(tmp_path)})
+    app = make_app(AUTHENTICATOR=None)
     client = app.test_client()
     response = client.get("/v1/returnees", headers={"X-Agency": "interior", "Authorization": "Bearer x"})
     assert_error(response, 401, "unauthenticated")
@@ -71,15 +72,9 @@ def test_oversized_body_is_refused_and_nothing_stored(interior: AgencyClient) ->
     assert interior.get("/v1/returnees").get_json()["total"] == 0
 
 
-def test_body_limit_is_configurable(database_url: str, tmp_path: Any) -> None:
-    from tests.conftest import UnsafeEnvironAuthenticator
-
-    app = create_app({"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(tmp_path),
-                      "MAX_CONTENT_LENGTH": 200, "AUTHENTICATOR": UnsafeEnvironAuthenticator()})
-    client = AgencyClient(app.test_client(), None)
-    from exchange.auth.caller import Caller
-
-    client.caller = Caller(agency="interior")
+def test_body_limit_is_configurable(make_app: Callable[..., Flask]) -> None:
+    app = make_app(MAX_CONTENT_LENGTH=200)
+    client = AgencyClient(app.test_client(), Caller(agency="interior"))
     body = {"person_name": {"given": "A", "surname": "B"}, "citizenship": "TJ", "birth_place": "x" * 300}
     assert_error(client.post("/v1/returnees", json=body), 413, "body_too_large")
 

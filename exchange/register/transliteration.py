@@ -83,23 +83,26 @@ _CYRILLIC_TO_LATIN: dict[str, str] = {
 _TRANSLATE = str.maketrans(_CYRILLIC_TO_LATIN)
 
 # Applied in this order, so that the longer spelling wins: "shch" before "sh"/"ch", "dzh" before "zh", "tch"/"ck"
-# before "ch"/"c". The single letters (x q w y c) are translated after the digraphs.
+# before "ch" and "c". The single letters are translated after the digraphs.
 _LATIN_DIGRAPHS: tuple[tuple[str, str], ...] = (
     ("shch", "sh"),
     ("dzh", "j"), ("tch", "j"),
     ("dj", "j"), ("zh", "j"), ("ch", "j"),
     ("kh", "h"), ("gh", "g"), ("ph", "f"), ("ck", "k"),
+    ("c", "ts"),
 )
-_LATIN_LETTERS = str.maketrans({"x": "h", "q": "k", "w": "v", "y": "i", "c": "ts"})
+_LATIN_LETTERS = str.maketrans("xqwy", "hkvi")
 _LATIN_VOWELS: tuple[tuple[str, str], ...] = (("ee", "i"), ("oo", "u"), ("ou", "u"))
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
 _INITIAL_IE_RE = re.compile(r"\bie")
+# Matches exactly where _fold_latin would change something, i.e. the text is not folded yet.
+_UNFOLDED_RE = re.compile(r"[cxqwy]|dj|zh|kh|gh|ph|ee|oo|ou|([a-z])\1|\bie")
 _ASCII_SEPARATORS_RE = re.compile(r"[^a-z]+")
 _SEPARATORS_RE = re.compile(r"[\W\d_]+")
 
 
 def _fold_latin(text: str) -> str:
-    """Step 4 on a text of lowercase words separated by single spaces."""
+    """Step 4, once, on a text of lowercase words separated by single spaces."""
     for spelling, folded in _LATIN_DIGRAPHS:
         if spelling in text:
             text = text.replace(spelling, folded)
@@ -114,16 +117,24 @@ def _fold_latin(text: str) -> str:
     return text
 
 
+def _words(text: str, separators: re.Pattern[str]) -> str:
+    """The letter runs of `text` joined by single spaces."""
+    if text.replace(" ", "").isalpha():  # the usual case, and much cheaper than the regular expression
+        return " ".join(text.split())
+    return separators.sub(" ", text).strip()
+
+
 def _one_pass(text: str) -> str:
+    """Steps 1-4, once."""
     if text.isascii():
-        text = _ASCII_SEPARATORS_RE.sub(" ", text.lower().translate(_TRANSLATE))
+        text = _words(text.lower().translate(_TRANSLATE), _ASCII_SEPARATORS_RE)
     else:
         text = unicodedata.normalize("NFKC", text).casefold().translate(_TRANSLATE)
         if not text.isascii():
             text = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
             text = unicodedata.normalize("NFC", text).translate(_TRANSLATE)
-        text = _SEPARATORS_RE.sub(" ", text)
-    return _fold_latin(text.strip())
+        text = _words(text, _SEPARATORS_RE)
+    return _fold_latin(text)
 
 
 def name_key(text: str) -> str:
@@ -137,8 +148,13 @@ def name_key(text: str) -> str:
     A text without letters gives ``""``.
     """
     key = _one_pass(text)
-    for _ in range(8):  # converges in one or two rounds; the bound only guards against the unforeseen
-        again = _fold_latin(key) if key.isascii() else _one_pass(key)
+    for _ in range(8):  # step 5; converges in a round or two, the bound only guards against the unforeseen
+        if key.isascii():
+            if not _UNFOLDED_RE.search(key):
+                break
+            again = _fold_latin(key)
+        else:
+            again = _one_pass(key)
         if again == key:
             break
         key = again
