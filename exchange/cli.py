@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
+from exchange.auth.caller import NoAuthenticator
 from exchange.db import db, dispose_engines
 
 console = Console(stderr=False)
@@ -112,6 +113,8 @@ def serve_command(host: str, port: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     console.print(f"[bold]Returnee Exchange[/] on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)")
     console.print("Production: [cyan]gunicorn --workers 4 --bind 0.0.0.0:8000 wsgi:app[/]")
+    if isinstance(app.extensions["exchange.authenticator"], NoAuthenticator):
+        console.print("[yellow]No caller authentication is configured yet: /v1 calls are refused (401).[/]")
     app.run(host=host, port=port, debug=False, use_reloader=False)
 
 
@@ -122,7 +125,12 @@ def demo_data_command(append: bool) -> None:
     """Load a realistic set of returnees through the service layer, each at a different lifecycle stage."""
     from exchange.register.demo import load_demo_data
 
-    loaded = load_demo_data(db.session, append=append)
+    colours = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta"}
+
+    def narrate(agency: str, text: str) -> None:
+        console.print(f"[bold {colours[agency]}]{agency:>10}[/]  {text}")
+
+    loaded = load_demo_data(db.session, append=append, step=narrate)
     if loaded is None:
         console.print("The register already holds returnees; nothing loaded (use --append to add more).")
         return

@@ -6,6 +6,7 @@ step (interior, border, prosecutor), so the demo exercises the same rules as the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -83,7 +84,10 @@ def _at(stage: str, person: DemoPerson) -> bool:
     return STAGES.index(person.stage) >= STAGES.index(stage)
 
 
-def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Returnee:
+Step = Callable[[str, str], None]
+
+
+def _walk(service: RegisterService, person: DemoPerson, days_ago: int, step: Step) -> Returnee:
     now = utcnow()
     start = now - timedelta(days=days_ago)
     identifications = (
@@ -106,11 +110,14 @@ def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Return
         "officer": INTERIOR.officer,
     })
     returnee = contact.returnee
+    number = returnee.register_number
+    step("interior", f"hotline: a relative calls about {person.latin}; registered {number} (reported)")
     if person.detain:
         service.issue_border_instruction(INTERIOR, {
             "returnee_id": returnee.id, "instruction": "DETAIN", "valid_from": start,
             "valid_until": now + timedelta(days=365), "reason": "Warrant 17/2015: recruitment for an armed group.",
         })
+        step("interior", f"{number}: DETAIN instruction to every border post (the reason is kept from border)")
         return returnee
     if not _at("expected", person):
         return returnee
@@ -118,6 +125,7 @@ def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Return
         "returnee_id": returnee.id, "instruction": "ASSIST_RETURN", "valid_from": start + timedelta(days=2),
         "valid_until": now + timedelta(days=90), "reason": "Genuine wish to return; help with documents.",
     })
+    step("interior", f"{returnee.register_number}: ASSIST_RETURN issued -> expected")
     if not _at("arrived", person):
         return returnee
     service.record_crossing(BORDER, {
@@ -125,6 +133,7 @@ def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Return
         "occurred_at": start + timedelta(days=10), "documents_presented": [],
         "emergency_document_number": f"ETD-{returnee.register_number[-6:]}", "outcome": "handed_over",
     })
+    step("border", f"{number}: entry at Dushanbe airport, emergency travel document issued -> arrived")
     if not _at("under_vetting", person):
         return returnee
     service.transition(INTERIOR, returnee.id, to="under_vetting", if_match=None)
@@ -136,10 +145,12 @@ def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Return
         "source_reliability": "B", "information_accuracy": "2",
         "handling_code": "H1" if person.decision == "charges_filed" else "H0",
     })
+    step("interior", f"{returnee.register_number}: under vetting, interview recorded (Europol B2)")
     if not _at("vetted", person):
         return returnee
     service.transition(INTERIOR, returnee.id, to="vetted", if_match=None)
     service.transition(INTERIOR, returnee.id, to="under_review", if_match=None)
+    step("interior", f"{returnee.register_number}: vetted, sent to the prosecutor -> under_review")
     if not _at("decided", person) or person.decision is None:
         return returnee
     service.record_decision(PROSECUTOR, {
@@ -149,19 +160,30 @@ def _walk(service: RegisterService, person: DemoPerson, days_ago: int) -> Return
         "notes": "Voluntary return and cooperation under the amnesty note to art. 401-1."
         if person.decision == "amnesty_granted" else "Evidence of command role.",
     })
+    step("prosecutor", f"{returnee.register_number}: decision {person.decision} -> {returnee.status}")
     if _at("reintegrating", person):
         service.transition(INTERIOR, returnee.id, to="reintegrating", if_match=None)
+        step("interior", f"{returnee.register_number}: reintegration plan started -> reintegrating")
     return returnee
 
 
-def load_demo_data(session: Session, *, append: bool = False) -> list[tuple[str, str, str, str, str]] | None:
-    """Load the demo people (flushing, not committing). None when the register is not empty and not `append`."""
+def _quiet(_agency: str, _text: str) -> None:
+    pass
+
+
+def load_demo_data(
+    session: Session, *, append: bool = False, step: Step = _quiet
+) -> list[tuple[str, str, str, str, str]] | None:
+    """Load the demo people (flushing, not committing). None when the register is not empty and not `append`.
+
+    `step(agency, text)` is told of each act as it happens, so the CLI can narrate the agencies at work.
+    """
     if not append and session.scalar(select(func.count()).select_from(Returnee)):
         return None
     service = RegisterService(session=session)
     rows = []
     for days_ago, person in enumerate(PEOPLE, start=40):
-        returnee = _walk(service, person, days_ago)
+        returnee = _walk(service, person, days_ago, step)
         instruction = returnee.active_border_instruction(utcnow())
         rows.append((returnee.register_number, returnee.full_name, returnee.status, returnee.risk_level,
                      instruction.instruction if instruction else "-"))
@@ -171,4 +193,9 @@ def load_demo_data(session: Session, *, append: bool = False) -> list[tuple[str,
         "documents_presented": [{"category": "passport", "id": "400246810", "issuer_country": "TJ"}],
         "outcome": "handed_over", "traveller_name": "Rustam Nazarov", "traveller_birth_date": "1992",
     })
+    step("border", "Panji Poyon: entry by a traveller on nobody's file; recorded unmatched and flagged for interior")
+    for hit in service.screen_by_name(BORDER, name="Orif Davlatov", birth_date="1982", limit=1, min_score=70):
+        instruction = hit.returnee.active_border_instruction(utcnow())
+        step("border", f"screening 'Orif Davlatov' b. 1982 (Latin) finds {hit.returnee.register_number} "
+                       f"'{hit.matched_value}' score {hit.score}: {instruction.instruction if instruction else '-'}")
     return rows

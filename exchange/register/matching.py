@@ -325,19 +325,19 @@ def rank_candidates(
 
     # 1. Birth dates first: a candidate whose date alone rules it out (a perfect name could not reach min_score)
     #    costs nothing more. Each remaining candidate keeps its distinct, non-empty names.
-    threshold = min_score - 0.05  # what rounds up to min_score
+    threshold = min_score - 0.1  # below this, not even rounding reaches min_score
     rows: list[tuple[Candidate, float, list[tuple[str, tuple[str, ...]]]]] = []
     for candidate in candidates:
         date_score = _birth_date_similarity(query_date, candidate.birth_date)
         if NAME_WEIGHT * 100.0 + BIRTH_DATE_WEIGHT * date_score < threshold:
             continue
-        names: dict[tuple[str, ...], str] = {}
+        distinct: dict[tuple[str, ...], str] = {}
         for text in candidate.names:
             tokens = _tokens(text)
-            if tokens and tokens not in names:
-                names[tokens] = text
-        if names:
-            rows.append((candidate, date_score, [(text, tokens) for tokens, text in names.items()]))
+            if tokens and tokens not in distinct:
+                distinct[tokens] = text
+        if distinct:
+            rows.append((candidate, date_score, [(text, tokens) for tokens, text in distinct.items()]))
     if not rows:
         return []
 
@@ -354,13 +354,13 @@ def rank_candidates(
                 sim = 100.0
             else:
                 pairs = query.pairs(tokens)
-                if not pairs:
-                    sim = 0.0
-                elif max(pairs, key=_first)[0] <= best or (
-                        NAME_WEIGHT * max(pairs, key=_first)[0] + BIRTH_DATE_WEIGHT * date_score < threshold):
-                    continue
-                else:
+                if pairs:
+                    bound = max(pairs, key=_first)[0]
+                    if bound <= best or NAME_WEIGHT * bound + BIRTH_DATE_WEIGHT * date_score < threshold:
+                        continue
                     sim = query.similarity(tokens, pairs)
+                else:
+                    sim = 0.0
             if sim > best:
                 best, best_name = sim, text
                 if sim >= 100.0:
