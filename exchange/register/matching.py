@@ -16,10 +16,13 @@ Name score (best over all of a candidate's names)
    given name pulls the score down instead of being ignored.
 3. ``aligned = sum(sim * weight) / sum(weight)`` over the pairs, with ``weight`` the length of the longer word of a
    pair: long words carry more evidence than short ones.
-4. Words left over on the longer name are penalised: 2 points for a patronymic (ends in -ovich/-evich/-ovna/-evna/
+4. Words left unpaired (on the longer name) are penalised: 2 points for a patronymic (ends in -ovich/-evich/-ovna/-evna/
    -ichna, or is ogli/ugli/kizi/ibn/bin), 8 for any other word, at most 16 in all. So a missing patronymic barely
    matters (100 -> 98), a missing surname somewhat more (100 -> 92).
 5. ``name_score = max(0, aligned - penalty)``.
+
+For "Gulmurod Halimov": "Гулмурод Халимов" 100; "Halimov Gulmurod" 100; "Gulmurod Halimof" (8*100 + 7*71.4) / 15 =
+86.7; "Халимов Гулмурод Рахимович" 98; "Гулмурод Каримов" 73.3; "Фарҳод Халимов" 46.7; "Фирдавс Раҳимов" about 10.
 
 Birth-date score
 ----------------
@@ -43,6 +46,13 @@ Total
 exact date scores 100, with an unknown date 89.5, with a year-only date 94.8, with the year off by one 87.8, and
 with a clearly different date 65 (below the default `min_score` of 70). Results are ordered by descending score, then
 by ``record_id``; those below `min_score` are dropped and at most `limit` are returned.
+
+Speed
+-----
+Each query word is compared with every distinct word of every candidate in one `rapidfuzz.process.extract` batch;
+the per-name alignment then only looks similarities up. Candidates whose birth date alone keeps them below
+`min_score`, and names whose best word pair cannot lift them above it, are skipped. Name keys are cached (LRU, 32768
+names). 10,000 candidates with three names each take a few tenths of a second.
 """
 
 from __future__ import annotations

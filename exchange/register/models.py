@@ -117,6 +117,16 @@ class Returnee(Record):
         return max(active, key=lambda i: (i.valid_from, i.created_at)) if active else None
 
 
+class RegisterCounter(Base):
+    """The last register number handed out per year; bumped atomically (upsert) so concurrent registrations never
+    compute the same number."""
+
+    __tablename__ = "register_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_number: Mapped[int] = mapped_column(Integer)
+
+
 class ReturneeSearchKey(Base):
     """Normalised document numbers and name keys, rewritten with their returnee, for border screening."""
 

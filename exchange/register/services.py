@@ -14,6 +14,8 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, delete, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
@@ -31,6 +33,7 @@ from exchange.register.models import (
     HotlineContact,
     ProsecutorialDecision,
     Record,
+    RegisterCounter,
     Returnee,
     ReturneeSearchKey,
     VettingAssessment,
@@ -119,7 +122,12 @@ class RegisterService:
     def create_returnee(self, caller: Caller, data: Mapping[str, Any], *, status: str = "reported") -> Returnee:
         policy.require("record", Returnee, caller.agency)
         fields = dict(data)
-        register_number = fields.pop("register_number", None) or self._next_register_number()
+        register_number = fields.pop("register_number", None)
+        if register_number is None:
+            register_number = self._next_register_number()
+        else:  # keep the counter past numbers given by the caller (records migrated from paper files)
+            year, number = register_number.split("-")[1:]
+            self._bump_counter(int(year), int(number))
         taken = DuplicateRegisterNumber(f"Register number {register_number} is already taken.")
         if self.session.scalar(select(Returnee.id).where(Returnee.register_number == register_number)):
             raise taken
@@ -140,12 +148,16 @@ class RegisterService:
         returnee = self._load(Returnee, returnee_id, for_write=True)
         self._check_version(returnee, if_match)
         self._apply_returnee_fields(returnee, changes)
+        returnee.updated_at = self.clock()
         self._flush_versioned()
         self._reindex(returnee)
         return returnee
 
     def transition(self, caller: Caller, returnee_id: uuid.UUID, *, to: str, if_match: int | None) -> Returnee:
         """An explicit status change (interior's moves; other agencies move a returnee by recording things)."""
+        # Agencies that may not even read the register are refused outright; a register agency asking for a move
+        # that is not its own gets invalid_transition (domain.md).
+        policy.require("read", Returnee, caller.agency)
         returnee = self._load(Returnee, returnee_id, for_write=True)
         self._check_version(returnee, if_match)
         if to == "vetted" and returnee.status == "under_vetting" and not returnee.vetting_assessments:
@@ -250,8 +262,7 @@ class RegisterService:
             if record.returnee_id is not None:
                 raise InvalidState("This crossing is already linked to a returnee.")
             self._attach_crossing(record, self._load(Returnee, returnee_id, for_write=True))
-        for name, value in fields.items():
-            setattr(record, name, value)
+        self._write(record, fields)
         self._flush_versioned()
         return record
 
@@ -331,6 +342,13 @@ class RegisterService:
         if if_match is not None and record.version != if_match:
             raise PreconditionFailed(f"The record is at version {record.version}, not {if_match}.")
 
+    def _write(self, record: Record, changes: Mapping[str, Any]) -> None:
+        """Apply changes and always touch `updated_at`: even a write that changes no value then issues the
+        version-checked UPDATE, so a stale If-Match can never be acknowledged."""
+        for name, value in changes.items():
+            setattr(record, name, value)
+        record.updated_at = self.clock()
+
     def _flush_versioned(self) -> None:
         try:
             self.session.flush()
@@ -371,13 +389,31 @@ class RegisterService:
                 setattr(returnee, name, value)
 
     def _next_register_number(self) -> str:
-        """`RT-<year>-<6 digits>`, one past the highest this year; the unique constraint catches a race."""
-        prefix = f"RT-{self.clock().year}-"
-        highest = self.session.scalar(
-            select(func.max(Returnee.register_number)).where(Returnee.register_number.like(f"{prefix}%"))
+        """`RT-<year>-<6 digits>` from the year's counter, bumped in one atomic statement."""
+        year = self.clock().year
+        return f"RT-{year}-{self._bump_counter(year, None):06d}"
+
+    def _bump_counter(self, year: int, at_least: int | None) -> int:
+        """Add one to the year's counter, or raise it to `at_least` (a number given by the caller), and return it.
+
+        INSERT .. ON CONFLICT DO UPDATE .. RETURNING is one statement on both SQLite and PostgreSQL; on PostgreSQL
+        the row lock serialises concurrent registrations, on SQLite the database write lock does.
+        """
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+        greatest = func.greatest if dialect == "postgresql" else func.max
+        current = RegisterCounter.last_number
+        stmt = (
+            insert(RegisterCounter)
+            .values(year=year, last_number=at_least or 1)
+            .on_conflict_do_update(
+                index_elements=[RegisterCounter.year],
+                set_={"last_number": greatest(current, at_least) if at_least else current + 1},
+            )
+            .returning(RegisterCounter.last_number)
         )
-        number = int(highest.removeprefix(prefix)) + 1 if highest and highest.removeprefix(prefix).isdigit() else 1
-        return f"{prefix}{number:06d}"
+        number: int = self.session.execute(stmt).scalar_one()
+        return number
 
     def _reindex(self, returnee: Returnee) -> None:
         """Rewrite the returnee's screening keys (names in every script, document numbers)."""

@@ -17,7 +17,7 @@ The key is built in five steps:
 3. Apostrophes of every kind, and hyphens, are dropped *inside* a word (``Mas'ud`` = ``Masud``, ``G'ulom`` =
    ``Gulom``, ``Abdul-Aziz`` = ``Abdulaziz``); every other non-letter (spaces, dots, commas, digits, ``_``) separates
    words, and words are joined by one space in their original order.
-4. Equivalent Latin spellings are folded, longest match first:
+4. Equivalent Latin spellings are folded, longer spellings first (``dzh`` before ``zh``, ``shch`` before ``sh``):
 
    ===========================  ======  ==========================================================================
    spelling(s)                  key     why
@@ -38,7 +38,7 @@ The key is built in five steps:
    ``ph``, ``w``, ``ck``        ``f``,  Rare, foreign spellings.
                                 ``v``,
                                 ``k``
-   doubled letters              single  Муллоев / Mulloev / Muloev, Мухаммад / Muhamad; also what is left of a
+   doubled Latin letters        single  Муллоев / Mulloev / Muloev, Мухаммад / Muhamad; also what is left of a
                                         folding (``kkh`` -> ``kh`` -> ``h``).
    ===========================  ======  ==========================================================================
 
@@ -70,7 +70,7 @@ _CYRILLIC_TO_LATIN: dict[str, str] = {
     "э": "e", "ю": "yu", "я": "ya",
     # Tajik letters
     "ғ": "gh", "ӣ": "i", "қ": "q", "ӯ": "u", "ҳ": "h", "ҷ": "j",
-    # neighbours (Uzbek, Kazakh, Kyrgyz, Bashkir, Ukrainian, Belarusian, Serbian) and Cyrillic abbreviations
+    # neighbours: Uzbek, Kazakh, Kyrgyz, Bashkir, Ukrainian, Belarusian, Serbian
     "ў": "u", "ү": "u", "ұ": "u", "ө": "o", "ә": "a", "ң": "ng", "һ": "h", "ҡ": "q", "ҙ": "z", "і": "i", "ї": "i",
     "є": "e", "ґ": "g", "ј": "j", "џ": "dzh", "ђ": "dj", "ћ": "ch", "љ": "l", "њ": "n", "ѕ": "dz",
     # Latin letters with a diacritic that stands for one of the sounds above, or that NFKD does not decompose
@@ -93,7 +93,7 @@ _LATIN_DIGRAPHS: tuple[tuple[str, str], ...] = (
 )
 _LATIN_LETTERS = str.maketrans("xqwy", "hkvi")
 _LATIN_LETTERS_BYTES = bytes.maketrans(b"xqwy", b"hkvi")
-_ASCII_DROPPED = b"'`-"  # the ASCII characters _TRANSLATE deletes
+_ASCII_DROPPED = bytes(sorted(k for k, v in _TRANSLATE.items() if k < 128 and not v))  # what _TRANSLATE deletes
 _LATIN_VOWELS: tuple[tuple[str, str], ...] = (("ee", "i"), ("oo", "u"), ("ou", "u"))
 _DOUBLED_RE = re.compile(r"([a-z])\1+")
 _INITIAL_IE_RE = re.compile(r"\bie")
@@ -215,7 +215,7 @@ def parse_partial_date(value: str) -> tuple[int, int | None, int | None]:
     month = int(match.group(2)) if match.group(2) is not None else None
     day = int(match.group(3)) if match.group(3) is not None else None
     try:
-        _dt.date(year, month or 1, day or 1)
+        _dt.date(year, 1 if month is None else month, 1 if day is None else day)
     except ValueError as e:
         raise ValueError(f"Not a real date: {value!r}") from e
     return year, month, day

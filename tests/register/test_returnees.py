@@ -190,3 +190,14 @@ def test_search_keys_follow_name_and_document_changes(
     with Session(app.extensions["exchange.db"]) as session:
         documents = session.scalars(select(ReturneeSearchKey.key).where(ReturneeSearchKey.kind == "document")).all()
     assert documents == ["500999111"]
+
+
+def test_a_write_that_changes_no_value_is_still_conditional(
+    make_returnee: MakeReturnee, interior: AgencyClient
+) -> None:
+    created = make_returnee()
+    path = f"/v1/returnees/{created['id']}"
+    same = {"risk_level": created["risk_level"]}
+    response = interior.patch(path, json=same, headers={"If-Match": '"1"'})
+    assert response.status_code == 200 and response.get_json()["version"] == 2
+    assert_error(interior.patch(path, json=same, headers={"If-Match": '"1"'}), 412, "precondition_failed")

@@ -1,0 +1,215 @@
+"""Ranking register records by transliteration-aware name similarity and partial birth dates."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from exchange.register.matching import Candidate, Match, birth_date_score, name_score, rank_candidates
+
+TARGET = Candidate(record_id="target", names=("Гулмурод Халимов",), birth_date="1990-03-14")
+OTHER_SURNAME = Candidate(record_id="other-surname", names=("Гулмурод Каримов",), birth_date="1990-03-14")
+OTHER_BIRTH = Candidate(record_id="other-birth", names=("Гулмурод Халимов",), birth_date="1975-01-01")
+OTHER_GIVEN = Candidate(record_id="other-given", names=("Фарҳод Халимов",), birth_date="1990-03-14")
+UNRELATED = Candidate(record_id="unrelated", names=("Фирдавс Раҳимов", "Firdavs Rahimov"), birth_date="1990-03-14")
+NO_BIRTH = Candidate(record_id="no-birth", names=("Зарина Саидова",), birth_date=None)
+REGISTER = (UNRELATED, OTHER_BIRTH, NO_BIRTH, OTHER_GIVEN, OTHER_SURNAME, TARGET)
+
+
+def ids(matches: list[Match]) -> list[str]:
+    return [m.record_id for m in matches]
+
+
+def by_id(matches: list[Match]) -> dict[str, Match]:
+    return {m.record_id: m for m in matches}
+
+
+# ---- the screening cases ---------------------------------------------------------------------------------------
+
+
+def test_latin_query_finds_tajik_cyrillic_record_first_above_decoys() -> None:
+    matches = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=REGISTER, min_score=0)
+    top = matches[0]
+    assert top == Match(record_id="target", score=100.0, name_score=100.0, birth_date_score=100.0,
+                        matched_name="Гулмурод Халимов")
+    scores = by_id(matches)
+    assert scores["other-surname"].score < top.score - 5
+    assert scores["other-birth"].score < top.score - 20
+    assert scores["other-birth"].name_score == 100.0 and scores["other-birth"].birth_date_score == 0.0
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+
+
+def test_default_min_score_drops_unrelated_names_and_clearly_different_birth_dates() -> None:
+    matches = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=REGISTER)
+    assert ids(matches)[0] == "target"
+    assert "unrelated" not in ids(matches)
+    assert "no-birth" not in ids(matches)
+    assert "other-birth" not in ids(matches)  # same name, born 15 years apart: strongly penalised
+    assert "other-given" not in ids(matches)  # same surname and date, completely different given name
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["Gulmurod Halimov", "Gulmurod Khalimov", "Gulmurod Xalimov", "Ghulmurod Khalimov", "Гульмурод Халимов",
+     "Ғулмурод Ҳалимов", "HALIMOV GULMUROD", "Halimov Gulmurod", "Gulmurod Halimof", "Gulmurod Khalimow",
+     "Gulmurd Halimov", "Gulmurod Hallimov", "Gulmurod Halimov Rahimovich", "Халимов Гулмурод Рахимович"],
+)
+def test_spellings_typos_order_and_patronymic_still_find_the_target_first(spelling: str) -> None:
+    matches = rank_candidates(name=spelling, birth_date="1990-03-14", candidates=REGISTER)
+    assert ids(matches)[0] == "target", matches
+    assert matches[0].score >= 85
+    assert "unrelated" not in ids(matches)
+
+
+def test_one_typo_costs_a_little_and_swapped_order_nothing() -> None:
+    typo = rank_candidates(name="Gulmurod Halimof", birth_date="1990-03-14", candidates=[TARGET])
+    swapped = rank_candidates(name="Halimov Gulmurod", birth_date="1990-03-14", candidates=[TARGET])
+    assert 85 <= typo[0].score < 100
+    assert swapped[0].score == 100.0
+
+
+def test_patronymic_present_on_one_side_only_barely_matters() -> None:
+    with_patronymic = Candidate(record_id="p", names=("Халимов Гулмурод Рахимович",), birth_date=None)
+    assert name_score("Gulmurod Halimov", "Халимов Гулмурод Рахимович") >= 95
+    assert name_score("Gulmurod Halimov Rakhimovich", "Гулмурод Халимов") >= 95
+    [match] = rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=[with_patronymic])
+    assert match.name_score >= 95
+
+
+def test_a_completely_different_given_name_sinks_the_name_score() -> None:
+    assert name_score("Gulmurod Halimov", "Фарҳод Халимов") < 60
+    assert name_score("Gulmurod Halimov", "Фирдавс Раҳимов") < 30
+    assert name_score("Gulmurod Halimov", "Гулмурод Каримов") < name_score("Gulmurod Halimof", "Гулмурод Халимов")
+
+
+@pytest.mark.parametrize(
+    ("query", "candidate"),
+    [("Abdul Aziz Karimov", "Абдулазиз Каримов"), ("Абдулазиз Каримов", "Abdul-Aziz Karimov"),
+     ("Ҷӯрабек Назаров", "Dzhurabek Nazarov"), ("Djurabek Nazarov", "Джурабек Назаров"),
+     ("Jamshed Rakhmonov", "Жамшед Рахмонов"), ("G. Halimov", "Гулмурод Халимов")],
+)
+def test_other_name_variants_score_high(query: str, candidate: str) -> None:
+    assert name_score(query, candidate) >= 90
+
+
+def test_best_variant_is_reported_and_any_script_variant_counts() -> None:
+    candidate = Candidate(record_id="x", names=("Фарҳод Саидов", "Gulmurod Khalimov", "Гулмурод Халимов"),
+                          birth_date="1990")
+    [match] = rank_candidates(name="Гулмурод Халимов", birth_date="1990-03-14", candidates=[candidate])
+    assert match.matched_name == "Gulmurod Khalimov"  # first of the equally good variants
+    assert match.name_score == 100.0
+
+
+# ---- birth dates -----------------------------------------------------------------------------------------------
+
+
+def test_partial_birth_dates_are_compatible() -> None:
+    year = rank_candidates(name="Gulmurod Halimov", birth_date="1990", candidates=REGISTER, min_score=0)
+    month = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03", candidates=REGISTER, min_score=0)
+    unknown = rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=REGISTER, min_score=0)
+    assert ids(year)[0] == ids(month)[0] == "target"
+    assert 100.0 > by_id(month)["target"].score > by_id(year)["target"].score > by_id(unknown)["target"].score >= 85
+    assert by_id(year)["target"].score > by_id(year)["other-birth"].score
+
+
+def test_birth_date_scores() -> None:
+    exact = birth_date_score("1990-03-14", "1990-03-14")
+    assert exact == 100.0
+    assert birth_date_score("1990", "1990-03-14") == birth_date_score("1990-03-14", "1990") > 70
+    assert birth_date_score("1990-03", "1990-03-14") > birth_date_score("1990", "1990-03-14")
+    off_by_one = birth_date_score("1989-03-14", "1990-03-14")
+    assert 50 <= off_by_one < exact
+    assert birth_date_score("1990-03-14", "1990-03-15") < birth_date_score("1990", "1990-03-15")
+    assert birth_date_score("1975-01-01", "1990-03-14") == 0.0
+    assert birth_date_score(None, "1990-03-14") == birth_date_score("1990-03-14", None) == 70.0
+    assert birth_date_score("1990-03-14", "not a date") == 70.0  # a bad register value is "unknown"
+    with pytest.raises(ValueError):
+        birth_date_score("1990-13", "1990")
+
+
+def test_year_off_by_one_is_a_small_penalty_and_unknown_is_neutral() -> None:
+    exact = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=[TARGET])
+    off = rank_candidates(name="Gulmurod Halimov", birth_date="1991-03-14", candidates=[TARGET])
+    unknown = rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=[TARGET])
+    different = rank_candidates(name="Gulmurod Halimov", birth_date="1960-11-30", candidates=[TARGET], min_score=0)
+    assert exact[0].score > unknown[0].score > off[0].score > 80 > 70 > different[0].score
+
+
+def test_malformed_query_birth_date_is_an_error() -> None:
+    with pytest.raises(ValueError):
+        rank_candidates(name="Gulmurod Halimov", birth_date="1990-02-30", candidates=REGISTER)
+
+
+# ---- ranking mechanics -----------------------------------------------------------------------------------------
+
+
+def test_min_score_and_limit_are_honoured() -> None:
+    register = [dataclasses.replace(TARGET, record_id=f"r{i:02d}") for i in range(20)] + list(REGISTER)
+    matches = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=register, limit=5)
+    assert len(matches) == 5
+    everything = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=register,
+                                 min_score=0, limit=100)
+    assert len(everything) == len(register)
+    for min_score in (0.0, 50.0, 75.0, 99.9, 100.0):
+        kept = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=register,
+                               min_score=min_score, limit=100)
+        assert kept == [m for m in everything if m.score >= min_score]
+    assert rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=register, min_score=89.6) == []
+    assert rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=register, limit=0) == []
+    with pytest.raises(ValueError):
+        rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=register, limit=-1)
+
+
+def test_ties_are_ordered_by_record_id_whatever_the_input_order() -> None:
+    register = [dataclasses.replace(TARGET, record_id=f"r{i:02d}") for i in range(12)] + list(REGISTER)
+    expected = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=register, limit=50,
+                               min_score=0)
+    assert ids(expected)[:12] == [f"r{i:02d}" for i in range(12)]
+    rng = random.Random(7)
+    for _ in range(5):
+        rng.shuffle(register)
+        again = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=iter(register),
+                                limit=50, min_score=0)
+        assert again == expected
+
+
+def test_scores_are_rounded_and_within_range() -> None:
+    for name in ("Gulmurod Halimof", "Gulmurd Karimov", "Firdavs", "G"):
+        for match in rank_candidates(name=name, birth_date="1990", candidates=REGISTER, min_score=0, limit=100):
+            for value in (match.score, match.name_score, match.birth_date_score):
+                assert 0.0 <= value <= 100.0 and value == round(value, 1)
+
+
+def test_name_without_letters_matches_nothing() -> None:
+    assert rank_candidates(name=" - 123 ", birth_date=None, candidates=REGISTER, min_score=0) == []
+
+
+def test_candidates_with_unusable_names_or_dates_are_skipped_or_neutral() -> None:
+    register = [Candidate(record_id="empty", names=("", "?!"), birth_date="1990"),
+                Candidate(record_id="bad-date", names=("Gulmurod Halimov",), birth_date="14.03.1990")]
+    matches = rank_candidates(name="Gulmurod Halimov", birth_date="1990-03-14", candidates=register, min_score=0)
+    assert ids(matches) == ["bad-date"]
+    assert matches[0].birth_date_score == 70.0
+
+
+def test_finds_the_target_among_ten_thousand_random_names() -> None:
+    # Speed is measured by bench/, never by a timed test.
+    rng = random.Random(1)
+    letters = "абвгдежзиклмнопрстуфхҷқҳӯғӣ"
+
+    def word() -> str:
+        return "".join(rng.choice(letters) for _ in range(rng.randint(4, 9))).capitalize()
+
+    def birth_date() -> str | None:
+        return rng.choice([None, f"{rng.randint(1950, 2005)}", f"{rng.randint(1950, 2005)}-0{rng.randint(1, 9)}-15"])
+
+    register = [
+        Candidate(record_id=f"r{i:05d}", names=(f"{word()} {word()}", f"{word()} {word()} {word()}", word()),
+                  birth_date=birth_date())
+        for i in range(10_000)
+    ]
+    register.append(TARGET)
+    matches = rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=register, min_score=0)
+    assert ids(matches)[0] == "target"
