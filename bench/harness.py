@@ -44,6 +44,7 @@ WORKER_TMP_DIR = Path("/dev/shm")  # noqa: S108
 # Hard bounds on a single measurement, whatever the caller asks for.
 MAX_REQUESTS_PER_RUN = 5_000_000
 MAX_ERROR_SAMPLES = 5
+NOISY_SPREAD_PERCENT = 20  # baseline runs further apart than this: say the ratios are rough
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -116,9 +117,14 @@ class GunicornServer:
             try:
                 self._start_once(free_port())
                 return self
-            except ServerError as e:  # most likely the port was taken between free_port() and gunicorn's bind
+            except ServerError as e:
                 last = e
                 self.stop()
+                if "in use" not in str(e):  # only a port taken between free_port() and gunicorn's bind is retried
+                    break
+            except BaseException:  # Ctrl-C while waiting, Popen failing, ...: leave no gunicorn behind
+                self.stop()
+                raise
         assert last is not None
         raise last
 
@@ -555,6 +561,11 @@ def print_results(
         console.print(
             f"baseline runs: {', '.join(f'{x:.0f}' for x in rates)} req/s (spread {spread:.1f}% of their mean)"
         )
+        if spread > NOISY_SPREAD_PERCENT:
+            console.print(
+                f"[yellow]the baseline moved by more than {NOISY_SPREAD_PERCENT}% during the run: the machine is busy; "
+                "take the ratios as rough, or run again (longer, or with --rounds)[/]"
+            )
     for result, against in cases:
         console.print(f"[bold]{result.name} / {baseline.name}: {ratio(result, against):.2f}x[/]")
     for result in [baseline, *(r for r, _ in cases)]:

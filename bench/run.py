@@ -2,13 +2,13 @@
 
     .venv/bin/python bench/run.py [--duration 10] [--concurrency 8] [--workers 2] [--warmup 1]
                                   [--database-url postgresql+psycopg://root@127.0.0.1:5432/test]
-                                  [--case NAME ...] [--returnees 100] [--json out.json]
+                                  [--case NAME ...] [--rounds 1] [--returnees 100] [--json out.json]
 
 Sets up a scratch database (a temporary SQLite file, or a scratch `exchange_bench_<random>` database on the given
 PostgreSQL server, dropped at the end) with demo returnees, serves the apps under gunicorn on 127.0.0.1, and measures
-in the order baseline, case 1, baseline, case 2, ..., baseline. Each case's ratio is taken against the mean of the two
-baseline runs around it; the table's baseline row is all baseline runs together. Exit status: 0, 1 when any request
-failed, 2 when the set-up failed.
+in the order baseline, case 1, baseline, case 2, ..., baseline (`--rounds` repeats it). Each case's ratio is taken
+against the baseline runs just before and after its own runs; the table's baseline row is all baseline runs together.
+Exit status: 0, 1 when any request failed, 2 when the set-up failed.
 
 To add a case, append a `Case` to `CASES` (see the README).
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import tempfile
 import uuid
@@ -177,12 +178,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8, help="client threads, one connection each (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per server (default 2)")
     parser.add_argument("--database-url", help="PostgreSQL server to create a scratch database on (default: SQLite)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the interleaved schedule this many times")
     parser.add_argument("--returnees", type=int, default=100, help="about this many demo returnees (default 100)")
     parser.add_argument("--case", action="append", metavar="NAME", help="run only this case (repeatable)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if not 1 <= args.workers <= 64:
         parser.error("--workers must be in [1, 64]")
+    if not 1 <= args.rounds <= 20:
+        parser.error("--rounds must be in [1, 20]")
     if not 1 <= args.returnees <= 10_000:
         parser.error("--returnees must be in [1, 10000]")
     try:
@@ -197,11 +201,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def run_schedule(
-    baseline: Prepared, cases: Sequence[Prepared], settings: LoadSettings, console: Console
+    baseline: Prepared, cases: Sequence[Prepared], settings: LoadSettings, console: Console, rounds: int = 1
 ) -> tuple[list[Result], list[tuple[Result, Result]]]:
-    """baseline, case 1, baseline, case 2, ..., baseline. Returns the baseline runs and (case, its baseline) pairs,
-    where a case's baseline is the two runs around it combined."""
-    total = 2 * len(cases) + 1
+    """baseline, case 1, baseline, case 2, ..., baseline, repeated `rounds` times (sharing the boundary baseline).
+
+    Returns the baseline runs, and for each case its runs combined paired with the baseline runs just before and just
+    after each of them, combined: the ratio then compares the case with the machine as it was at that moment."""
+    total = rounds * 2 * len(cases) + 1
     step = 0
 
     def run(prepared: Prepared) -> Result:
@@ -213,17 +219,30 @@ def run_schedule(
         return result
 
     baseline_runs = [run(baseline)]
-    pairs: list[tuple[Result, Result]] = []
-    for prepared in cases:
-        result = run(prepared)
-        baseline_runs.append(run(baseline))
-        around = Result.combine(f"{baseline.case.name} (around {prepared.case.name})", baseline_runs[-2:])
-        pairs.append((result, around))
+    case_runs: dict[int, list[Result]] = {i: [] for i in range(len(cases))}
+    around_runs: dict[int, list[Result]] = {i: [] for i in range(len(cases))}
+    for _ in range(rounds):
+        for i, prepared in enumerate(cases):
+            case_runs[i].append(run(prepared))
+            baseline_runs.append(run(baseline))
+            around_runs[i] += baseline_runs[-2:]
+    pairs = [
+        (
+            Result.combine(prepared.case.name, case_runs[i]),
+            Result.combine(f"{baseline.case.name} (around {prepared.case.name})", around_runs[i]),
+        )
+        for i, prepared in enumerate(cases)
+    ]
     return baseline_runs, pairs
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks: servers stopped, scratch database dropped
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings: LoadSettings = args.settings
     selected = [c for c in CASES if not args.case or c.name in args.case]
     console = make_console()
@@ -261,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{machine_info()['cpu_count']} CPUs"
                 )
                 try:
-                    baseline_runs, pairs = run_schedule(prepared[0], prepared[1:], settings, progress)
+                    baseline_runs, pairs = run_schedule(prepared[0], prepared[1:], settings, progress, args.rounds)
                 except LoadGeneratorError as e:
                     progress.print(f"[red]load generator failed:[/] {e}", highlight=False)
                     return 2
@@ -277,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.json:
         report: dict[str, Any] = {
-            "settings": {**asdict(settings), "workers": args.workers, "database": backend,
+            "settings": {**asdict(settings), "workers": args.workers, "rounds": args.rounds, "database": backend,
                          "returnees": len(data.returnee_ids)},
             "machine": machine_info(),
             "baseline": {**baseline.to_dict(), "run_results": [r.to_dict() for r in baseline_runs]},
@@ -296,4 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # servers and the scratch database were cleaned up on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

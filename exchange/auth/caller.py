@@ -25,6 +25,10 @@ class Caller:
     client_id: str | None = None
     officer: str | None = None  # the human operator's opaque id: logged, never trusted for authorisation
     purpose: str | None = None
+    case_ref: str | None = None
+    scopes: frozenset[str] = frozenset()
+    token_jti: str | None = None
+    dpop_jti: str | None = None
 
     def __post_init__(self) -> None:
         if self.agency not in AGENCIES:

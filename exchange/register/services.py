@@ -22,7 +22,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
 from exchange.db import utcnow
-from exchange.errors import PreconditionFailed, ValidationFailed
+from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_transition
@@ -192,6 +192,7 @@ class RegisterService:
         returnee = self._load(Returnee, fields.pop("returnee_id"), for_write=True)
         fields.setdefault("valid_from", self.clock())
         fields.setdefault("issued_by", caller.officer)
+        self._check_window(fields["valid_from"], fields.get("valid_until"))
         if returnee.status == "closed":
             raise InvalidState("The returnee's file is closed; no instruction can be issued.")
         if fields["instruction"] == "ASSIST_RETURN" and returnee.status == "reported":
@@ -208,12 +209,13 @@ class RegisterService:
         fields = dict(data)
         fields.setdefault("officer", caller.officer)
         returnee_id = fields.pop("returnee_id", None)
-        crossing = BorderCrossing(**fields)
+        returnee = self._load(Returnee, returnee_id, for_write=True) if returnee_id is not None else None
+        crossing = BorderCrossing(**fields, flagged_for_interior=False)
         self.session.add(crossing)
-        if returnee_id is None:
+        if returnee is None:
             crossing.flagged_for_interior = crossing.direction == "entry"
         else:
-            self._attach_crossing(crossing, self._load(Returnee, returnee_id, for_write=True))
+            self._attach_crossing(crossing, returnee)
         self._flush_versioned()
         return crossing
 
@@ -257,12 +259,19 @@ class RegisterService:
         record = self._load(model, record_id, for_write=True)
         self._check_version(record, if_match)
         fields = dict(changes)
-        if isinstance(record, BorderCrossing) and "returnee_id" in fields:
-            returnee_id = fields.pop("returnee_id")
-            if record.returnee_id is not None:
-                raise InvalidState("This crossing is already linked to a returnee.")
-            self._attach_crossing(record, self._load(Returnee, returnee_id, for_write=True))
+        link_to = fields.pop("returnee_id", None) if isinstance(record, BorderCrossing) else None
+        # Load what we link to before changing anything, so that the record is written in one UPDATE.
+        link_target = self._load(Returnee, link_to, for_write=True) if link_to is not None else None
         self._write(record, fields)
+        if isinstance(record, BorderInstruction):
+            self._check_window(record.valid_from, record.valid_until)
+        if isinstance(record, BorderCrossing):
+            if link_target is not None:
+                if record.returnee_id is not None:
+                    raise InvalidState("This crossing is already linked to a returnee.")
+                self._attach_crossing(record, link_target)
+            elif record.returnee is not None and "emergency_document_number" in fields:
+                self._add_emergency_document(record.returnee, record.emergency_document_number)
         self._flush_versioned()
         return record
 
@@ -354,6 +363,13 @@ class RegisterService:
             self.session.flush()
         except StaleDataError as e:  # another writer committed between our read and our write
             raise PreconditionFailed() from e
+        except IntegrityError as e:  # a database constraint the schemas did not foresee: refuse, never a 500
+            raise Conflict("The change conflicts with a rule of the register; nothing was changed.") from e
+
+    @staticmethod
+    def _check_window(valid_from: datetime, valid_until: datetime | None) -> None:
+        if valid_until is not None and valid_until <= valid_from:
+            raise ValidationFailed(errors={"valid_until": ["valid_until must be after valid_from."]})
 
     def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee) -> None:
         """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived."""
@@ -366,15 +382,20 @@ class RegisterService:
             check_transition(status=returnee.status, to="arrived", agency="border", via=Via.CROSSING)
             returnee.status = "arrived"
         if crossing.emergency_document_number:
-            number = crossing.emergency_document_number
-            known = {document_key(i["id"]) for i in returnee.identifications}
-            if document_key(number) not in known:
-                returnee.identifications = [
-                    *returnee.identifications,
-                    {"category": "emergency_travel_document", "id": number, "issuer_country": "TJ",
-                     "expires": None, "status": "valid"},
-                ]
-                self._reindex(returnee)
+            self._add_emergency_document(returnee, crossing.emergency_document_number)
+
+    def _add_emergency_document(self, returnee: Returnee, number: str | None) -> None:
+        """The emergency travel document issued at the border joins the returnee's identifications (and screening)."""
+        if not number:
+            return
+        known = {document_key(i["id"]) for i in returnee.identifications}
+        if document_key(number) not in known:
+            returnee.identifications = [
+                *returnee.identifications,
+                {"category": "emergency_travel_document", "id": number, "issuer_country": "TJ",
+                 "expires": None, "status": "valid"},
+            ]
+            self._reindex(returnee)
 
     def _apply_returnee_fields(self, returnee: Returnee, fields: Mapping[str, Any]) -> None:
         for name, value in fields.items():

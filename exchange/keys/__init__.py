@@ -1,0 +1,1 @@
+"""The exchange's own keys and where they are kept (keys.md)."""
