@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
 from flask_smorest import Api
 
-from exchange.auth.caller import NoAuthenticator, authenticate, install_authenticator
+from exchange.auth.caller import authenticate
+from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
 from exchange.errors import ErrorSchema, MalformedJson, UnsupportedMediaType, register_error_handlers
+from exchange.keys.store import FileKeyStore
 from exchange.logs import configure_logging, install_request_ids
 
 API_DESCRIPTION = """\
@@ -58,7 +61,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
     db.init_app(app)
     db.install_unit_of_work(app)
-    install_authenticator(app, app.config.get("AUTHENTICATOR") or NoAuthenticator())
+    app.extensions["exchange.keystore"] = app.config.get("KEYSTORE") or FileKeyStore(Path(app.config["KEYS_DIR"]))
+    init_auth(app)
 
     @app.before_request
     def _authenticate_api_calls() -> None:
@@ -68,6 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                 require_json_body()
 
     from exchange import health
+    from exchange.clients import views as client_views
     from exchange.register import views as register_views
 
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object, and tests build many apps.
@@ -78,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if name not in api.spec.components.schemas:
             api.spec.components.schema(name, schema=view)
     api.register_blueprint(register_views.blp)
+    api.register_blueprint(client_views.blp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app

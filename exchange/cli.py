@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
-from exchange.auth.caller import NoAuthenticator
 from exchange.db import db, dispose_engines
+from exchange.keys.store import PURPOSES as EXCHANGE_SIGNING_PURPOSES
 
 console = Console(stderr=False)
 
@@ -66,6 +66,10 @@ def init_command() -> None:
     state = "already current" if before == after else f"migrated {before or 'empty'} -> {after}"
     console.print(f"[green]database[/] {url}: {state}")
     console.print(f"[green]key store[/] {keys_dir} (mode 0700)")
+    keystore = current_app.extensions["exchange.keystore"]
+    for purpose in EXCHANGE_SIGNING_PURPOSES:
+        key = keystore.ensure(purpose)
+        console.print(f"  {purpose:<14} key {key.kid}")
 
 
 @main.group("db")
@@ -74,7 +78,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option("--revision", default="heads", show_default=True)
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Apply migrations up to REVISION."""
@@ -113,8 +117,6 @@ def serve_command(host: str, port: int) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     console.print(f"[bold]Returnee Exchange[/] on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)")
     console.print("Production: [cyan]gunicorn --workers 4 --bind 0.0.0.0:8000 wsgi:app[/]")
-    if isinstance(app.extensions["exchange.authenticator"], NoAuthenticator):
-        console.print("[yellow]No caller authentication is configured yet: /v1 calls are refused (401).[/]")
     app.run(host=host, port=port, debug=False, use_reloader=False)
 
 

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g
-from sqlalchemy import JSON, DateTime, MetaData, String, create_engine, event
+from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from exchange.errors import error_response
@@ -67,6 +67,22 @@ class Base(DeclarativeBase):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class Record(Base):
+    """Columns every record kind has: UUID key, timestamps and the optimistic-concurrency version."""
+
+    __abstract__ = True
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        # SQLAlchemy checks the version in every UPDATE's WHERE clause: a concurrent writer gets StaleDataError.
+        return {"version_id_col": cls.__table__.c.version}
 
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()

@@ -21,8 +21,11 @@ from sqlalchemy.engine import Engine, make_url
 
 from exchange import create_app, migrate
 from exchange.auth.caller import Caller
+from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.db import Base, make_engine
 from exchange.errors import Unauthenticated
+from exchange.keys.store import PURPOSES as KEY_PURPOSES
+from exchange.keys.store import InMemoryKeyStore
 
 TEST_CALLER_KEY = "exchange.test_caller"
 
@@ -69,12 +72,15 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Factory: an app on the test database; config overrides the test defaults. Engines are closed afterwards."""
     apps: list[Flask] = []
+    keystore = InMemoryKeyStore()
+    for purpose in KEY_PURPOSES:
+        keystore.ensure(purpose)
 
     def make(**config: Any) -> Flask:
         keys_dir = tmp_path / f"keys-{len(apps)}"
         keys_dir.mkdir(mode=0o700)
         defaults = {"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(keys_dir),
-                    "AUTHENTICATOR": UnsafeEnvironAuthenticator()}
+                    "AUTHENTICATOR": UnsafeEnvironAuthenticator(), "KEYSTORE": keystore}
         app = create_app({**defaults, **config})
         apps.append(app)
         return app
@@ -94,8 +100,24 @@ def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
             connection.execute(table.delete())
 
 
+def route_scopes(app: Flask, method: str, path: str) -> frozenset[str]:
+    """The scopes the view behind `method path` requires (its `protected` decorator)."""
+    endpoint, _ = app.url_map.bind("localhost").match(path.split("?")[0], method=method)
+    view = app.view_functions[endpoint]
+    handler = getattr(view.view_class, method.lower())  # type: ignore[attr-defined]
+    scopes: frozenset[str] = handler.exchange_scopes
+    return scopes
+
+
+def refusal_code(client: AgencyClient, method: str, path: str) -> str:
+    """The exact 403 code a refused agency gets: its token lacks the route's scope, or need-to-know refuses it."""
+    assert client.caller is not None
+    has_scope = client.caller.scopes & route_scopes(client.client.application, method, path)
+    return "not_permitted" if has_scope else "insufficient_scope"
+
+
 class AgencyClient:
-    """A test client that calls as one agency; `.last` keeps the last response."""
+    """A test client that calls as one agency."""
 
     def __init__(self, client: FlaskClient, caller: Caller | None) -> None:
         self.client = client
@@ -127,8 +149,16 @@ class AgencyClient:
 def as_agency(app: Flask) -> Callable[..., AgencyClient]:
     """Factory: `as_agency("border", officer="TJ-PS-1")` -> a client calling as that agency."""
 
-    def make(agency: str | None, *, officer: str | None = None) -> AgencyClient:
-        caller = Caller(agency=agency, client_id=f"test-{agency}", officer=officer) if agency else None
+    def make(agency: str | None, *, officer: str | None = None, scopes: frozenset[str] | None = None,
+             purpose: str | None = "") -> AgencyClient:
+        """A client with all its agency's scopes and its first purpose of use, unless told otherwise."""
+        if agency is None:
+            return AgencyClient(app.test_client(), None)
+        caller = Caller(
+            agency=agency, client_id=f"test-{agency}", officer=officer,
+            scopes=AGENCY_SCOPES.get(agency, frozenset()) if scopes is None else scopes,
+            purpose=min(PURPOSES.get(agency, {""})) if purpose == "" else purpose,
+        )
         return AgencyClient(app.test_client(), caller)
 
     return make

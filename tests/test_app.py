@@ -44,14 +44,15 @@ def test_readyz_reports_missing_key_store(make_app: Callable[..., Flask], tmp_pa
     assert response.get_json()["checks"]["key_store"] == "missing"
 
 
-def test_released_default_refuses_api_calls_without_authentication(make_app: Callable[..., Flask]) -> None:
-    """No authenticator configured: every /v1 call is refused, whatever headers the client sends."""
+def test_released_app_refuses_api_calls_without_a_token(make_app: Callable[..., Flask]) -> None:
+    """The released authenticator (OAuth2 + DPoP): no token, no call, whatever other headers say."""
     app = make_app(AUTHENTICATOR=None)
     client = app.test_client()
     response = client.get("/v1/returnees", headers={"X-Agency": "interior", "Authorization": "Bearer x"})
-    assert_error(response, 401, "unauthenticated")
+    assert_error(response, 401, "invalid_token")
     response = client.post("/v1/returnees", json={"person_name": {"given": "A", "surname": "B"}})
-    assert_error(response, 401, "unauthenticated")
+    assert_error(response, 401, "invalid_token")
+    assert_error(client.get("/v1/no-such-route"), 401, "invalid_token")  # routes are not revealed either
 
 
 def test_unknown_route_and_method_get_json_errors(interior: AgencyClient) -> None:

@@ -11,7 +11,9 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from exchange import migrate
 from exchange.cli import main
+from exchange.db import make_engine
 from exchange.register.models import BorderCrossing, Returnee
 
 
@@ -39,13 +41,18 @@ def test_init_creates_database_and_key_store_and_is_idempotent(
     monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(keys))
     code, output = run("init")
     assert code == 0, output
-    assert "migrated empty -> 0001_register" in output
+    head = migrate.head_revision(make_engine(f"sqlite:///{database}"))
+    assert f"migrated empty -> {head}" in output
+    for purpose in ("token", "envelope-sign", "audit"):
+        [key_file] = keys.glob(f"{purpose}.*.key")
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert database.exists()
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     code, output = run("init")
     assert code == 0 and "already current" in output
+    assert len(list(keys.glob("*.key"))) == 3  # init is idempotent: no second set of keys
     code, output = run("db", "current")
-    assert "current: 0001_register" in output and "head: 0001_register" in output
+    assert f"current: {head}" in output and f"head: {head}" in output
 
 
 def test_demo_data_walks_returnees_through_the_lifecycle(

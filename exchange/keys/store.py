@@ -21,11 +21,17 @@ from typing import Any, Protocol
 import nacl.exceptions
 import nacl.signing
 
+from exchange.errors import ExchangeError
+
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 
 
-class KeyStoreError(Exception):
+class KeyStoreError(ExchangeError):
     """The key store is missing, unreadable or holds no usable key; the exchange fails closed."""
+
+    status = 503
+    code = "key_store_unavailable"
+    default_message = "The exchange's key store is unavailable."
 
 
 def b64url(data: bytes) -> str:

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from exchange.db import Base, utcnow
+from exchange.db import Base, Record
 
 STATUSES = (
     "reported",
@@ -43,22 +43,6 @@ DECISIONS = ("amnesty_granted", "charges_filed", "no_case", "returned_for_vettin
 
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
-
-
-class Record(Base):
-    """Columns every record kind has: UUID key, timestamps and the optimistic-concurrency version."""
-
-    __abstract__ = True
-
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    version: Mapped[int] = mapped_column(Integer, nullable=False)
-
-    @declared_attr.directive
-    def __mapper_args__(cls) -> dict[str, Any]:
-        # SQLAlchemy checks the version in every UPDATE's WHERE clause: a concurrent writer gets StaleDataError.
-        return {"version_id_col": cls.__table__.c.version}
 
 
 class Returnee(Record):

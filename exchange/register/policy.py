@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Literal
 
+from exchange.db import Record
 from exchange.errors import NotPermitted
 from exchange.register.models import (
     BorderCrossing,
     BorderInstruction,
     HotlineContact,
     ProsecutorialDecision,
-    Record,
     Returnee,
     VettingAssessment,
 )

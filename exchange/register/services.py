@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
-from exchange.db import utcnow
+from exchange.db import Record, utcnow
 from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
@@ -32,7 +32,6 @@ from exchange.register.models import (
     BorderInstruction,
     HotlineContact,
     ProsecutorialDecision,
-    Record,
     RegisterCounter,
     Returnee,
     ReturneeSearchKey,

@@ -17,7 +17,8 @@ from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema
 
 from exchange.auth.caller import Caller, current_caller
-from exchange.db import db
+from exchange.auth.protect import protected
+from exchange.db import Record, db
 from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
 from exchange.register import schemas as s
 from exchange.register.models import (
@@ -25,7 +26,6 @@ from exchange.register.models import (
     BorderInstruction,
     HotlineContact,
     ProsecutorialDecision,
-    Record,
     Returnee,
     VettingAssessment,
 )
@@ -128,8 +128,16 @@ def documented_views() -> list[type[Schema]]:
 # ---- returnees ------------------------------------------------------------------------------------------------------
 
 
+READ = {"returnees:read", "returnees:screen"}  # the border reads its own (border) view with its screening scope
+WRITE = {"returnees:write"}
+# A transition request is a write to the register by any register agency; the lifecycle then decides whether this
+# agency may make this move (409 invalid_transition otherwise, as domain.md says).
+TRANSITION = {"returnees:write", "crossings:write", "decisions:write"}
+
+
 @blp.route("/returnees")
 class Returnees(MethodView):
+    @protected(scopes=READ)
     @blp.arguments(s.ReturneeQuery, location="query", unknown=RAISE)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "A page of returnees.", page=True))
     def get(self, query: dict[str, Any]) -> Response:
@@ -138,6 +146,7 @@ class Returnees(MethodView):
         paging_request, filters = paging(query)
         return page_response(caller, RETURNEE_VIEWS, service().list_records(caller, Returnee, filters, paging_request))
 
+    @protected(scopes=WRITE)
     @blp.arguments(s.ReturneeCreateSchema)
     @blp.doc(**views_doc(201, RETURNEE_VIEWS, "The registered returnee."))
     def post(self, data: dict[str, Any]) -> Response:
@@ -151,12 +160,14 @@ class Returnees(MethodView):
 
 @blp.route("/returnees/<uuid:returnee_id>")
 class ReturneeItem(MethodView):
+    @protected(scopes=READ)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee as the caller's agency may see it."))
     def get(self, returnee_id: uuid.UUID) -> Response:
         """Read a returnee (the caller's need-to-know view; ETag carries the version)"""
         caller = current_caller()
         return record_response(caller, RETURNEE_VIEWS, service().get(caller, Returnee, returnee_id))
 
+    @protected(scopes=WRITE)
     @blp.arguments(s.ReturneeUpdateSchema)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The changed returnee."))
     def patch(self, changes: dict[str, Any], returnee_id: uuid.UUID) -> Response:
@@ -168,6 +179,7 @@ class ReturneeItem(MethodView):
 
 @blp.route("/returnees/<uuid:returnee_id>/transitions")
 class ReturneeTransitions(MethodView):
+    @protected(scopes=TRANSITION)
     @blp.arguments(s.TransitionSchema)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee in its new status."))
     def post(self, data: dict[str, Any], returnee_id: uuid.UUID) -> Response:
@@ -179,6 +191,7 @@ class ReturneeTransitions(MethodView):
 
 @blp.route("/screening")
 class Screening(MethodView):
+    @protected(scopes={"returnees:screen"})
     @blp.arguments(s.ScreeningQuerySchema)
     @blp.response(200, s.ScreeningResultView)
     def post(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -212,11 +225,15 @@ class RecordResource:
         views: AgencyViews,
         create: Callable[[RegisterService, Caller, dict[str, Any]], Record],
         create_summary: str,
+        read_scopes: set[str],
+        create_scopes: set[str],
+        update_scopes: set[str],
     ) -> None:
         self.views = views
         resource = self
 
         class Collection(MethodView):
+            @protected(scopes=read_scopes)
             @blp.arguments(query_schema, location="query", unknown=RAISE)
             @blp.doc(**views_doc(200, views, f"A page of {noun}.", page=True))
             def get(self, query: dict[str, Any]) -> Response:
@@ -224,6 +241,7 @@ class RecordResource:
                 paging_request, filters = paging(query)
                 return page_response(caller, views, service().list_records(caller, model, filters, paging_request))
 
+            @protected(scopes=create_scopes)
             @blp.arguments(create_schema)
             @blp.doc(**views_doc(201, views, "The recorded record."))
             def post(self, data: dict[str, Any]) -> Response:
@@ -237,11 +255,13 @@ class RecordResource:
             post.__doc__ = create_summary
 
         class Item(MethodView):
+            @protected(scopes=read_scopes)
             @blp.doc(**views_doc(200, views, "The record as the caller's agency may see it."))
             def get(self, record_id: uuid.UUID) -> Response:
                 caller = current_caller()
                 return record_response(caller, views, service().get(caller, model, record_id))
 
+            @protected(scopes=update_scopes)
             @blp.arguments(update_schema)
             @blp.doc(**views_doc(200, views, "The changed record."))
             def patch(self, changes: dict[str, Any], record_id: uuid.UUID) -> Response:
@@ -268,6 +288,7 @@ RESOURCES = [
         views={"interior": s.HotlineContactView, "prosecutor": s.HotlineContactView},
         create=RegisterService.record_hotline_contact,
         create_summary="Record a hotline contact, about a known returnee or registering a new one (interior)",
+        read_scopes={"returnees:read"}, create_scopes=WRITE, update_scopes=WRITE,
     ),
     RecordResource(
         path="border-instructions", model=BorderInstruction, noun="border instructions",
@@ -277,6 +298,7 @@ RESOURCES = [
                "border": s.BorderInstructionBorderRecordView},
         create=RegisterService.issue_border_instruction,
         create_summary="Issue a border instruction; ASSIST_RETURN makes a reported returnee expected (interior)",
+        read_scopes=READ, create_scopes=WRITE, update_scopes=WRITE,
     ),
     RecordResource(
         path="border-crossings", model=BorderCrossing, noun="border crossings",
@@ -285,6 +307,7 @@ RESOURCES = [
         views={"interior": s.BorderCrossingView, "prosecutor": s.BorderCrossingView, "border": s.BorderCrossingView},
         create=RegisterService.record_crossing,
         create_summary="Record a crossing; an entry makes a reported or expected returnee arrived (border)",
+        read_scopes=READ, create_scopes={"crossings:write"}, update_scopes={"crossings:write", "returnees:write"},
     ),
     RecordResource(
         path="vetting-assessments", model=VettingAssessment, noun="vetting assessments",
@@ -293,6 +316,7 @@ RESOURCES = [
         views={"interior": s.VettingAssessmentView, "prosecutor": s.VettingAssessmentProsecutorView},
         create=RegisterService.record_vetting,
         create_summary="Record a vetting assessment of a returnee under vetting (interior)",
+        read_scopes={"returnees:read"}, create_scopes=WRITE, update_scopes=WRITE,
     ),
     RecordResource(
         path="prosecutorial-decisions", model=ProsecutorialDecision, noun="prosecutorial decisions",
@@ -301,5 +325,6 @@ RESOURCES = [
         views={"interior": s.ProsecutorialDecisionView, "prosecutor": s.ProsecutorialDecisionView},
         create=RegisterService.record_decision,
         create_summary="Record a prosecutorial decision on a returnee under review (prosecutor)",
+        read_scopes={"returnees:read"}, create_scopes={"decisions:write"}, update_scopes={"decisions:write"},
     ),
 ]

@@ -14,7 +14,7 @@ import pytest
 
 from exchange.register.lifecycle import _ALLOWED, Via
 from exchange.register.models import STATUSES
-from tests.conftest import AgencyClient
+from tests.conftest import AgencyClient, refusal_code
 from tests.test_app import assert_error
 
 MakeReturnee = Callable[..., dict[str, Any]]
@@ -361,12 +361,14 @@ def test_only_the_owning_agency_records_the_moving_records(
     under_review = walk("under_review")
     for client in (border, prosecutor):
         assert_error(client.post("/v1/border-instructions", json=instruction_body(reported["id"])), 403,
-                     "not_permitted")
+                     refusal_code(client, "POST", "/v1/border-instructions"))
     for client in (interior, prosecutor):
-        assert_error(client.post("/v1/border-crossings", json=crossing_body(reported["id"])), 403, "not_permitted")
+        assert_error(client.post("/v1/border-crossings", json=crossing_body(reported["id"])), 403,
+                     refusal_code(client, "POST", "/v1/border-crossings"))
     for client in (interior, border):
         assert_error(client.post("/v1/prosecutorial-decisions",
-                                 json=decision_body(under_review["id"], "amnesty_granted")), 403, "not_permitted")
+                                 json=decision_body(under_review["id"], "amnesty_granted")), 403,
+                     refusal_code(client, "POST", "/v1/prosecutorial-decisions"))
     assert snapshot(read(interior, reported["id"])) == snapshot(reported)
     assert snapshot(read(interior, under_review["id"])) == snapshot(under_review)
     assert count(interior, "/v1/border-instructions", reported["id"]) == 0
@@ -380,9 +382,11 @@ def test_non_register_agencies_may_not_transition(
 ) -> None:
     before = walk("arrived")
     client = as_agency(agency)
-    assert_error(transition(client, before, "under_vetting"), 403, "not_permitted")
-    assert_error(transition(client, before, "closed", etag=before["_etag"]), 403, "not_permitted")
-    assert_error(client.post(f"/v1/returnees/{UNKNOWN_ID}/transitions", json={"to": "closed"}), 403, "not_permitted")
+    # their tokens carry no register scope, so they are refused before the lifecycle is consulted
+    assert_error(transition(client, before, "under_vetting"), 403, "insufficient_scope")
+    assert_error(transition(client, before, "closed", etag=before["_etag"]), 403, "insufficient_scope")
+    assert_error(client.post(f"/v1/returnees/{UNKNOWN_ID}/transitions", json={"to": "closed"}), 403,
+                 "insufficient_scope")
     assert snapshot(read(interior, before["id"])) == snapshot(before)
 
 

@@ -100,4 +100,7 @@ def test_only_the_border_screens(
     register: dict[str, dict[str, Any]], as_agency: Callable[..., AgencyClient], agency: str
 ) -> None:
     response = as_agency(agency).post("/v1/screening", json={"name": "Gulmurod Halimov"})
-    assert_error(response, 403, "not_permitted")
+    assert_error(response, 403, "insufficient_scope")
+    # and need to know holds even if a non-border client were given the screening scope
+    mistaken = as_agency(agency, scopes=frozenset({"returnees:screen"}))
+    assert_error(mistaken.post("/v1/screening", json={"name": "Gulmurod Halimov"}), 403, "not_permitted")

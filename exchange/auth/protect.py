@@ -1,0 +1,92 @@
+"""Resource protection: who is calling (token + DPoP proof), and may they do this (scope + purpose).
+
+`OAuth2Authenticator` is the released authenticator of the caller seam (`exchange.auth.caller`): it runs before any
+`/v1` view and turns `Authorization: DPoP <token>` + `DPoP: <proof>` into a `Caller`, or refuses. `protected(...)`
+decorates every API view with the scopes it needs; it then checks the declared purpose of use. A view without it is
+caught by the route matrix test.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from flask import Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.auth.caller import Caller, current_caller
+from exchange.auth.dpop import verify_dpop_proof
+from exchange.auth.errors import InsufficientScope, InvalidToken, PurposeNotAllowed
+from exchange.auth.models import RevokedToken
+from exchange.auth.policy import PURPOSES
+from exchange.auth.replay import ReplayCache
+from exchange.auth.tokens import verify_access_token
+from exchange.clients.models import Client
+from exchange.keys.store import KeyStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class OAuth2Authenticator:
+    def __init__(
+        self, *, keystore: KeyStore, replay: ReplayCache, issuer: str, audience: str,
+        session: Callable[[], Session],
+    ) -> None:
+        self.keystore = keystore
+        self.replay = replay
+        self.issuer = issuer.rstrip("/")
+        self.audience = audience
+        self.session = session
+
+    def authenticate(self, request: Request) -> Caller:
+        # 1. The DPoP scheme only (a Bearer token, even a valid one, is refused: it would not be sender-constrained).
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme != "DPoP" or not token.strip():
+            raise InvalidToken("Send Authorization: DPoP <access token> with a DPoP proof.")
+        token = token.strip()
+        # 2. The token: signature by a published token key, issuer, audience, lifetime.
+        access = verify_access_token(token, keys=self.keystore.verification_keys("token"), issuer=self.issuer,
+                                     audience=self.audience)
+        # 3. Not revoked, and its client still active (a suspended client's tokens stop working at once).
+        session = self.session()
+        if session.get(RevokedToken, access.jti) is not None:
+            raise InvalidToken("The access token has been revoked.")
+        status = session.scalar(select(Client.status).where(Client.client_id == access.client_id))
+        if status != "active":
+            raise InvalidToken("The client of this access token is suspended or unknown.")
+        # 4. The proof: this request, this token, the token's key, used once.
+        proof = verify_dpop_proof(
+            request.headers.get("DPoP"), method=request.method, url=self.issuer + request.path,
+            access_token=token, replay=self.replay, bound_to=access.jkt,
+        )
+        return Caller(
+            agency=access.agency, client_id=access.client_id, officer=proof.officer, purpose=proof.purpose,
+            case_ref=proof.case_ref, scopes=access.scopes, token_jti=access.jti, dpop_jti=proof.jti,
+        )
+
+
+def protected(*, scopes: Iterable[str]) -> Callable[[F], F]:
+    """Require one of `scopes` and a purpose of use allowed for the caller's agency (domain.md).
+
+    Put it outermost, above flask-smorest's decorators, so that a caller without the right scope or purpose learns
+    nothing from validation errors.
+    """
+    required = frozenset(scopes)
+
+    def decorator(view: F) -> F:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            caller = current_caller()
+            if not caller.scopes & required:
+                raise InsufficientScope(f"This operation needs one of: {', '.join(sorted(required))}.")
+            if caller.purpose is None or caller.purpose not in PURPOSES.get(caller.agency, ()):
+                allowed = ", ".join(sorted(PURPOSES.get(caller.agency, ())))
+                raise PurposeNotAllowed(f"Declare one of your agency's purposes of use: {allowed}.")
+            return view(*args, **kwargs)
+
+        wrapper.exchange_scopes = required  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

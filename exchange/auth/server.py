@@ -1,0 +1,252 @@
+"""The OAuth2 authorization server: authlib's, configured for protocol v1 (protocol.md §1-2).
+
+- client credentials is the only grant; private_key_jwt (RFC 7523, EdDSA) the only client authentication, with
+  `aud` = the issuer exactly, lifetime <= 60 s, `iat` at most 10 s ahead, and a shared `jti` replay cache;
+- access tokens are RFC 9068 JWTs signed by the exchange's `token` key, bound to the DPoP key (`cnf.jkt`), of
+  `token_type` DPoP, with no refresh token;
+- revocation (RFC 7009) for the client that holds a token; introspection (RFC 7662) for security officers only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, InvalidScopeError
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from flask import g
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from exchange.auth import jose
+from exchange.auth.errors import InvalidToken, Replayed
+from exchange.auth.models import RevokedToken
+from exchange.auth.replay import ReplayCache
+from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
+from exchange.clients.models import Client
+from exchange.keys.store import KeyStore
+
+AUTH_METHOD = "private_key_jwt"
+ASSERTION_MAX_LIFETIME = 60
+FUTURE_SKEW = 10
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
+    """RFC 7523 client assertions signed by one of the client's active `auth` keys."""
+
+    CLIENT_AUTH_METHOD = AUTH_METHOD
+
+    def __init__(self, *, issuer: str, replay: ReplayCache) -> None:
+        super().__init__(validate_jti=True, leeway=0)
+        self.issuer = issuer
+        self.replay = replay
+
+    def get_audiences(self) -> list[str]:
+        return [self.issuer]
+
+    def resolve_client_public_key(self, client: Client) -> jose.KeySet:
+        keys = client.active_keys("auth")
+        if not keys:
+            raise InvalidClientError(description="The client has no active auth key.")
+        return jose.KeySet([jose.OKPKey.import_key(k.public_jwk()) for k in keys])
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        # 1. EdDSA only: `none`, HS256 with the public key as secret, or anything else is refused by the registry.
+        try:
+            header = jose.header_of(assertion)
+            if header.get("alg") != jose.ALG:
+                raise InvalidClientError(description="The client assertion must be signed with EdDSA.")
+            claims = dict(jose.decode(assertion, resolve_key).claims)
+        except jose.JoseError as e:
+            raise InvalidClientError(description="The client assertion's signature does not verify.") from e
+        # 2. aud is the issuer, exactly and as a string (protocol.md §2).
+        if claims.get("aud") != self.issuer:
+            raise InvalidClientError(description="The client assertion's aud must be the issuer identifier.")
+        # 3. Lifetime: iat present, not ahead of us by more than 10 s, exp - iat <= 60.
+        now = int(time.time())
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if not isinstance(iat, int) or not isinstance(exp, int):
+            raise InvalidClientError(description="The client assertion needs integer iat and exp.")
+        if iat > now + FUTURE_SKEW:
+            raise InvalidClientError(description="The client assertion's iat is in the future; check your clock.")
+        if exp - iat > ASSERTION_MAX_LIFETIME or exp <= now:
+            raise InvalidClientError(description="The client assertion has expired or lives longer than 60 s.")
+        # 4. iss = sub = client_id, and the jti not seen before (authlib's checks, then our replay cache).
+        self.verify_claims_dict(claims)
+        return claims
+
+    def verify_claims_dict(self, claims: dict[str, Any]) -> None:
+        if claims.get("iss") != claims.get("sub"):
+            raise InvalidClientError(description="The client assertion's iss and sub must both be the client_id.")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 16 <= len(jti) <= 128:
+            raise InvalidClientError(description="The client assertion needs a unique jti (16-128 characters).")
+        if not self.validate_jti(claims, jti):
+            raise InvalidClientError(description="The client assertion's jti was used before.")
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        try:
+            self.replay.claim("assertion", jti, int(claims["exp"]) + FUTURE_SKEW)
+        except Replayed:
+            return False
+        return True
+
+    def authenticate_client(self, client: Client) -> Client:
+        if client.status != "active":
+            raise InvalidClientError(description="The client is suspended.")
+        return super().authenticate_client(client)  # type: ignore[no-any-return]
+
+
+class DPoPBoundTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
+    """RFC 9068 tokens signed with EdDSA by the exchange's active `token` key, bound to the request's DPoP key."""
+
+    def __init__(self, *, issuer: str, audience: str, keystore: KeyStore) -> None:
+        super().__init__(issuer=issuer, alg=jose.ALG, expires_generator=lambda client, grant_type: TOKEN_LIFETIME)
+        self.audience = audience
+        self.keystore = keystore
+
+    def access_token_generator(self, client: Client, grant_type: str, user: Any, scope: str) -> str:
+        jkt = g.get("dpop_jkt")
+        if not jkt:  # the token view verifies the DPoP proof before authlib runs; never issue an unbound token
+            raise InvalidRequestError(description="A DPoP proof is required.")
+        token, claims = issue_access_token(
+            key=self.keystore.active("token"), issuer=self.issuer, audience=self.audience,
+            client_id=client.client_id, agency=client.agency, scope=scope, jkt=jkt,
+        )
+        g.issued_token_claims = claims
+        return token
+
+    def generate(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        token: dict[str, Any] = super().generate(*args, **kwargs)
+        token["token_type"] = "DPoP"  # noqa: S105  (a token type, not a secret)
+        token.pop("refresh_token", None)
+        return token
+
+
+class ExchangeClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        requested = set((self.request.payload.scope or "").split())
+        if not requested:
+            raise InvalidScopeError(description="Ask for the scopes you need; there is no default scope.")
+        granted = set(self.request.client.scopes)
+        if not requested <= granted:
+            raise InvalidScopeError(description=f"Not granted to this client: {' '.join(sorted(requested - granted))}")
+
+
+class _TokenFromJwt:
+    """What authlib's revocation and introspection endpoints need to know of a verified access token."""
+
+    def __init__(self, token: AccessToken) -> None:
+        self.token = token
+
+    def check_client(self, client: Client) -> bool:
+        return client.client_id == self.token.client_id
+
+    def is_expired(self) -> bool:
+        return self.token.exp <= time.time()
+
+    def is_revoked(self) -> bool:
+        return False  # looked up by the endpoint itself, which has the session
+
+
+class _VerifiesTokens:
+    verify: Callable[[str], AccessToken]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> _TokenFromJwt | None:
+        try:
+            return _TokenFromJwt(self.verify(token_string))
+        except InvalidToken:
+            return None  # RFC 7009 §2.2 / RFC 7662 §2.2: an invalid token is not an error of the request
+
+
+class ExchangeRevocationEndpoint(_VerifiesTokens, RevocationEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
+    SUPPORTED_TOKEN_TYPES = ("access_token",)
+
+    def __init__(self, server: AuthorizationServer, *, verify: Callable[[str], AccessToken],
+                 session: Callable[[], Session]) -> None:
+        super().__init__(server)
+        self.verify = verify
+        self.session = session
+
+    def revoke_token(self, token: _TokenFromJwt, request: Any) -> None:
+        session = self.session()
+        if session.get(RevokedToken, token.token.jti) is None:
+            session.add(RevokedToken(jti=token.token.jti, client_id=token.token.client_id,
+                                     expires_at=datetime.fromtimestamp(token.token.exp, UTC)))
+        session.commit()
+
+
+class ExchangeIntrospectionEndpoint(_VerifiesTokens, IntrospectionEndpoint):  # type: ignore[misc]
+    CLIENT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
+    SUPPORTED_TOKEN_TYPES = ("access_token",)
+
+    def __init__(self, server: AuthorizationServer, *, verify: Callable[[str], AccessToken],
+                 session: Callable[[], Session]) -> None:
+        super().__init__(server)
+        self.verify = verify
+        self.session = session
+
+    def check_permission(self, token: _TokenFromJwt, client: Client, request: Any) -> bool:
+        if client.agency != "security":
+            raise InvalidClientError(description="Only security officers may introspect tokens.")
+        return True
+
+    def introspect_token(self, token: _TokenFromJwt) -> dict[str, Any]:
+        t = token.token
+        session = self.session()
+        revoked = session.get(RevokedToken, t.jti) is not None
+        client = session.scalar(select(Client).where(Client.client_id == t.client_id))
+        if revoked or client is None or client.status != "active":
+            return {"active": False}
+        return {"active": True, "client_id": t.client_id, "sub": t.client_id, "agency": t.agency,
+                "scope": " ".join(sorted(t.scopes)), "exp": t.exp, "iat": t.iat, "jti": t.jti,
+                "token_type": "DPoP", "cnf": {"jkt": t.jkt}}
+
+
+class ExchangeAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """authlib's Flask server whose error bodies also carry the exchange's `code`, `status`, `message`."""
+
+    def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
+        if isinstance(payload, dict) and "error" in payload:
+            payload = {**payload, "code": payload["error"], "status": status_code,
+                       "message": payload.get("error_description") or payload["error"],
+                       "request_id": g.get("request_id")}
+            g.oauth_error = payload["error"]
+        return super().handle_response(status_code, payload, headers)
+
+
+def build_server(
+    *, issuer: str, audience: str, keystore: KeyStore, replay: ReplayCache, session: Callable[[], Session],
+    scopes: list[str],
+) -> ExchangeAuthorizationServer:
+    def query_client(client_id: str) -> Client | None:
+        client: Client | None = session().scalar(select(Client).where(Client.client_id == client_id))
+        return client
+
+    def save_token(token: dict[str, Any], request: Any) -> None:
+        """JWT access tokens are self-contained; issuance is recorded by the token view (audit)."""
+
+    def verify(token: str) -> AccessToken:
+        return verify_access_token(token, keys=keystore.verification_keys("token"), issuer=issuer,
+                                   audience=audience)
+
+    server = ExchangeAuthorizationServer(query_client=query_client, save_token=save_token)
+    server.scopes_supported = scopes
+    server.register_client_auth_method(AUTH_METHOD, PrivateKeyJwt(issuer=issuer, replay=replay))
+    server.register_grant(ExchangeClientCredentialsGrant)
+    server.register_token_generator("default", DPoPBoundTokenGenerator(issuer=issuer, audience=audience,
+                                                                       keystore=keystore))
+    server.register_endpoint(ExchangeRevocationEndpoint(server, verify=verify, session=session))
+    server.register_endpoint(ExchangeIntrospectionEndpoint(server, verify=verify, session=session))
+    return server

@@ -1,0 +1,36 @@
+"""Wire the token machinery into an app: key store, replay cache, authorization server, authenticator."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from exchange.auth.caller import install_authenticator
+from exchange.auth.policy import ALL_SCOPES
+from exchange.auth.protect import OAuth2Authenticator
+from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache, ReplayCache
+from exchange.auth.server import build_server
+from exchange.db import db
+
+
+def init_auth(app: Flask) -> None:
+    issuer = app.config["ISSUER"].rstrip("/")
+    audience = app.config.get("API_AUDIENCE") or f"{issuer}/v1"
+    app.config["API_AUDIENCE"] = audience
+    keystore = app.extensions["exchange.keystore"]
+    replay: ReplayCache = app.config.get("REPLAY_CACHE") or (
+        RedisReplayCache(app.config["REDIS_URL"]) if app.config.get("REDIS_URL") else DatabaseReplayCache(
+            db.engine(app))
+    )
+    app.extensions["exchange.replay"] = replay
+
+    app.extensions["exchange.oauth_server"] = build_server(
+        issuer=issuer, audience=audience, keystore=keystore, replay=replay, session=lambda: db.session,
+        scopes=ALL_SCOPES,
+    )
+    install_authenticator(app, app.config.get("AUTHENTICATOR") or OAuth2Authenticator(
+        keystore=keystore, replay=replay, issuer=issuer, audience=audience, session=lambda: db.session,
+    ))
+
+    from exchange.auth.views import bp
+
+    app.register_blueprint(bp)

@@ -1,0 +1,77 @@
+"""RFC 9068 JWT access tokens: issued by the authorization server, verified on every API call."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from exchange.auth import jose
+from exchange.auth.errors import InvalidToken
+from exchange.keys.store import ExchangeKey
+
+TOKEN_LIFETIME = 300  # protocol.md §2: exp - iat <= 300
+FUTURE_SKEW = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccessToken:
+    jti: str
+    client_id: str
+    agency: str
+    scopes: frozenset[str]
+    iat: int
+    exp: int
+    jkt: str
+
+
+def issue_access_token(
+    *, key: ExchangeKey, issuer: str, audience: str, client_id: str, agency: str, scope: str, jkt: str,
+    now: int | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Sign an access token bound to the DPoP key `jkt`; return it with its claims."""
+    now = int(time.time()) if now is None else now
+    claims = {
+        "iss": issuer, "sub": client_id, "client_id": client_id, "aud": audience, "agency": agency, "scope": scope,
+        "iat": now, "exp": now + TOKEN_LIFETIME, "jti": uuid.uuid4().hex, "cnf": {"jkt": jkt},
+    }
+    signing_key = jose.OKPKey.import_key(key.private_jwk())
+    return jose.encode({"typ": "at+jwt", "kid": key.kid}, claims, signing_key), claims
+
+
+def verify_access_token(
+    token: str, *, keys: list[ExchangeKey], issuer: str, audience: str, now: int | None = None
+) -> AccessToken:
+    """Return the verified token or raise `InvalidToken`. `keys`: every `token` key still trusted."""
+    now = int(time.time()) if now is None else now
+    # 1. Header: typ at+jwt (RFC 9068 §2.1), EdDSA, a kid we published.
+    try:
+        header = jose.header_of(token)
+    except jose.JoseError as e:
+        raise InvalidToken("The access token is not a JWT.") from e
+    if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
+        raise InvalidToken("The access token's typ must be at+jwt.")
+    by_kid = {key.kid: key for key in keys}
+    key = by_kid.get(str(header.get("kid")))
+    if key is None:
+        raise InvalidToken("The access token is signed by an unknown key.")
+    # 2. Signature.
+    try:
+        claims = dict(jose.decode(token, jose.OKPKey.import_key(key.public_jwk())).claims)
+    except (jose.JoseError, ValueError) as e:
+        raise InvalidToken("The access token's signature does not verify.") from e
+    # 3. Claims (RFC 9068 §4): issuer, audience, lifetime, and the DPoP binding.
+    if claims.get("iss") != issuer or claims.get("aud") != audience:
+        raise InvalidToken("The access token was not issued for this API.")
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not isinstance(exp, int) or not isinstance(iat, int) or exp <= now or iat > now + FUTURE_SKEW:
+        raise InvalidToken("The access token has expired or is not yet valid.")
+    cnf = claims.get("cnf")
+    jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
+    fields = (claims.get("jti"), claims.get("client_id"), claims.get("agency"), claims.get("scope"), jkt)
+    if not all(isinstance(value, str) for value in fields):
+        raise InvalidToken("The access token lacks a required claim.")
+    jti, client_id, agency, scope, jkt = (str(value) for value in fields)
+    return AccessToken(jti=jti, client_id=client_id, agency=agency, scopes=frozenset(scope.split()), iat=iat,
+                       exp=exp, jkt=jkt)

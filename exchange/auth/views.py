@@ -1,0 +1,97 @@
+"""OAuth2 endpoints and discovery (protocol.md §1-2, operations.md "Paths"). Thin: the server does the work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from flask import Blueprint, Response, current_app, g, jsonify, request
+
+from exchange.auth.dpop import verify_dpop_proof
+from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
+from exchange.auth.policy import ALL_SCOPES
+from exchange.keys.store import KeyStore
+
+bp = Blueprint("oauth", __name__)
+
+# The exchange's signing purposes published in the JWKS (keys.md), each key with its `purpose` member.
+PUBLISHED_PURPOSES = ("token", "envelope-sign", "audit")
+
+
+def _server() -> AuthorizationServer:
+    server: AuthorizationServer = current_app.extensions["exchange.oauth_server"]
+    return server
+
+
+def _oauth_error(error: str, description: str, status: int = 400) -> Response:
+    response = jsonify({"error": error, "error_description": description, "code": error, "status": status,
+                        "message": description, "request_id": g.get("request_id")})
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    g.oauth_error = error
+    return response
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    """RFC 8414 authorization server metadata."""
+    issuer = current_app.config["ISSUER"].rstrip("/")
+    return jsonify({
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/oauth/token",
+        "jwks_uri": f"{issuer}/.well-known/jwks.json",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["EdDSA"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "dpop_signing_alg_values_supported": ["EdDSA"],
+        "scopes_supported": ALL_SCOPES,
+        "response_types_supported": [],
+    })
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """The exchange's public keys, each with its purpose; every key still trusted is listed, once."""
+    keystore: KeyStore = current_app.extensions["exchange.keystore"]
+    keys: dict[str, dict[str, Any]] = {}
+    for purpose in PUBLISHED_PURPOSES:
+        for key in keystore.verification_keys(purpose):
+            keys.setdefault(key.kid, key.public_jwk())
+    response = jsonify({"keys": list(keys.values())})
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
+
+
+@bp.post("/oauth/token")
+def token() -> Response:
+    """Client credentials with private_key_jwt; the DPoP proof is checked first and binds the token (RFC 9449 §5)."""
+    issuer = current_app.config["ISSUER"].rstrip("/")
+    try:
+        proof = verify_dpop_proof(request.headers.get("DPoP"), method="POST", url=f"{issuer}/oauth/token",
+                                  access_token=None, replay=current_app.extensions["exchange.replay"])
+    except (InvalidDPoPProof, DPoPReplay) as e:
+        return _oauth_error("invalid_dpop_proof", e.message)
+    g.dpop_jkt = proof.jkt
+    g.dpop_jti = proof.jti
+    response: Response = _server().create_token_response()
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/oauth/revoke")
+def revoke() -> Response:
+    """RFC 7009: the client that holds a token revokes it; it stops working at once."""
+    response: Response = _server().create_endpoint_response("revocation")
+    return response
+
+
+@bp.post("/oauth/introspect")
+def introspect() -> Response:
+    """RFC 7662, for security officers' clients only."""
+    response: Response = _server().create_endpoint_response("introspection")
+    response.headers["Cache-Control"] = "no-store"
+    return response

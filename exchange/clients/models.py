@@ -1,0 +1,95 @@
+"""Agency clients and their registered public keys (keys.md "Kinds": `auth`, `sign`, `enc`)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from exchange.db import Base, Record, utcnow
+
+CLIENT_STATUSES = ("active", "suspended")
+KEY_PURPOSES = ("auth", "sign", "enc")
+KEY_STATUSES = ("active", "revoked")
+CURVE_FOR_PURPOSE = {"auth": "Ed25519", "sign": "Ed25519", "enc": "X25519"}
+
+
+class Client(Record):
+    __tablename__ = "clients"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'suspended')", name="status"),
+        CheckConstraint(
+            "agency IN ('interior', 'border', 'prosecutor', 'auditor', 'security')", name="agency"
+        ),
+    )
+
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    agency: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[str] = mapped_column(String(10), default="active")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    updated_by: Mapped[str | None] = mapped_column(String(64))
+
+    keys: Mapped[list[ClientKey]] = relationship(back_populates="client", order_by="ClientKey.created_at")
+
+    def active_keys(self, purpose: str) -> list[ClientKey]:
+        return [k for k in self.keys if k.purpose == purpose and k.status == "active"]
+
+    # authlib's ClientMixin: the client credentials grant with private_key_jwt is all this client may use.
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        return " ".join(s for s in (scope or "").split() if s in self.scopes)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == "private_key_jwt"
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "client_credentials" and self.status == "active"
+
+
+class ClientKey(Base):
+    """A public key registered for a client; the exchange never holds agencies' private keys."""
+
+    __tablename__ = "client_keys"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('auth', 'sign', 'enc')", name="purpose"),
+        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        CheckConstraint("crv IN ('Ed25519', 'X25519')", name="crv"),
+        UniqueConstraint("client_pk", "kid", name="uq_client_keys_client_pk_kid"),
+        Index("ix_client_keys_kid", "kid"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    client_pk: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(8))
+    kid: Mapped[str] = mapped_column(String(64))
+    crv: Mapped[str] = mapped_column(String(8))
+    x: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(8), default="active")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+    client: Mapped[Client] = relationship(back_populates="keys")
+
+    def public_jwk(self) -> dict[str, Any]:
+        return {"kty": "OKP", "crv": self.crv, "x": self.x, "kid": self.kid}
