@@ -88,16 +88,16 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     yield make
     for app in apps:
         app.extensions["exchange.db"].dispose()
-
-
-@pytest.fixture
-def app(make_app: Callable[..., Flask]) -> Iterator[Flask]:
-    app = make_app()
-    yield app
-    engine: Engine = app.extensions["exchange.db"]
+    engine: Engine = make_engine(database_url)  # every test starts from empty tables
     with engine.begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+    engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
 
 
 def route_scopes(app: Flask, method: str, path: str) -> frozenset[str]:

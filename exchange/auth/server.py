@@ -219,6 +219,8 @@ class ExchangeAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
     def handle_response(self, status_code: int, payload: Any, headers: Any) -> Any:
         if isinstance(payload, dict) and "error" in payload:
+            if payload["error"] == "invalid_client":
+                status_code = 401  # RFC 6749 §5.2 allows it; client authentication failed, whatever the method
             payload = {**payload, "code": payload["error"], "status": status_code,
                        "message": payload.get("error_description") or payload["error"],
                        "request_id": g.get("request_id")}

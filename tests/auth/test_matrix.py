@@ -1,0 +1,133 @@
+"""Every API route x every agency x allowed/denied scope and purpose, through the released authenticator.
+
+A route added without `@protected(scopes=...)` fails `test_every_api_route_declares_its_scopes`; one whose guard
+lets a wrong scope or purpose through fails the matrix.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+
+from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+from tests.auth.conftest import Partner
+from tests.conftest import route_scopes
+
+AGENCIES = sorted(AGENCY_SCOPES)
+
+READ = {"returnees:read", "returnees:screen"}
+WRITE = {"returnees:write"}
+# The expected scopes of every API route, written down independently of the code (domain.md "Scopes"). A new route
+# fails the tests until it is added here, with its protection.
+EXPECTED: dict[tuple[str, str], set[str]] = {
+    ("GET", "/v1/returnees"): READ,
+    ("POST", "/v1/returnees"): WRITE,
+    ("GET", "/v1/returnees/<uuid:returnee_id>"): READ,
+    ("PATCH", "/v1/returnees/<uuid:returnee_id>"): WRITE,
+    ("POST", "/v1/returnees/<uuid:returnee_id>/transitions"): {"returnees:write", "crossings:write", "decisions:write"},
+    ("POST", "/v1/screening"): {"returnees:screen"},
+    ("GET", "/v1/hotline-contacts"): {"returnees:read"},
+    ("POST", "/v1/hotline-contacts"): WRITE,
+    ("GET", "/v1/hotline-contacts/<uuid:record_id>"): {"returnees:read"},
+    ("PATCH", "/v1/hotline-contacts/<uuid:record_id>"): WRITE,
+    ("GET", "/v1/border-instructions"): READ,
+    ("POST", "/v1/border-instructions"): WRITE,
+    ("GET", "/v1/border-instructions/<uuid:record_id>"): READ,
+    ("PATCH", "/v1/border-instructions/<uuid:record_id>"): WRITE,
+    ("GET", "/v1/border-crossings"): READ,
+    ("POST", "/v1/border-crossings"): {"crossings:write"},
+    ("GET", "/v1/border-crossings/<uuid:record_id>"): READ,
+    ("PATCH", "/v1/border-crossings/<uuid:record_id>"): {"crossings:write", "returnees:write"},
+    ("GET", "/v1/vetting-assessments"): {"returnees:read"},
+    ("POST", "/v1/vetting-assessments"): WRITE,
+    ("GET", "/v1/vetting-assessments/<uuid:record_id>"): {"returnees:read"},
+    ("PATCH", "/v1/vetting-assessments/<uuid:record_id>"): WRITE,
+    ("GET", "/v1/prosecutorial-decisions"): {"returnees:read"},
+    ("POST", "/v1/prosecutorial-decisions"): {"decisions:write"},
+    ("GET", "/v1/prosecutorial-decisions/<uuid:record_id>"): {"returnees:read"},
+    ("PATCH", "/v1/prosecutorial-decisions/<uuid:record_id>"): {"decisions:write"},
+    ("GET", "/v1/clients"): {"clients:admin"},
+    ("POST", "/v1/clients"): {"clients:admin"},
+    ("GET", "/v1/clients/<string:client_id>"): {"clients:admin"},
+    ("PATCH", "/v1/clients/<string:client_id>"): {"clients:admin"},
+    ("POST", "/v1/clients/<string:client_id>/keys"): {"clients:admin"},
+    ("POST", "/v1/clients/<string:client_id>/keys/<string:kid>/revocation"): {"clients:admin"},
+}
+GUARD_CODES = {"invalid_token", "invalid_dpop_proof", "dpop_replay", "insufficient_scope", "purpose_not_allowed"}
+
+
+def api_routes(app: Flask) -> Iterator[tuple[str, str, str]]:
+    """(method, rule, concrete path) for every /v1 route, with placeholders filled in."""
+    for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
+        if not rule.rule.startswith("/v1/"):
+            continue
+        path = rule.rule
+        for name, converter in rule._converters.items():
+            value = str(uuid.uuid4()) if type(converter).__name__ == "UUIDConverter" else "nothing-here"
+            path = re.sub(rf"<(?:\w+:)?{name}>", value, path)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            yield method, rule.rule, path
+
+
+def test_every_api_route_declares_the_expected_scopes(oauth_app: Flask) -> None:
+    unprotected, unexpected, wrong = [], [], []
+    for method, rule, path in api_routes(oauth_app):
+        if (method, rule) not in EXPECTED:
+            unexpected.append(f"{method} {rule}")
+            continue
+        try:
+            declared = route_scopes(oauth_app, method, path)
+        except AttributeError:
+            unprotected.append(f"{method} {rule}")
+            continue
+        if declared != EXPECTED[(method, rule)]:
+            wrong.append(f"{method} {rule}: {sorted(declared)}")
+    assert unprotected == [], f"routes without @protected: {unprotected}"
+    assert unexpected == [], f"routes missing from this test's EXPECTED table: {unexpected}"
+    assert wrong == [], f"routes whose scopes differ from EXPECTED: {wrong}"
+    assert {(m, r) for m, r, _ in api_routes(oauth_app)} == set(EXPECTED)
+
+
+def test_no_token_no_call(oauth_app: Flask) -> None:
+    client = oauth_app.test_client()
+    for method, _, path in api_routes(oauth_app):
+        response = client.open(path, method=method, json={})
+        assert (response.status_code, response.get_json()["code"]) == (401, "invalid_token"), (method, path)
+
+
+@pytest.mark.parametrize("agency", AGENCIES)
+def test_route_matrix(oauth_app: Flask, partner: Callable[..., Partner], agency: str) -> None:
+    caller = partner(agency)
+    full_token = caller.get_token()
+    foreign_purpose = next(p for a, ps in sorted(PURPOSES.items()) if a != agency for p in sorted(ps))
+    cells = 0
+    for method, rule, path in api_routes(oauth_app):
+        required = EXPECTED[(method, rule)]
+        allowed = AGENCY_SCOPES[agency] & required
+        caller.token = full_token
+        response = caller.call(method, path, json={})
+        body = response.get_json() or {}
+        if not allowed:
+            # denied scope: the agency can never hold a scope this route accepts
+            assert (response.status_code, body.get("code")) == (403, "insufficient_scope"), (method, path, body)
+            cells += 1
+            continue
+        # allowed scope and purpose: the guard lets the call through to need to know, validation or the service
+        assert response.status_code != 401 and body.get("code") not in GUARD_CODES, (method, path, body)
+        for purpose in (None, foreign_purpose, "curiosity"):
+            response = caller.call(method, path, json={}, purpose=purpose)
+            assert (response.status_code, response.get_json()["code"]) == (403, "purpose_not_allowed"), (
+                method, path, purpose)
+        # the same client, with a token that leaves out every scope this route accepts
+        remaining = AGENCY_SCOPES[agency] - required
+        if remaining:
+            caller.token = caller.get_token(scope=remaining)
+            response = caller.call(method, path, json={})
+            assert (response.status_code, response.get_json()["code"]) == (403, "insufficient_scope"), (method, path)
+            caller.token = full_token
+        cells += 5
+    assert cells > 0
