@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
+from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
 from exchange.keys.store import PURPOSES as EXCHANGE_SIGNING_PURPOSES
 
@@ -175,3 +176,4 @@ def schemas_check() -> None:
     console.print("[green]schemas/ is current[/]")
 
 
+main.add_command(clients_cli.clients)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from exchange import migrate
 from exchange.cli import main
+from exchange.clients.models import ClientKey
 from exchange.db import make_engine
 from exchange.register.models import BorderCrossing, Returnee
 
@@ -79,3 +81,39 @@ def test_demo_data_walks_returnees_through_the_lifecycle(
 def test_schemas_check_passes_on_the_committed_contracts() -> None:
     code, output = run("schemas", "check")
     assert code == 0, output
+
+
+def test_clients_lifecycle_from_the_command_line(
+    app: Flask, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", database_url)
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", app.config["KEYS_DIR"])
+    monkeypatch.setenv("EXCHANGE_OFFICER", "TJ-SEC-0007")
+    keys = tmp_path / "partner"
+    code, output = run("clients", "keygen", "--out", str(keys))
+    assert code == 0, output
+    assert stat.S_IMODE((keys / "auth.jwk.json").stat().st_mode) == 0o600
+    assert run("clients", "keygen", "--out", str(keys))[0] == 1  # never overwrites a key
+    code, output = run("clients", "add", "--client-id", "border-panji-poyon", "--agency", "border",
+                       "--name", "Border post Panji Poyon", "--auth-key", str(keys / "auth.jwk.json"),
+                       "--sign-key", str(keys / "sign.jwk.json"))
+    assert code == 0, output
+    assert "returnees:screen" in output and "crossings:write" in output
+    code, output = run("clients", "add", "--client-id", "border-x", "--agency", "border", "--name", "x",
+                       "--scope", "returnees:write", "--auth-key", str(keys / "auth.jwk.json"))
+    assert code == 1 and "Not a scope of this agency" in output
+    code, output = run("clients", "suspend", "border-panji-poyon", "--reason", "laptop stolen")
+    assert code == 0 and "suspended" in output
+    code, output = run("clients", "show", "border-panji-poyon")
+    assert "suspended — laptop stolen" in output and "auth key" in output
+    assert "Border post" not in run("clients", "list", "--status", "active")[1]
+    code, output = run("clients", "resume", "border-panji-poyon")
+    assert code == 0 and "active" in output
+    code, output = run("clients", "show", "nobody")
+    assert code == 1 and "not_found" in output
+    private = json.loads((keys / "auth.jwk.json").read_text())
+    with Session(app.extensions["exchange.db"]) as session:
+        stored = [(k.purpose, k.x) for k in session.scalars(select(ClientKey).order_by(ClientKey.purpose))]
+    assert [purpose for purpose, _ in stored] == ["auth", "sign"]
+    assert ("auth", private["x"]) in stored  # the public part is registered ...
+    assert all(private["d"] not in x for _, x in stored)  # ... and the private part never leaves the partner

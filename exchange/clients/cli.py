@@ -1,0 +1,167 @@
+"""`exchange clients ...`: security officers register and manage agency clients from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask.cli import with_appcontext
+from marshmallow import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from exchange.auth.policy import AGENCY_SCOPES
+from exchange.clients.models import Client
+from exchange.clients.schemas import ClientCreateSchema
+from exchange.clients.services import ClientService
+from exchange.db import db
+from exchange.errors import ExchangeError
+
+console = Console()
+OFFICER = click.option("--officer", envvar="EXCHANGE_OFFICER", required=True,
+                       help="Your officer id (logged with the change); or set EXCHANGE_OFFICER.")
+
+
+def _service() -> ClientService:
+    return ClientService(session=db.session)
+
+
+def _fail(error: ExchangeError | ValidationError) -> None:
+    if isinstance(error, ValidationError):
+        console.print(f"[red]refused:[/] {json.dumps(error.messages, ensure_ascii=False)}")
+    else:
+        console.print(f"[red]refused ({error.code}):[/] {error.message}")
+        if error.errors:
+            console.print(json.dumps(error.errors, ensure_ascii=False))
+    sys.exit(1)
+
+
+def _public_jwk(path: Path) -> dict[str, Any]:
+    """A key file may hold a public or a private JWK; only the public members are ever used."""
+    data = json.loads(path.read_text(encoding="ascii"))
+    return {"kty": data.get("kty"), "crv": data.get("crv"), "x": data.get("x")}
+
+
+def _show(client: Client) -> None:
+    table = Table(title=f"{client.client_id} ({client.agency})", show_header=False)
+    table.add_row("name", client.name)
+    table.add_row("status", client.status + (f" — {client.status_reason}" if client.status_reason else ""))
+    table.add_row("scopes", " ".join(client.scopes))
+    table.add_row("version", str(client.version))
+    for key in client.keys:
+        table.add_row(f"{key.purpose} key", f"{key.kid} [{key.crv}] {key.status}")
+    console.print(table)
+
+
+@click.group("clients")
+def clients() -> None:
+    """Agency clients: register, list, show, suspend, resume; generate a partner's key files."""
+
+
+@clients.command("keygen")
+@click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the new key files (created, mode 0700).")
+def keygen(directory: Path) -> None:
+    """Generate a partner's auth and sign keys (Ed25519) as private JWK files of mode 0600.
+
+    The partner keeps the private files; `exchange clients add` reads only their public part.
+    """
+    from exchange.client.credentials import PartnerKey
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for purpose in ("auth", "sign"):
+        path = directory / f"{purpose}.jwk.json"
+        if path.exists():
+            console.print(f"[red]{path} exists; refusing to overwrite a key[/]")
+            sys.exit(1)
+        key = PartnerKey.generate()
+        key.save(path)
+        console.print(f"{purpose}: {path} (kid {key.kid})")
+
+
+@clients.command("add")
+@click.option("--client-id", required=True)
+@click.option("--agency", required=True, type=click.Choice(sorted(AGENCY_SCOPES)))
+@click.option("--name", required=True, help="Who runs this client, e.g. 'Border post Panji Poyon'.")
+@click.option("--scope", "scopes", multiple=True, help="Repeat; default: every scope of the agency.")
+@click.option("--auth-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
+              help="JWK file of the client's Ed25519 auth key (only its public part is read).")
+@click.option("--sign-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--enc-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@OFFICER
+@with_appcontext
+def add(client_id: str, agency: str, name: str, scopes: tuple[str, ...], auth_key: Path, sign_key: Path | None,
+        enc_key: Path | None, officer: str) -> None:
+    """Register an agency client with its scopes and public keys."""
+    keys = [{"purpose": p, "jwk": _public_jwk(f)} for p, f in (("auth", auth_key), ("sign", sign_key),
+                                                                  ("enc", enc_key)) if f is not None]
+    body = {"client_id": client_id, "agency": agency, "name": name,
+            "scopes": list(scopes) or sorted(AGENCY_SCOPES[agency]), "keys": keys}
+    try:
+        data = ClientCreateSchema().load(body)
+        client = _service().register(data, officer=officer)
+        db.session.commit()
+    except (ExchangeError, ValidationError) as e:
+        _fail(e)
+        return
+    _show(client)
+
+
+@clients.command("list")
+@click.option("--agency", type=click.Choice(sorted(AGENCY_SCOPES)))
+@click.option("--status", type=click.Choice(["active", "suspended"]))
+@with_appcontext
+def list_command(agency: str | None, status: str | None) -> None:
+    """List agency clients."""
+    items, total = _service().list_clients({"agency": agency, "status": status}, page=1, page_size=1000)
+    table = Table(title=f"{total} clients")
+    for column in ("client_id", "agency", "status", "scopes", "keys"):
+        table.add_column(column)
+    for client in items:
+        active = sum(1 for k in client.keys if k.status == "active")
+        table.add_row(client.client_id, client.agency, client.status, " ".join(client.scopes), f"{active} active")
+    console.print(table)
+
+
+@clients.command("show")
+@click.argument("client_id")
+@with_appcontext
+def show(client_id: str) -> None:
+    """Show one client, its scopes and keys."""
+    try:
+        _show(_service().get(client_id))
+    except ExchangeError as e:
+        _fail(e)
+
+
+def _set_status(client_id: str, status: str, reason: str | None, officer: str) -> None:
+    changes = {"status": status, **({"status_reason": reason} if reason else {})}
+    try:
+        client = _service().update(client_id, changes, if_match=None, officer=officer)
+        db.session.commit()
+    except ExchangeError as e:
+        _fail(e)
+        return
+    console.print(f"{client.client_id}: [bold]{client.status}[/]")
+
+
+@clients.command("suspend")
+@click.argument("client_id")
+@click.option("--reason", required=True, help="Why: kept with the client and shown to other officers.")
+@OFFICER
+@with_appcontext
+def suspend(client_id: str, reason: str, officer: str) -> None:
+    """Suspend a client: its tokens stop working at once and it gets no new ones."""
+    _set_status(client_id, "suspended", reason, officer)
+
+
+@clients.command("resume")
+@click.argument("client_id")
+@OFFICER
+@with_appcontext
+def resume(client_id: str, officer: str) -> None:
+    """Resume a suspended client."""
+    _set_status(client_id, "active", None, officer)
