@@ -1,10 +1,12 @@
 """BENCH-ONLY WSGI entry point: the exchange with an authenticator that lets every loopback request in as interior.
 
 NEVER deploy this module or point it at a real register. `UnsafeBenchAuthenticator` performs no authentication at
-all: it answers every request from 127.0.0.1 with the same interior caller, so a load generator can read the register
-before OAuth2 client credentials exist (until then the released app refuses every `/v1/` call). Two guards keep it
-from being served by accident: the module refuses to import unless the harness set `EXCHANGE_BENCH_UNSAFE_AUTH=1`,
-and the authenticator refuses any request whose peer is not loopback (the harness binds gunicorn to 127.0.0.1 only).
+all: it answers every request from 127.0.0.1 with the same interior caller (all interior scopes, purpose
+register-maintenance), so the "register read" case measures the register without the token machinery (no access
+token, no DPoP proof, no replay-cache write). Set against the "authorised read" case on the released app, it shows
+what tokens and proofs cost. Two guards keep it from being served by accident: the module refuses to import unless
+the harness set `EXCHANGE_BENCH_UNSAFE_AUTH=1`, and the authenticator refuses any request whose peer is not loopback
+(the harness binds gunicorn to 127.0.0.1 only).
 
 Served by `bench/harness.py` as `gunicorn --pythonpath bench bench_app:app`; configured, like production, through
 `EXCHANGE_DATABASE_URL`, `EXCHANGE_KEYS_DIR` and `EXCHANGE_LOG_LEVEL`.
@@ -18,15 +20,19 @@ from flask import Request
 
 from exchange import create_app
 from exchange.auth.caller import Caller
+from exchange.auth.policy import AGENCY_SCOPES
 from exchange.errors import Unauthenticated
 
 UNSAFE_AUTH_FLAG = "EXCHANGE_BENCH_UNSAFE_AUTH"
-BENCH_CALLER = Caller(agency="interior", client_id="bench", purpose="register-maintenance")
+# Every `/v1` view checks scopes and purpose (`exchange.auth.protect.protected`): the caller carries interior's.
+BENCH_CALLER = Caller(agency="interior", client_id="bench", purpose="register-maintenance",
+                      scopes=AGENCY_SCOPES["interior"])
 LOOPBACK_PEERS = frozenset({"127.0.0.1", "::1"})
 
 
 class UnsafeBenchAuthenticator:
-    """BENCH-ONLY: no authentication. Every loopback request is `BENCH_CALLER` (interior, client "bench")."""
+    """BENCH-ONLY: no authentication. Every loopback request is `BENCH_CALLER` (interior, client "bench", all
+    interior scopes, purpose register-maintenance)."""
 
     def authenticate(self, request: Request) -> Caller:
         if request.remote_addr not in LOOPBACK_PEERS:

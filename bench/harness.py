@@ -27,17 +27,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.table import Table
 
 LOOPBACK = "127.0.0.1"
 BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = BENCH_DIR.parent  # wsgi.py lives here: targets like "wsgi:app" import from it
 # gunicorn's worker heartbeat files: on tmpfs, so a slow shared disk cannot stall a worker. No data goes there.
 WORKER_TMP_DIR = Path("/dev/shm")  # noqa: S108
 
@@ -64,11 +65,25 @@ def free_port() -> int:
         return port
 
 
+def base_url(port: int) -> str:
+    """The URL a server on 127.0.0.1:`port` is reached at, exactly as clients write it (no trailing slash)."""
+    return f"http://{LOOPBACK}:{port}"
+
+
+def issuer_env(port: int) -> dict[str, str]:
+    """`EXCHANGE_ISSUER` for a server on `port`: the exchange checks DPoP `htu` and client-assertion `aud` against
+    it, so it must be the base URL the load generator sends to. For `port_env=` of `GunicornServer`/`ServerPool`."""
+    return {"EXCHANGE_ISSUER": base_url(port)}
+
+
 class GunicornServer:
     """`gunicorn <target>` in a subprocess, bound to 127.0.0.1 on a free port, sync workers, no access log.
 
     `start()` returns once `ready_path` answers 200 (or raises `ServerError` with the tail of gunicorn's log);
     `stop()` sends SIGTERM, waits, and kills on timeout. Usable as a context manager.
+
+    `env` is added to the server's environment; `port_env(port)`, if given, is added on top once the port is chosen
+    (e.g. `issuer_env`, for settings that name the server's own URL). Targets import from bench/ and the project root.
     """
 
     def __init__(
@@ -77,6 +92,7 @@ class GunicornServer:
         *,
         workers: int = 2,
         env: Mapping[str, str] | None = None,
+        port_env: Callable[[int], Mapping[str, str]] | None = None,
         ready_path: str = "/healthz",
         ready_timeout: float = 30.0,
         stop_timeout: float = 10.0,
@@ -85,6 +101,7 @@ class GunicornServer:
         self.target = target
         self.workers = workers
         self.env = dict(env or {})
+        self.port_env = port_env
         self.ready_path = ready_path
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -101,7 +118,7 @@ class GunicornServer:
             "--bind", f"{LOOPBACK}:{port}",
             "--workers", str(self.workers),
             "--worker-class", "sync",
-            "--pythonpath", str(BENCH_DIR),
+            "--pythonpath", f"{BENCH_DIR},{PROJECT_ROOT}",
             "--log-level", "warning",
             "--error-logfile", "-",
             "--graceful-timeout", "5",
@@ -130,7 +147,7 @@ class GunicornServer:
 
     def _start_once(self, port: int) -> None:
         self.port = port
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, **(self.port_env(port) if self.port_env else {})}
         self._log_file = tempfile.TemporaryFile(prefix="gunicorn-", suffix=".log")
         self._process = subprocess.Popen(
             self.command(port), env=env, stdin=subprocess.DEVNULL, stdout=self._log_file, stderr=subprocess.STDOUT
@@ -143,6 +160,10 @@ class GunicornServer:
                 return
             time.sleep(0.1)
         raise ServerError(f"gunicorn {self.target} not ready after {self.ready_timeout:.0f}s:\n{self.log_tail()}")
+
+    @property
+    def base_url(self) -> str:
+        return base_url(self.port)
 
     def _is_ready(self) -> bool:
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=2)
@@ -192,15 +213,46 @@ class GunicornServer:
 
 
 @dataclass(frozen=True)
+class Signed:
+    """What a signer adds to one request: headers (on top of the spec's, replacing same-named ones) and, if not None,
+    the body (replacing the spec's)."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+
+
+class BoundSigner(Protocol):
+    def sign(self, method: str, path: str) -> Signed:
+        """Headers and/or body for the next request `method path` (fresh proofs, renewed tokens, ...)."""
+        ...
+
+
+class Signer(Protocol):
+    """Per-request signing in the load generator (client assertions, DPoP proofs, tokens).
+
+    The signer itself is configuration and must be picklable (plain data: JWK dicts, ids, URLs). `bind()` is called
+    once per load thread (and once by `check_request`), in the process that sends, and returns the object whose
+    `sign()` runs before every request: it may parse keys once and keep per-thread state such as an access token.
+    `sign()` may do its own HTTP (fetching a token); it runs inside the timed request, so its cost is in the latency.
+    An exception from `bind()` or `sign()` counts as a failed request.
+    """
+
+    def bind(self) -> BoundSigner: ...
+
+
+@dataclass(frozen=True)
 class RequestSpec:
     """The requests of one case. Each load thread cycles through `paths` (starting at a different offset), so a case
-    can spread its reads over many records. Must be picklable: it crosses into the load-generator process."""
+    can spread its reads over many records. Must be picklable: it crosses into the load-generator process.
+
+    With a `signer`, every request is signed just before it is sent, inside the timed section (see `Signer`)."""
 
     paths: tuple[str, ...]
     method: str = "GET"
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes | None = None
     expect_status: tuple[int, ...] = (200,)
+    signer: Signer | None = None
 
     def __post_init__(self) -> None:
         if not self.paths or not all(p.startswith("/") for p in self.paths):
@@ -224,19 +276,31 @@ class RequestCheckError(RuntimeError):
 
 
 def check_request(port: int, spec: RequestSpec, timeout: float = 10.0) -> int:
-    """Send the case's first request once, outside the measurement; return the body size. Raises on a bad status."""
+    """Send the case's first request once (signed, if the spec has a signer), outside the measurement; return the body
+    size. Raises on a bad status."""
+    body, headers = spec.body, dict(spec.headers)
+    if spec.signer is not None:
+        try:
+            body, headers = _apply(spec.signer.bind().sign(spec.method, spec.paths[0]), body, headers)
+        except Exception as e:  # e.g. the signer's token request was refused: a set-up failure, not a crash
+            raise RequestCheckError(f"{spec.method} {spec.paths[0]}: signer failed: {type(e).__name__}: {e}") from e
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     try:
-        conn.request(spec.method, spec.paths[0], body=spec.body, headers=dict(spec.headers))
+        conn.request(spec.method, spec.paths[0], body=body, headers=headers)
         response = conn.getresponse()
-        body = response.read()
+        answer = response.read()
     finally:
         conn.close()
     if response.status not in spec.expect_status:
         raise RequestCheckError(
-            f"{spec.method} {spec.paths[0]} -> {response.status}, expected {spec.expect_status}: {body[:500]!r}"
+            f"{spec.method} {spec.paths[0]} -> {response.status}, expected {spec.expect_status}: {answer[:500]!r}"
         )
-    return len(body)
+    return len(answer)
+
+
+def _apply(signed: Signed, body: bytes | None, headers: dict[str, str]) -> tuple[bytes | None, dict[str, str]]:
+    merged = {**headers, **dict(signed.headers)}
+    return (body if signed.body is None else signed.body), merged
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -269,6 +333,7 @@ def _load_thread(
     i = offset
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=settings.request_timeout)
     perf_counter = time.perf_counter
+    signer: BoundSigner | None = None
     try:
         while len(latencies) < limit:
             started = perf_counter()
@@ -279,15 +344,22 @@ def _load_thread(
             problem: str | None = None
             size = 0
             try:
+                body, request_headers = spec.body, headers
+                if spec.signer is not None:  # timed: a partner pays for its signatures (and token renewals) too
+                    if signer is None:
+                        signer = spec.signer.bind()
+                    body, request_headers = _apply(signer.sign(spec.method, path), body, headers)
                 # http.client keeps the connection open between requests and reconnects by itself after the server
                 # closes it (gunicorn's sync worker closes after every response).
-                conn.request(spec.method, path, body=spec.body, headers=headers)
+                conn.request(spec.method, path, body=body, headers=request_headers)
                 response = conn.getresponse()
                 size = len(response.read())
                 if response.status not in spec.expect_status:
                     problem = f"{spec.method} {path} -> {response.status}"
             except (OSError, http.client.HTTPException) as e:
                 problem = f"{spec.method} {path} -> {type(e).__name__}: {e}"
+            except Exception as e:  # a signer failing (e.g. its token request refused) is a failed request too
+                problem = f"{spec.method} {path} -> signer: {type(e).__name__}: {e}"
                 conn.close()
             finished = perf_counter()
             if started < measure_from:  # warm-up
@@ -498,6 +570,24 @@ def ratio(case: Result, baseline: Result) -> float:
     return case.rps / baseline.rps if baseline.rps > 0 else math.nan
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """A line `label: 0.42x` comparing two cases of the same run: the ratio of their `x baseline` figures, i.e. each
+    case's req/s taken relative to the baseline runs around it first, so drift between the two cases cancels."""
+
+    numerator: str  # case names
+    denominator: str
+    label: str = ""
+
+    def value(self, cases: Sequence[tuple[Result, Result]]) -> tuple[float, float, float] | None:
+        """(comparison, numerator's x baseline, denominator's x baseline), or None if either case did not run."""
+        found = {result.name: ratio(result, against) for result, against in cases}
+        if self.numerator not in found or self.denominator not in found:
+            return None
+        top, bottom = found[self.numerator], found[self.denominator]
+        return (top / bottom if bottom > 0 else math.nan), top, bottom
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Printing
 # --------------------------------------------------------------------------------------------------------------------
@@ -551,8 +641,10 @@ def print_results(
     baseline_runs: Sequence[Result] = (),
     title: str = "",
     console: Console | None = None,
+    comparisons: Sequence[Comparison] = (),
 ) -> None:
-    """The table, the spread of the baseline runs (drift), one `case / baseline: 0.42x` line per case, error samples."""
+    """The table, the spread of the baseline runs (drift), one `case / baseline: 0.42x` line per case, one line per
+    comparison between cases, error samples."""
     console = console or make_console()
     console.print(results_table(baseline, cases, title=title))
     if len(baseline_runs) > 1:
@@ -568,6 +660,11 @@ def print_results(
             )
     for result, against in cases:
         console.print(f"[bold]{result.name} / {baseline.name}: {ratio(result, against):.2f}x[/]")
+    for comparison in comparisons:
+        value = comparison.value(cases)
+        if value is not None:
+            label = comparison.label or f"{comparison.numerator} / {comparison.denominator}"
+            console.print(f"[bold]{label}: {value[0]:.2f}x[/] (x baseline {value[1]:.3f} / {value[2]:.3f})")
     for result in [baseline, *(r for r, _ in cases)]:
         for sample in result.error_samples:
             console.print(f"[red]error in {result.name}:[/] {sample}", markup=True, highlight=False)
@@ -591,16 +688,21 @@ class ServerPool:
     warm processes; idle sync workers cost next to nothing while another server is under load.
     """
 
-    def __init__(self, *, workers: int, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, *, workers: int, env: Mapping[str, str] | None = None,
+        port_env: Callable[[int], Mapping[str, str]] | None = None,
+    ) -> None:
         self.workers = workers
         self.env = dict(env or {})
+        self.port_env = port_env  # for every server, e.g. issuer_env
         self._servers: dict[tuple[str, tuple[tuple[str, str], ...]], GunicornServer] = {}
 
     def get(self, target: str, env: Mapping[str, str] | None = None) -> GunicornServer:
         key = (target, tuple(sorted((env or {}).items())))
         server = self._servers.get(key)
         if server is None:
-            server = GunicornServer(target, workers=self.workers, env={**self.env, **(env or {})})
+            server = GunicornServer(target, workers=self.workers, env={**self.env, **(env or {})},
+                                    port_env=self.port_env)
             self._servers[key] = server  # registered before start(), so close() stops a half-started one too
             server.start()
         return server

@@ -75,6 +75,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     keystore = InMemoryKeyStore()
     for purpose in KEY_PURPOSES:
         keystore.ensure(purpose)
+    keystore.ensure_encryption("envelope-enc")
 
     def make(**config: Any) -> Flask:
         keys_dir = tmp_path / f"keys-{len(apps)}"

@@ -10,11 +10,12 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from exchange.auth.dpop import verify_dpop_proof
 from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
 from exchange.auth.policy import ALL_SCOPES
-from exchange.keys.store import KeyStore
+from exchange.keys.store import ENCRYPTION_PURPOSES, KeyStore
 
 bp = Blueprint("oauth", __name__)
 
-# The exchange's signing purposes published in the JWKS (keys.md), each key with its `purpose` member.
+# The exchange's purposes published in the JWKS (keys.md), each key with its `purpose` member: the signing ones here,
+# and the X25519 `envelope-enc` keys partners seal requests to.
 PUBLISHED_PURPOSES = ("token", "envelope-sign", "audit")
 
 
@@ -61,6 +62,9 @@ def jwks() -> Response:
     for purpose in PUBLISHED_PURPOSES:
         for key in keystore.verification_keys(purpose):
             keys.setdefault(key.kid, key.public_jwk())
+    for enc_purpose in ENCRYPTION_PURPOSES:
+        for enc_key in keystore.decryption_keys(enc_purpose):
+            keys.setdefault(enc_key.kid, enc_key.public_jwk())
     response = jsonify({"keys": list(keys.values())})
     response.headers["Cache-Control"] = "public, max-age=60"
     return response

@@ -85,7 +85,8 @@ def test_metadata_and_jwks(oauth_app: Flask) -> None:
     assert metadata["dpop_signing_alg_values_supported"] == ["EdDSA"]
     assert "returnees:screen" in metadata["scopes_supported"]
     keys = client.get("/.well-known/jwks.json").get_json()["keys"]
-    assert {k["purpose"] for k in keys} == {"token", "envelope-sign", "audit"}
+    assert {k["purpose"] for k in keys} == {"token", "envelope-sign", "audit", "envelope-enc"}
+    assert {k["crv"] for k in keys if k["purpose"] == "envelope-enc"} == {"X25519"}
     assert len({k["kid"] for k in keys}) == len(keys)
     assert all("d" not in k and k["kty"] == "OKP" for k in keys)
 
