@@ -1,0 +1,1 @@
+"""Tests of the signed-and-encrypted envelope (protocol.md §4)."""
