@@ -9,10 +9,12 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 
+from exchange.audit.recorder import install_audit
 from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
+from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
 from exchange.errors import ErrorSchema, MalformedJson, UnsupportedMediaType, register_error_handlers
 from exchange.keys.store import FileKeyStore
 from exchange.logs import configure_logging, install_request_ids
@@ -61,6 +63,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
     db.init_app(app)
     db.install_unit_of_work(app)
+    install_envelopes(app)  # between the two: a response is sealed after its audit entry is appended
+    install_audit(app)
     app.extensions["exchange.keystore"] = app.config.get("KEYSTORE") or FileKeyStore(Path(app.config["KEYS_DIR"]))
     init_auth(app)
 
@@ -68,10 +72,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _authenticate_api_calls() -> None:
         if request.path.startswith("/v1/"):
             authenticate(request)
-            if request.method in ("POST", "PUT", "PATCH"):
+            if envelopes_required(app):
+                require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
+            elif request.method in ("POST", "PUT", "PATCH"):
                 require_json_body()
 
     from exchange import health
+    from exchange.audit import views as audit_views
     from exchange.clients import views as client_views
     from exchange.register import views as register_views
 
@@ -83,6 +90,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         if name not in api.spec.components.schemas:
             api.spec.components.schema(name, schema=view)
     api.register_blueprint(register_views.blp)
+    api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins

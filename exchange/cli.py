@@ -17,8 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
+from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
+from exchange.keys.store import ENCRYPTION_PURPOSES, SECRET_PURPOSES
 from exchange.keys.store import PURPOSES as EXCHANGE_SIGNING_PURPOSES
 
 console = Console(stderr=False)
@@ -71,6 +73,12 @@ def init_command() -> None:
     for purpose in EXCHANGE_SIGNING_PURPOSES:
         key = keystore.ensure(purpose)
         console.print(f"  {purpose:<14} key {key.kid}")
+    for purpose in ENCRYPTION_PURPOSES:
+        enc_key = keystore.ensure_encryption(purpose)
+        console.print(f"  {purpose:<14} key {enc_key.kid}")
+    for purpose in SECRET_PURPOSES:
+        secret = keystore.ensure_secret(purpose)
+        console.print(f"  {purpose:<14} key {secret.kid}")
 
 
 @main.group("db")
@@ -177,3 +185,4 @@ def schemas_check() -> None:
 
 
 main.add_command(clients_cli.clients)
+main.add_command(audit_cli.audit)

@@ -38,6 +38,7 @@ def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str
         "KEYS_DIR": env.get("EXCHANGE_KEYS_DIR") or str(PROJECT_ROOT / "keys"),
         "ISSUER": env.get("EXCHANGE_ISSUER") or "http://127.0.0.1:5000",
         "AUDIT_ORIGIN": env.get("EXCHANGE_AUDIT_ORIGIN") or "exchange.local/audit",
+        "AUDIT_CHECKPOINT_SECONDS": _int_env(env, "EXCHANGE_AUDIT_CHECKPOINT_SECONDS", 10),
         "MAX_CONTENT_LENGTH": _int_env(env, "EXCHANGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         "LOG_LEVEL": env.get("EXCHANGE_LOG_LEVEL") or "INFO",
         "SQL_ECHO": env.get("EXCHANGE_SQL_ECHO", "") == "1",

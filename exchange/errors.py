@@ -174,6 +174,7 @@ def register_error_handlers(app: Flask) -> None:
         # Log the type and where it was raised only: an exception's text or a stack trace may carry SQL parameters
         # or record content (protocol.md §5).
         frames = traceback.extract_tb(exc.__traceback__)
-        where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "unknown"
+        ours = [f for f in frames if "/exchange/" in f.filename and "site-packages" not in f.filename]
+        where = ", ".join(f"{f.filename}:{f.lineno}" for f in (ours[-1:] + frames[-1:])) if frames else "unknown"
         log.error("unhandled exception", extra={"exception_type": type(exc).__name__, "where": where})
         return error_response(status=500, code=ExchangeError.code, message=ExchangeError.default_message)

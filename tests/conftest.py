@@ -76,12 +76,16 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     for purpose in KEY_PURPOSES:
         keystore.ensure(purpose)
     keystore.ensure_encryption("envelope-enc")
+    keystore.ensure_secret("storage")
 
     def make(**config: Any) -> Flask:
         keys_dir = tmp_path / f"keys-{len(apps)}"
         keys_dir.mkdir(mode=0o700)
         defaults = {"TESTING": True, "DATABASE_URL": database_url, "KEYS_DIR": str(keys_dir),
-                    "AUTHENTICATOR": UnsafeEnvironAuthenticator(), "KEYSTORE": keystore}
+                    "AUTHENTICATOR": UnsafeEnvironAuthenticator(), "KEYSTORE": keystore,
+                    # the register's own rules are tested with plain JSON; tests/envelope and the real-server tests
+                    # run with envelopes, as production does
+                    "UNSAFE_PLAIN_JSON_BODIES": True}
         app = create_app({**defaults, **config})
         apps.append(app)
         return app

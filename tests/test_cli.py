@@ -45,14 +45,14 @@ def test_init_creates_database_and_key_store_and_is_idempotent(
     assert code == 0, output
     head = migrate.head_revision(make_engine(f"sqlite:///{database}"))
     assert f"migrated empty -> {head}" in output
-    for purpose in ("token", "envelope-sign", "audit"):
+    for purpose in ("token", "envelope-sign", "audit", "envelope-enc", "storage"):
         [key_file] = keys.glob(f"{purpose}.*.key")
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert database.exists()
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     code, output = run("init")
     assert code == 0 and "already current" in output
-    assert len(list(keys.glob("*.key"))) == 3  # init is idempotent: no second set of keys
+    assert len(list(keys.glob("*.key"))) == 5  # init is idempotent: no second set of keys
     code, output = run("db", "current")
     assert f"current: {head}" in output and f"head: {head}" in output
 

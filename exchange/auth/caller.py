@@ -9,7 +9,7 @@ The CLI and the demo data loader call services directly with an explicit `Caller
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from flask import Flask, Request, current_app, g
@@ -29,6 +29,7 @@ class Caller:
     scopes: frozenset[str] = frozenset()
     token_jti: str | None = None
     dpop_jti: str | None = None
+    dpop_proof: str | None = field(default=None, repr=False)  # answered by a bodiless request's response envelope
 
     def __post_init__(self) -> None:
         if self.agency not in AGENCIES:

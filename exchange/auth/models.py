@@ -16,7 +16,7 @@ class SeenJti(Base):
     __tablename__ = "seen_jtis"
     __table_args__ = (Index("ix_seen_jtis_expires_at", "expires_at"),)
 
-    namespace: Mapped[str] = mapped_column(String(16), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(40), primary_key=True)  # "dpop", "assertion", "envelope:<agency>"
     jti: Mapped[str] = mapped_column(String(128), primary_key=True)
     expires_at: Mapped[datetime]
 

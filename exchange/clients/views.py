@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Response, jsonify, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from exchange.auth.caller import current_caller
@@ -15,9 +14,10 @@ from exchange.clients import schemas as s
 from exchange.clients.models import Client
 from exchange.clients.services import ClientService
 from exchange.db import db
+from exchange.envelope.http import EnvelopeBlueprint
 from exchange.register.views import if_match
 
-blp = Blueprint("clients", __name__, url_prefix="/v1/clients",
+blp = EnvelopeBlueprint("clients", __name__, url_prefix="/v1/clients",
                 description="Agency clients, their scopes, status and public keys (security officers).")
 ADMIN = {"clients:admin"}
 

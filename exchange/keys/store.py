@@ -20,12 +20,15 @@ from typing import Any, Protocol
 
 import nacl.exceptions
 import nacl.public
+import nacl.secret
 import nacl.signing
+import nacl.utils
 
 from exchange.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it
+SECRET_PURPOSES = ("storage",)  # XSalsa20-Poly1305: the evidence store at rest
 
 
 class KeyStoreError(ExchangeError):
@@ -103,6 +106,28 @@ class ExchangeEncryptionKey:
                 "purpose": self.purpose}
 
 
+@dataclass(frozen=True, kw_only=True)
+class StorageKey:
+    """A secret key that seals data at rest (XSalsa20-Poly1305). Its id is a hash, never the key."""
+
+    purpose: str
+    created_at: int
+    secret: bytes = field(repr=False, compare=False)
+
+    @property
+    def kid(self) -> str:
+        return b64url(hashlib.sha256(b"exchange-storage-key\x00" + self.secret).digest()[:16])
+
+    def seal(self, plaintext: bytes) -> bytes:
+        return bytes(nacl.secret.SecretBox(self.secret).encrypt(plaintext))
+
+    def open(self, sealed: bytes) -> bytes:
+        try:
+            return nacl.secret.SecretBox(self.secret).decrypt(sealed)
+        except nacl.exceptions.CryptoError as e:
+            raise KeyStoreError("Stored data does not open with this storage key.") from e
+
+
 class KeyStore(Protocol):
     def active(self, purpose: str) -> ExchangeKey:
         """The key that signs for `purpose` now; raises KeyStoreError if there is none."""
@@ -126,6 +151,10 @@ class KeyStore(Protocol):
 
     def ensure_encryption(self, purpose: str) -> ExchangeEncryptionKey:
         """The active X25519 key, generated if there is none (`exchange init`)."""
+        ...
+
+    def ensure_secret(self, purpose: str) -> StorageKey:
+        """The active secret key for data at rest, generated if there is none."""
         ...
 
 
@@ -193,6 +222,16 @@ class FileKeyStore:
         except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError) as e:
             raise KeyStoreError(f"Key file {path.name} is unreadable.") from e
 
+    def ensure_secret(self, purpose: str) -> StorageKey:
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        files = self._files(purpose)
+        if files:
+            data, secret = self._seed(files[0])
+            return StorageKey(purpose=purpose, created_at=int(data["created_at"]), secret=secret)
+        key = StorageKey(purpose=purpose, created_at=int(time.time()), secret=nacl.utils.random(32))
+        self._write_seed(self.directory / f"{purpose}.{key.created_at}.key", purpose, key.created_at, key.secret)
+        return key
+
     def active_encryption(self, purpose: str) -> ExchangeEncryptionKey:
         files = self._files(purpose)
         if not files:
@@ -258,6 +297,7 @@ class InMemoryKeyStore:
     def __init__(self) -> None:
         self._keys: dict[str, list[ExchangeKey]] = {}
         self._encryption: dict[str, list[ExchangeEncryptionKey]] = {}
+        self._secrets: dict[str, StorageKey] = {}
 
     def active_encryption(self, purpose: str) -> ExchangeEncryptionKey:
         if not self._encryption.get(purpose):
@@ -266,6 +306,12 @@ class InMemoryKeyStore:
 
     def decryption_keys(self, purpose: str) -> list[ExchangeEncryptionKey]:
         return list(self._encryption.get(purpose, []))
+
+    def ensure_secret(self, purpose: str) -> StorageKey:
+        if purpose not in self._secrets:
+            self._secrets[purpose] = StorageKey(purpose=purpose, created_at=int(time.time()),
+                                                secret=nacl.utils.random(32))
+        return self._secrets[purpose]
 
     def ensure_encryption(self, purpose: str) -> ExchangeEncryptionKey:
         if not self._encryption.get(purpose):

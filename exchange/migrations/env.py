@@ -5,8 +5,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Engine
 
-import exchange.auth.models  # noqa: F401  (each import registers its tables on the metadata)
+import exchange.audit.models  # noqa: F401  (each import registers its tables on the metadata)
+import exchange.auth.models  # noqa: F401
 import exchange.clients.models  # noqa: F401
+import exchange.envelope.models  # noqa: F401
 import exchange.register.models  # noqa: F401
 from exchange.db import Base
 

@@ -13,12 +13,13 @@ from typing import Any
 
 from flask import Response, jsonify, request, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import RAISE, Schema
 
+from exchange.audit.context import touch
 from exchange.auth.caller import Caller, current_caller
 from exchange.auth.protect import protected
 from exchange.db import Record, db
+from exchange.envelope.http import EnvelopeBlueprint
 from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
 from exchange.register import schemas as s
 from exchange.register.models import (
@@ -31,7 +32,7 @@ from exchange.register.models import (
 )
 from exchange.register.services import Page, PageRequest, RegisterService
 
-blp = Blueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
+blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 
 AgencyViews = Mapping[str, type[Schema]]
 
@@ -55,6 +56,7 @@ def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
 
 
 def record_response(caller: Caller, views: AgencyViews, record: Record, *, status: int = 200) -> Response:
+    touch(record.id, getattr(record, "returnee_id", None))
     response = jsonify(dump_for(caller, views, record))
     response.status_code = status
     response.headers["ETag"] = f'"{record.version}"'
@@ -62,6 +64,7 @@ def record_response(caller: Caller, views: AgencyViews, record: Record, *, statu
 
 
 def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Response:
+    touch(*(item.id for item in page.items))
     return jsonify(
         {
             "items": [dump_for(caller, views, item) for item in page.items],
@@ -204,6 +207,7 @@ class Screening(MethodView):
                 caller, name=query["name"], birth_date=query.get("birth_date"), limit=query["limit"],
                 min_score=query["min_score"],
             )
+        touch(*(hit.returnee.id for hit in hits))
         return {"candidates": hits}
 
 

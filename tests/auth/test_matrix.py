@@ -56,6 +56,12 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/v1/clients/<string:client_id>"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys/<string:kid>/revocation"): {"clients:admin"},
+    ("GET", "/v1/audit/checkpoint"): {"audit:read"},
+    ("GET", "/v1/audit/entries"): {"audit:read"},
+    ("GET", "/v1/audit/proofs/inclusion"): {"audit:read"},
+    ("GET", "/v1/audit/proofs/consistency"): {"audit:read"},
+    ("GET", "/v1/audit/search"): {"audit:read"},
+    ("GET", "/v1/audit/export"): {"audit:read"},
 }
 GUARD_CODES = {"invalid_token", "invalid_dpop_proof", "dpop_replay", "insufficient_scope", "purpose_not_allowed"}
 

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import nacl.public
+import nacl.signing
 import pytest
 from sqlalchemy.orm import Session
 
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+from exchange.auth.replay import InMemoryReplayCache
 from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
+from exchange.envelope.envelope import (
+    MEDIA_TYPE,
+    EnvelopeHeader,
+    RequestRef,
+    SenderKey,
+    StaticSenderKeys,
+    b64decode,
+    decrypt_keyring,
+    ed25519_kid,
+    open_response,
+    seal_json,
+)
 from exchange.keys.store import PURPOSES as KEY_PURPOSES
-from exchange.keys.store import FileKeyStore
+from exchange.keys.store import FileKeyStore, b64url
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 
@@ -33,6 +47,33 @@ class RemotePartner:
     agency: str
     auth_key: PartnerKey
     dpop_key: PartnerKey
+    sign_key: nacl.signing.SigningKey = field(default_factory=nacl.signing.SigningKey.generate)
+    enc_key: nacl.public.PrivateKey = field(default_factory=nacl.public.PrivateKey.generate)
+
+    def exchange_key(self, purpose: str) -> dict[str, Any]:
+        keys = httpx.get(f"{self.base}/.well-known/jwks.json").json()["keys"]
+        key: dict[str, Any] = next(k for k in keys if k["purpose"] == purpose)
+        return key
+
+    def seal(self, method: str, path: str, value: Any) -> bytes:
+        enc = self.exchange_key("envelope-enc")
+        header = EnvelopeHeader.for_request(sender=self.agency, skid=ed25519_kid(self.sign_key.verify_key),
+                                            recipient="exchange", rkid=enc["kid"], method=method, target=path)
+        sealed = seal_json(header=header, value=value, signing_key=self.sign_key,
+                           recipient_key=nacl.public.PublicKey(b64decode(enc["x"])))
+        self.last_request = RequestRef.of_envelope(sealed)
+        return sealed.to_json()
+
+    def open(self, response: httpx.Response, request: RequestRef) -> Any:
+        assert response.headers["Content-Type"] == MEDIA_TYPE, response.text
+        signer = self.exchange_key("envelope-sign")
+        opened = open_response(response.content, request=request, receiver=self.agency,
+                               decrypt_keys=decrypt_keyring([self.enc_key]), sender="exchange",
+                               sender_keys=StaticSenderKeys([SenderKey(agency="exchange", verify_key=(
+                                   nacl.signing.VerifyKey(b64decode(signer["x"]))))]),
+                               replay=InMemoryReplayCache())
+        assert opened.header.audit is not None and opened.header.audit.index >= 0
+        return opened.json
 
     def assertion(self) -> str:
         return client_assertion(client_id=self.client_id, issuer=self.base, key=self.auth_key)
@@ -63,6 +104,8 @@ def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     store = FileKeyStore(keys_dir)
     for purpose in KEY_PURPOSES:
         store.ensure(purpose)
+    store.ensure_encryption("envelope-enc")
+    store.ensure_secret("storage")
     with gunicorn(database_url=database_url, keys_dir=keys_dir, workers=2,
                   log=tmp_path_factory.mktemp("log") / "gunicorn.log") as base:
         yield base
@@ -83,7 +126,12 @@ def remote(server: str, database_url: str, make_app: Any) -> Callable[[str], Rem
             ClientService(session=session).register(
                 {"client_id": partner.client_id, "agency": agency, "name": "remote test",
                  "scopes": sorted(AGENCY_SCOPES[agency]),
-                 "keys": [{"purpose": "auth", "jwk": partner.auth_key.public_jwk}]}, officer="TJ-SEC-1")
+                 "keys": [{"purpose": "auth", "jwk": partner.auth_key.public_jwk},
+                          {"purpose": "sign", "jwk": {"kty": "OKP", "crv": "Ed25519",
+                                                      "x": b64url(bytes(partner.sign_key.verify_key))}},
+                          {"purpose": "enc", "jwk": {"kty": "OKP", "crv": "X25519",
+                                                     "x": b64url(bytes(partner.enc_key.public_key))}}]},
+                officer="TJ-SEC-1")
             session.commit()
         engine.dispose()
         return partner
@@ -97,14 +145,21 @@ def in_parallel(send: Callable[[], httpx.Response]) -> list[httpx.Response]:
         return list(pool.map(lambda _: send(), range(PARALLEL)))
 
 
-def test_token_and_authorised_calls_over_http(remote: Callable[[str], RemotePartner]) -> None:
+def test_token_and_enveloped_calls_over_http(remote: Callable[[str], RemotePartner]) -> None:
     interior = remote("interior")
     token = interior.token()
-    created = httpx.post(f"{interior.base}/v1/returnees", json=returnee_body(),
-                         headers=interior.api_headers(token, "POST", "/v1/returnees"))
+    body = interior.seal("POST", "/v1/returnees", returnee_body())
+    created = httpx.post(f"{interior.base}/v1/returnees", content=body,
+                         headers={**interior.api_headers(token, "POST", "/v1/returnees"), "Content-Type": MEDIA_TYPE})
     assert created.status_code == 201, created.text
-    listed = httpx.get(f"{interior.base}/v1/returnees", headers=interior.api_headers(token, "GET", "/v1/returnees"))
-    assert listed.status_code == 200 and listed.json()["total"] == 1
+    assert interior.open(created, interior.last_request)["status"] == "reported"
+    headers = interior.api_headers(token, "GET", "/v1/returnees")
+    listed = httpx.get(f"{interior.base}/v1/returnees", headers=headers)
+    request = RequestRef.of_proof(headers["DPoP"], method="GET", target="/v1/returnees")
+    assert listed.status_code == 200 and interior.open(listed, request)["total"] == 1
+    plain = httpx.post(f"{interior.base}/v1/returnees", json=returnee_body(),
+                       headers=interior.api_headers(token, "POST", "/v1/returnees"))
+    assert (plain.status_code, plain.json()["code"]) == (415, "unsupported_media_type")
 
 
 def test_a_dpop_proof_is_accepted_once_across_workers(remote: Callable[[str], RemotePartner]) -> None:

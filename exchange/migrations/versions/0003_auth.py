@@ -1,7 +1,7 @@
 """auth: agency clients, their keys, replay cache, revoked tokens
 
 Revision ID: 0003_auth
-Revises: 0001_register (the audit migration 0002 is linearised before it when it lands)
+Revises: 0002_audit
 Create Date: 2026-11-25 03:53:11.910394
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0003_auth'
-down_revision: str | None = '0001_register'
+down_revision: str | None = '0002_audit'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -49,7 +49,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_revoked_tokens_expires_at', ['expires_at'], unique=False)
 
     op.create_table('seen_jtis',
-    sa.Column('namespace', sa.String(length=16), nullable=False),
+    sa.Column('namespace', sa.String(length=40), nullable=False),
     sa.Column('jti', sa.String(length=128), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('namespace', 'jti', name=op.f('pk_seen_jtis'))

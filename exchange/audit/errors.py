@@ -1,0 +1,42 @@
+"""Errors of the audit log.
+
+`AuditUnavailable` reaches callers of the API (503 `audit_unavailable`: the entry could not be written, so nothing
+was). The `VerificationError` family is raised by the offline checks (proofs, checkpoints, a whole log); the
+verifier and the client library report them, the API never does.
+"""
+
+from __future__ import annotations
+
+from exchange.errors import ExchangeError
+
+
+class AuditUnavailable(ExchangeError):
+    """The audit entry of a call could not be written: the call fails and changes nothing (fail closed)."""
+
+    status = 503
+    code = "audit_unavailable"
+    default_message = "The audit log could not record this call, so nothing was changed; retry later."
+
+
+class VerificationError(Exception):
+    """Something presented as evidence did not verify."""
+
+
+class InvalidProof(VerificationError):
+    """An inclusion or consistency proof does not lead to the root it claims (RFC 9162 §2.1.3.2, §2.1.4.2)."""
+
+
+class InvalidCheckpoint(VerificationError):
+    """A signed note is malformed, signed by no trusted key, or not a checkpoint of the expected log."""
+
+
+class LogMismatch(VerificationError):
+    """The log differs from what was signed, first at `index` (somewhere in `index`..`last` when only a range can
+    be named: a consistently rewritten stretch is pinned down only by the signed checkpoints around it)."""
+
+    def __init__(self, index: int, reason: str, *, last: int | None = None) -> None:
+        self.index = index
+        self.last = index if last is None else last
+        self.reason = reason
+        where = f"index {index}" if self.last == index else f"index {index} (somewhere in {index}..{self.last})"
+        super().__init__(f"first bad {where}: {reason}")

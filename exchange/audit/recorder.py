@@ -1,0 +1,250 @@
+"""Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
+
+`install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs just before
+the unit of work's (Flask runs them in reverse order of registration). For each `/v1/` response:
+
+- success (< 400): the entry is appended in the request's own transaction and committed here with the request's
+  changes, so either both are stored or neither is (the unit of work then finds nothing left to commit). If the
+  append fails, the call fails: 503 `audit_unavailable`, nothing committed. If the commit fails: 503 `commit_failed`.
+- failure (>= 400, including the two above): the request's changes are rolled back, then its entry (a `deny` for
+  401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is appended and
+  committed on its own. If even that fails, the response is 503 `audit_unavailable`.
+
+The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Request, Response, g, request
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from exchange.audit import context
+from exchange.audit.checkpoint import NoteVerifier
+from exchange.audit.errors import AuditUnavailable
+from exchange.audit.services import AppendedEntry, AuditLog, Event, Signer
+from exchange.auth.caller import Caller
+from exchange.db import db, utcnow
+from exchange.errors import error_response
+from exchange.keys.store import FileKeyStore, KeyStore, b64url
+
+log = logging.getLogger("exchange.audit")
+
+INDEX_HEADER = "Audit-Index"
+LEAF_HASH_HEADER = "Audit-Leaf-Hash"
+REGISTER_OWNER = "interior"  # reads by any other agency disclose the register's data to it
+AUDITED_PREFIX = "/v1/"
+
+
+# ---- the app's audit key and origin ---------------------------------------------------------------------------------
+
+
+def key_store(app: Flask) -> KeyStore:
+    store: KeyStore | None = app.extensions.get("exchange.keystore")
+    return store if store is not None else FileKeyStore(Path(app.config["KEYS_DIR"]))
+
+
+def signer(app: Flask) -> Signer:
+    return key_store(app).ensure("audit")
+
+
+def origin(app: Flask) -> str:
+    value: str = app.config["AUDIT_ORIGIN"]
+    return value
+
+
+def verifiers(app: Flask) -> list[NoteVerifier]:
+    """The app's own `audit` keys (current and retired) as checkpoint verifiers."""
+    return [NoteVerifier(name=origin(app), public_key=key.public_bytes)
+            for key in key_store(app).verification_keys("audit")]
+
+
+# ---- events ---------------------------------------------------------------------------------------------------------
+
+
+def make_event(
+    *,
+    action: str,
+    outcome: str,
+    status: int,
+    reason: str | None = None,
+    caller: Caller | None = None,
+    request_id: str,
+    method: str,
+    path: str,
+    record_ids: Iterable[object] = (),
+    recipient: str | None = None,
+    source_ip: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Event:
+    """An event from its parts; `extra` sets other members (`context.ANNOTATABLE`), overriding the caller's."""
+    members: dict[str, Any] = {}
+    if caller is not None:
+        members.update(agency=caller.agency, client_id=caller.client_id, officer=caller.officer,
+                       purpose=caller.purpose, case_ref=caller.case_ref, token_jti=caller.token_jti,
+                       dpop_jti=caller.dpop_jti)
+    unknown = set(extra or {}) - context.ANNOTATABLE
+    if unknown:
+        raise ValueError(f"unknown audit members: {sorted(unknown)}")
+    members.update(extra or {})
+    return Event(time=utcnow(), request_id=request_id, action=action, outcome=outcome, status=status, reason=reason,
+                 method=method, path=path, record_ids=tuple(str(r) for r in record_ids), recipient=recipient,
+                 source_ip=source_ip, **members)
+
+
+def record_event(
+    session: Session,
+    *,
+    action: str,
+    outcome: str,
+    status: int,
+    reason: str | None = None,
+    caller: Caller | None = None,
+    request_id: str,
+    method: str,
+    path: str,
+    record_ids: Iterable[object] = (),
+    recipient: str | None = None,
+    source_ip: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> AppendedEntry:
+    """Append one entry in `session`'s transaction (call it last: it holds the log's lock until the commit).
+
+    For events that are not `/v1/` calls: tokens issued or refused, client and key operations, CLI reads of the log.
+    Raises `AuditUnavailable` (503) if the entry cannot be written; the caller's transaction must then roll back.
+    """
+    try:
+        event = make_event(action=action, outcome=outcome, status=status, reason=reason, caller=caller,
+                           request_id=request_id, method=method, path=path, record_ids=record_ids,
+                           recipient=recipient, source_ip=source_ip, extra=extra)
+    except ValueError as e:
+        raise AuditUnavailable() from e
+    return AuditLog(session=session).append([event])[0]
+
+
+def _error_code(response: Response) -> str:
+    body = response.get_json(silent=True) if response.is_json else None
+    code = body.get("code") if isinstance(body, dict) else None
+    return code if isinstance(code, str) and code else f"http_{response.status_code}"
+
+
+def action_for(req: Request, caller: Caller | None, status: int) -> str:
+    """The audit.md action of a `/v1/` call (see the README's "Audit log" for the table)."""
+    if status in (401, 403):
+        return "deny"
+    if req.path == "/v1/audit" or req.path.startswith("/v1/audit/"):
+        return "audit.read"
+    rule = req.url_rule.rule if req.url_rule is not None else ""
+    if rule.endswith("/transitions"):
+        return "alter"
+    if rule == "/v1/screening":
+        return "consult"
+    method = req.method
+    if method == "POST":
+        return "collect"
+    if method in ("PATCH", "PUT"):
+        return "alter"
+    if method == "DELETE":
+        return "erase"
+    if method == "GET" and status < 400 and caller is not None and caller.agency != REGISTER_OWNER:
+        return "disclose"
+    return "consult"
+
+
+def request_event(response: Response) -> Event:
+    """The event of the current `/v1/` request, given its response."""
+    caller: Caller | None = g.get("caller")
+    status = response.status_code
+    action = action_for(request, caller, status)
+    received_data = status < 400 and caller is not None and caller.agency != REGISTER_OWNER
+    recipient = caller.agency if caller is not None and received_data and action in ("disclose", "consult") else None
+    # A failed call is recorded with the ids it aimed at (in its path); what its view touched was rolled back.
+    path_ids = [v for v in (request.view_args or {}).values() if isinstance(v, uuid.UUID)]
+    touched = context.touched() if status < 400 else ()
+    return make_event(
+        action=action,
+        outcome="success" if status < 400 else "failure",
+        status=status,
+        reason=_error_code(response) if status >= 400 else None,
+        caller=caller,
+        request_id=g.get("request_id") or uuid.uuid4().hex,
+        method=request.method,
+        path=request.path,
+        record_ids=[*path_ids, *touched],
+        recipient=recipient,
+        source_ip=request.remote_addr,
+        extra=context.annotated(),
+    )
+
+
+# ---- the Flask hook -------------------------------------------------------------------------------------------------
+
+
+def _with_entry(response: Response, entry: AppendedEntry) -> Response:
+    response.headers[INDEX_HEADER] = str(entry.index)
+    response.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
+    return response
+
+
+def _unavailable() -> Response:
+    return error_response(status=AuditUnavailable.status, code=AuditUnavailable.code,
+                          message=AuditUnavailable.default_message)
+
+
+def _append_request_entry(session: Session, response: Response) -> AppendedEntry:
+    """Append the request's entry; anything going wrong, whatever it is, is `AuditUnavailable` (fail closed)."""
+    try:
+        return AuditLog(session=session).append([request_event(response)])[0]
+    except AuditUnavailable:
+        raise
+    except Exception as e:
+        log.error("audit entry not built", extra={"exception_type": type(e).__name__})
+        raise AuditUnavailable() from e
+
+
+def record_api_call(response: Response) -> Response:
+    """Record the current `/v1/` call (see the module docstring for the order of things)."""
+    session = db.session
+    if response.status_code < 400:
+        try:
+            entry = _append_request_entry(session, response)
+        except AuditUnavailable:
+            session.rollback()
+            log.error("audit append failed", extra={"code": AuditUnavailable.code})
+            response = _unavailable()
+        else:
+            try:
+                session.commit()
+            except SQLAlchemyError:
+                session.rollback()
+                log.error("commit failed", extra={"code": "commit_failed"})
+                response = error_response(status=503, code="commit_failed",
+                                          message="The change could not be stored; nothing was changed.")
+            else:
+                return _with_entry(response, entry)
+    # A failed call: discard its changes, then record it on its own.
+    session.rollback()
+    try:
+        entry = _append_request_entry(session, response)
+        session.commit()
+    except (AuditUnavailable, SQLAlchemyError):
+        session.rollback()
+        log.error("audit append failed", extra={"code": AuditUnavailable.code})
+        return _unavailable()
+    return _with_entry(response, entry)
+
+
+def install_audit(app: Flask) -> None:
+    """Record every `/v1/` call. Call right after `db.install_unit_of_work(app)` so that this runs first."""
+
+    @app.after_request
+    def _audit_api_calls(response: Response) -> Response:
+        if not request.path.startswith(AUDITED_PREFIX):
+            return response
+        return record_api_call(response)

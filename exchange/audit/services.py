@@ -1,0 +1,454 @@
+"""The audit log: append entries under one lock, serve entries, proofs and searches, and sign checkpoints.
+
+Sequencing. An append locks the single `audit_head` row (PostgreSQL: `SELECT ... FOR UPDATE`; SQLite: the database
+write lock, taken by a write to the head), reads the size and the frontier, gives the new entries the indices
+`size, size + 1, ...`, writes them with the tree nodes they complete, and moves the head, all in the caller's
+transaction. The lock is held until that transaction ends, so two appenders (processes, machines) never read the same
+size: no duplicates, no forks; and since the entry, its index and the head commit or roll back together, no gaps.
+Call `append` last in a transaction: it holds the log's only lock until the commit.
+
+Batching. `append` takes several events at once: one lock, one frontier read and one write for all of them (on
+PostgreSQL a single statement inserts the entries, their record ids and tree nodes and moves the head), so a
+transaction that records several events pays for the lock, the round trips and the commit once. Events of different
+transactions are never batched together: each call's entry commits with that call's data, and the lock is held
+from reading the size to that commit, so one-entry transactions are bounded by the database's commit latency.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import rfc8785
+from sqlalchemy import Select, Table, and_, insert, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from exchange.audit import merkle
+from exchange.audit.checkpoint import Checkpoint, sign_checkpoint
+from exchange.audit.errors import AuditUnavailable
+from exchange.audit.merkle import ConsistencyProof, Frontier, InclusionProof
+from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode
+from exchange.db import utcnow
+from exchange.errors import ValidationFailed
+from exchange.keys.store import b64url
+
+ENTRY_VERSION = 1
+# The members of an entry, exactly (audit.md "Entry"); every entry has all of them, null where not applicable.
+ENTRY_MEMBERS = frozenset({
+    "v", "index", "time", "request_id", "action", "outcome", "status", "reason", "agency", "client_id", "officer",
+    "purpose", "case_ref", "method", "path", "record_ids", "recipient", "source_ip", "token_jti", "dpop_jti",
+    "envelope", "prev_checkpoint_size",
+})
+ACTIONS = frozenset({"collect", "alter", "consult", "disclose", "erase", "token.issue", "token.deny", "audit.read",
+                     "deny"})
+ACTION_FAMILIES = ("client.", "key.")  # client.register, key.rotate, ...
+OUTCOMES = ("success", "failure")
+MAX_PAGE = 1000
+
+_ACTION = re.compile(r"^[a-z][a-z_]*(\.[a-z][a-z_]*)?$")
+_entries = cast(Table, AuditEntry.__table__)
+_records = cast(Table, AuditEntryRecord.__table__)
+_nodes = cast(Table, AuditNode.__table__)
+_head = cast(Table, AuditHead.__table__)
+_ENTRY_COLUMNS = ("idx", "leaf", "time", "action", "outcome", "agency", "client_id", "purpose")
+_PG_WRITE = text("""
+WITH entries AS (
+    INSERT INTO audit_entries (idx, leaf, time, action, outcome, agency, client_id, purpose)
+    SELECT * FROM unnest(CAST(:idx AS bigint[]), CAST(:leaf AS bytea[]), CAST(:time AS timestamptz[]),
+                         CAST(:action AS varchar[]), CAST(:outcome AS varchar[]), CAST(:agency AS varchar[]),
+                         CAST(:client_id AS varchar[]), CAST(:purpose AS varchar[]))
+), records AS (
+    INSERT INTO audit_entry_records (record_id, idx)
+    SELECT * FROM unnest(CAST(:record_id AS varchar[]), CAST(:record_idx AS bigint[]))
+), nodes AS (
+    INSERT INTO audit_nodes (level, idx, hash)
+    SELECT * FROM unnest(CAST(:level AS smallint[]), CAST(:node_idx AS bigint[]), CAST(:hash AS bytea[]))
+)
+UPDATE audit_head SET size = :size, frontier = :frontier WHERE id = 1
+""")
+_PG_ENTRIES = """
+SELECT e.idx, e.leaf, n.hash FROM audit_entries e LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = e.idx
+WHERE e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT %s
+"""
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339, UTC, microseconds: 2026-11-25T03:28:14.706092Z."""
+    if moment.tzinfo is None:
+        raise ValueError("audit times are timezone-aware")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Envelope:
+    """Evidence of an accepted request envelope (protocol.md §4), all b64."""
+
+    msg_id: str
+    protected_hash: str
+    sig: str
+    plaintext_hash: str
+
+
+def _short(value: str | None, limit: int, name: str) -> None:
+    if value is not None and not 0 < len(value) <= limit:
+        raise ValueError(f"audit member {name} must be 1..{limit} characters")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What happened, as audit.md lists it; `AuditLog.append` adds the index and `prev_checkpoint_size`."""
+
+    time: datetime
+    request_id: str
+    action: str
+    outcome: str
+    status: int
+    method: str
+    path: str
+    reason: str | None = None
+    agency: str | None = None
+    client_id: str | None = None
+    officer: str | None = None
+    purpose: str | None = None
+    case_ref: str | None = None
+    record_ids: tuple[str, ...] = ()
+    recipient: str | None = None
+    source_ip: str | None = None
+    token_jti: str | None = None
+    dpop_jti: str | None = None
+    envelope: Envelope | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        family = any(self.action.startswith(f) and len(self.action) > len(f) for f in ACTION_FAMILIES)
+        if not _ACTION.match(self.action) or not (self.action in ACTIONS or family):
+            raise ValueError(f"unknown audit action {self.action!r}")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown audit outcome {self.outcome!r}")
+        if self.outcome == "failure" and not self.reason:
+            raise ValueError("a failure names its reason (the stable error code)")
+        if not 100 <= self.status <= 599:
+            raise ValueError("status is an HTTP status")
+        for name, limit in [("agency", 16), ("client_id", 128), ("purpose", 64), ("action", 32)]:
+            _short(getattr(self, name), limit, name)
+        if any(not 0 < len(r) <= 64 for r in self.record_ids):
+            raise ValueError("record ids are 1..64 characters")
+        format_time(self.time)
+
+    def members(self, *, index: int, prev_checkpoint_size: int) -> dict[str, Any]:
+        envelope = None
+        if self.envelope is not None:
+            envelope = {"msg_id": self.envelope.msg_id, "protected_hash": self.envelope.protected_hash,
+                        "sig": self.envelope.sig, "plaintext_hash": self.envelope.plaintext_hash}
+        return {
+            "v": ENTRY_VERSION, "index": index, "time": format_time(self.time), "request_id": self.request_id,
+            "action": self.action, "outcome": self.outcome, "status": self.status, "reason": self.reason,
+            "agency": self.agency, "client_id": self.client_id, "officer": self.officer, "purpose": self.purpose,
+            "case_ref": self.case_ref, "method": self.method, "path": self.path,
+            "record_ids": list(dict.fromkeys(self.record_ids)), "recipient": self.recipient,
+            "source_ip": self.source_ip, "token_jti": self.token_jti, "dpop_jti": self.dpop_jti,
+            "envelope": envelope, "prev_checkpoint_size": prev_checkpoint_size,
+        }
+
+
+def encode_entry(members: Mapping[str, Any]) -> bytes:
+    """The leaf: the entry's RFC 8785 (JSON Canonicalization Scheme) encoding."""
+    if set(members) != ENTRY_MEMBERS:
+        raise ValueError("an entry has exactly the members of audit.md")
+    return rfc8785.dumps(dict(members))
+
+
+@dataclass(frozen=True, kw_only=True)
+class AppendedEntry:
+    index: int
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEntry:
+    """A leaf as stored, with the leaf hash written beside it in the tree when it was appended (None if missing).
+
+    Positional and slotted: the verifier makes a million of them.
+    """
+
+    index: int
+    leaf: bytes
+    stored_leaf_hash: bytes | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchFilters:
+    agency: str | None = None
+    client_id: str | None = None
+    action: str | None = None
+    outcome: str | None = None
+    purpose: str | None = None
+    record_id: str | None = None
+    time_from: datetime | None = None  # inclusive
+    time_to: datetime | None = None  # exclusive
+
+
+class Signer(Protocol):
+    """The checkpoint key (the key store's `audit` key, `exchange.keys.store.ExchangeKey`)."""
+
+    @property
+    def public_bytes(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Head:
+    size: int
+    frontier: bytes
+    checkpoint_size: int
+
+
+class AuditLog:
+    """The log in one session. Writes (`append`, `checkpoint`) flush and lock; the caller commits."""
+
+    def __init__(self, *, session: Session) -> None:
+        self.session = session
+
+    @property
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    # ---- writing ---------------------------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> list[AppendedEntry]:
+        """Give the events the next indices and write them, their tree nodes and the new head; raise
+        `AuditUnavailable` if any of it fails (the caller's transaction must then roll back)."""
+        if not events:
+            return []
+        try:
+            head = self._lock_head()
+            frontier = Frontier.decode(head.size, head.frontier)
+            entry_rows: list[dict[str, Any]] = []
+            record_rows: list[dict[str, Any]] = []
+            node_rows: list[dict[str, Any]] = []
+            appended: list[AppendedEntry] = []
+            for event in events:
+                index = frontier.size
+                leaf = encode_entry(event.members(index=index, prev_checkpoint_size=head.checkpoint_size))
+                leaf_hash = merkle.leaf_hash(leaf)
+                node_rows += [{"level": level, "idx": i, "hash": h} for (level, i), h in frontier.append(leaf_hash)]
+                entry_rows.append({"idx": index, "leaf": leaf, "time": event.time, "action": event.action,
+                                   "outcome": event.outcome, "agency": event.agency, "client_id": event.client_id,
+                                   "purpose": event.purpose})
+                record_rows += [{"record_id": r, "idx": index} for r in dict.fromkeys(event.record_ids)]
+                appended.append(AppendedEntry(index=index, leaf_hash=leaf_hash))
+            self._write(entry_rows, record_rows, node_rows, size=frontier.size, frontier=frontier.encode())
+        except (SQLAlchemyError, ValueError) as e:
+            raise AuditUnavailable() from e
+        return appended
+
+    def _write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
+               *, size: int, frontier: bytes) -> None:
+        """Write the rows and move the head in as few round trips as possible while the lock is held."""
+        if self._dialect == "postgresql":
+            # One statement, compiled once for any batch size: each table's rows as arrays, unnested by a
+            # data-modifying WITH query (those run exactly once, whether or not the main statement reads them).
+            self.session.execute(_PG_WRITE, {
+                **{name: [row[name] for row in entries] for name in _ENTRY_COLUMNS},
+                "record_id": [row["record_id"] for row in records], "record_idx": [row["idx"] for row in records],
+                "level": [row["level"] for row in nodes], "node_idx": [row["idx"] for row in nodes],
+                "hash": [row["hash"] for row in nodes], "size": size, "frontier": frontier,
+            })
+            return
+        for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
+            if rows:
+                self.session.execute(insert(table), rows)
+        self.session.execute(update(_head).where(_head.c.id == 1).values(size=size, frontier=frontier))
+
+    def _lock_head(self) -> _Head:
+        """Lock the head row for the rest of the transaction (creating it in an empty log) and read it."""
+        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
+        if self._dialect == "sqlite":
+            # A SELECT takes no lock on SQLite: write first (creating the head if needed), which takes the
+            # database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
+            self.session.execute(self._create_head())
+            row = self.session.execute(columns).one()
+        else:
+            locked = self.session.execute(columns.with_for_update()).one_or_none()
+            if locked is None:  # an empty log: create the head, or wait for whoever is creating it, and lock it
+                self.session.execute(self._create_head())
+                locked = self.session.execute(columns.with_for_update()).one()
+            row = locked
+        return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
+
+    def _create_head(self) -> Any:
+        insert_ = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
+        return insert_(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
+            index_elements=[AuditHead.id]
+        )
+
+    def checkpoint(self, *, signer: Signer, origin: str, now: datetime | None = None) -> AuditCheckpoint:
+        """The latest checkpoint, after signing a new one if the log grew since it (holds the head lock)."""
+        try:
+            head = self._lock_head()
+            latest = self.latest_checkpoint()
+            if latest is not None and latest.size == head.size:
+                return latest
+            if latest is not None and latest.size > head.size:
+                raise AuditUnavailable("The audit log is shorter than its latest checkpoint; refusing to sign.")
+            root = Frontier.decode(head.size, head.frontier).root()
+            checkpoint = Checkpoint(origin=origin, size=head.size, root=root)
+            row = AuditCheckpoint(size=head.size, origin=origin, root=root, created_at=now or utcnow(),
+                                  note=sign_checkpoint(checkpoint, public_key=signer.public_bytes, sign=signer.sign))
+            self.session.add(row)
+            self.session.flush()
+            self.session.execute(update(AuditHead).where(AuditHead.id == 1).values(checkpoint_size=head.size))
+        except (SQLAlchemyError, ValueError) as e:
+            raise AuditUnavailable() from e
+        return row
+
+    # ---- reading ---------------------------------------------------------------------------------------------------
+
+    def size(self) -> int:
+        return self.session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+
+    def latest_checkpoint(self) -> AuditCheckpoint | None:
+        return self.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+
+    def checkpoint_sizes(self) -> list[int]:
+        return list(self.session.scalars(select(AuditCheckpoint.size).order_by(AuditCheckpoint.size)))
+
+    def checkpoint_note(self, size: int) -> str | None:
+        return self.session.scalar(select(AuditCheckpoint.note).where(AuditCheckpoint.size == size))
+
+    def _within(self, size: int, *, smaller: tuple[str, int], larger: tuple[str, int], strict: bool = False) -> None:
+        """Refuse ranges the log cannot answer: `larger` must not pass the log's size, nor `smaller` pass `larger`."""
+        (small_name, small), (large_name, large) = smaller, larger
+        if large > size:
+            raise ValidationFailed(errors={large_name: [f"The log has {size} entries."]})
+        if small > large or (strict and small == large):
+            raise ValidationFailed(errors={small_name: [f"Must be {'less than' if strict else 'at most'} "
+                                                        f"{large_name}."]})
+
+    @staticmethod
+    def _select_entries() -> Select[int, bytes, bytes]:
+        """Entries with the leaf hash stored in the tree (Core columns: plain rows, no ORM loading)."""
+        return select(_entries.c.idx, _entries.c.leaf, _nodes.c.hash).outerjoin(
+            _nodes, and_(_nodes.c.level == 0, _nodes.c.idx == _entries.c.idx)
+        )
+
+    def _stored(self, stmt: Select[int, bytes, bytes]) -> list[StoredEntry]:
+        return [StoredEntry(*row) for row in self.session.execute(stmt).all()]  # all(): one fetchall, not per row
+
+    def entries(self, start: int, end: int | None = None, *, limit: int = MAX_PAGE) -> list[StoredEntry]:
+        """Entries [start, end), at most `limit` (end defaults to the size of the log)."""
+        size = self.size()
+        end = size if end is None else end
+        self._within(size, smaller=("start", start), larger=("end", end))
+        end = min(end, start + limit)
+        stmt = self._select_entries().where(_entries.c.idx >= start, _entries.c.idx < end).order_by(_entries.c.idx)
+        return self._stored(stmt)
+
+    def iter_entries(self, start: int, end: int, *, batch: int = 10_000) -> Iterator[StoredEntry]:
+        """Every stored row with start <= index < end, in index order, as they are (gaps and all), read in batches
+        (keyset paging on the primary key: each batch is one index range scan)."""
+        fetch = self._fetch_binary if self._dialect == "postgresql" else self._fetch
+        cursor = start
+        while cursor < end:
+            rows = fetch(cursor, end, batch)
+            if not rows:
+                return
+            yield from rows
+            cursor = rows[-1].index + 1
+
+    def _fetch(self, start: int, end: int, limit: int) -> list[StoredEntry]:
+        return self._stored(self._select_entries().where(_entries.c.idx >= start, _entries.c.idx < end)
+                            .order_by(_entries.c.idx).limit(limit))
+
+    def _fetch_binary(self, start: int, end: int, limit: int) -> list[StoredEntry]:
+        """`_fetch` through a psycopg cursor in binary format: bytea in the text format is hex-escaped, which makes
+        a full scan of the log three times slower to read and decode."""
+        connection = self.session.connection().connection.driver_connection
+        with connection.cursor(binary=True) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_PG_ENTRIES, (start, end, limit))
+            return [StoredEntry(*row) for row in cursor.fetchall()]
+
+    def last(self, count: int) -> list[StoredEntry]:
+        stmt = self._select_entries().order_by(_entries.c.idx.desc()).limit(count)
+        return self._stored(stmt)[::-1]
+
+    def search(self, filters: SearchFilters, *, after: int | None = None, limit: int = 100) -> list[StoredEntry]:
+        """Entries matching every given filter, in index order, after the index `after` (keyset paging)."""
+        stmt = self._select_entries()
+        columns = _entries.c
+        for column, value in [(columns.agency, filters.agency), (columns.client_id, filters.client_id),
+                              (columns.action, filters.action), (columns.outcome, filters.outcome),
+                              (columns.purpose, filters.purpose)]:
+            if value is not None:
+                stmt = stmt.where(column == value)
+        if filters.record_id is not None:
+            stmt = stmt.where(columns.idx.in_(
+                select(_records.c.idx).where(_records.c.record_id == filters.record_id)
+            ))
+        if filters.time_from is not None:
+            stmt = stmt.where(columns.time >= filters.time_from)
+        if filters.time_to is not None:
+            stmt = stmt.where(columns.time < filters.time_to)
+        if after is not None:
+            stmt = stmt.where(columns.idx > after)
+        return self._stored(stmt.order_by(_entries.c.idx).limit(min(limit, MAX_PAGE)))
+
+    # ---- proofs: O(log n) node reads --------------------------------------------------------------------------------
+
+    def _nodes(self, wanted: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+        if not wanted:
+            return {}
+        rows = self.session.execute(
+            select(AuditNode.level, AuditNode.idx, AuditNode.hash).where(
+                tuple_(AuditNode.level, AuditNode.idx).in_(sorted(wanted))
+            )
+        )
+        found = {(row.level, row.idx): row.hash for row in rows}
+        if wanted - found.keys():
+            raise AuditUnavailable("The audit log's tree is missing nodes; it needs to be verified.")
+        return found
+
+    def inclusion_proof(self, index: int, size: int) -> tuple[InclusionProof, bytes]:
+        """The proof that entry `index` is in the tree of `size` entries, and the entry's leaf hash."""
+        self._within(self.size(), smaller=("index", index), larger=("size", size), strict=True)
+        ranges = merkle.inclusion_ranges(index, size)
+        nodes = self._nodes(merkle.nodes_for(ranges) | {(0, index)})
+        return InclusionProof(index=index, size=size, hashes=merkle.proof_hashes(ranges, nodes)), nodes[(0, index)]
+
+    def consistency_proof(self, old: int, new: int) -> ConsistencyProof:
+        self._within(self.size(), smaller=("old", old), larger=("new", new))
+        ranges = merkle.consistency_ranges(old, new)
+        return ConsistencyProof(old=old, new=new, hashes=merkle.proof_hashes(ranges, self._nodes(
+            merkle.nodes_for(ranges))))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+# ---- the wire form of entries and exports ---------------------------------------------------------------------------
+
+EXPORT_FORMAT = "exchange-audit-export/v1"
+
+
+def entry_json(entry: StoredEntry) -> dict[str, Any]:
+    """`{"index", "leaf", "leaf_hash"}` with the bytes in b64 (base64url without padding)."""
+    stored = entry.stored_leaf_hash
+    return {"index": entry.index, "leaf": b64url(entry.leaf), "leaf_hash": b64url(stored) if stored else None}
+
+
+def export_lines(log: AuditLog, *, note: str, start: int, end: int) -> Iterator[str]:
+    """JSON Lines: a header `{"format", "checkpoint", "start", "end"}` with the signed checkpoint the export is
+    verified against, then one `entry_json` per line for the entries [start, end)."""
+    header = {"format": EXPORT_FORMAT, "checkpoint": note, "start": start, "end": end}
+    yield json.dumps(header, separators=(",", ":")) + "\n"
+    for entry in log.iter_entries(start, end):
+        yield json.dumps(entry_json(entry), separators=(",", ":")) + "\n"

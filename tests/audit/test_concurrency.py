@@ -1,0 +1,92 @@
+"""Four processes append to one PostgreSQL log at once, as four gunicorn workers (or four machines) would: single
+entries and batches, each in its own transaction, with checkpoints signed in between. The log ends gap-free, every
+index given once, and its root equals a recomputation from the leaves."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import Counter
+
+import nacl.signing
+import pytest
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from exchange.audit import merkle
+from exchange.audit.checkpoint import NoteVerifier
+from exchange.audit.recorder import record_event
+from exchange.audit.services import AuditLog
+from exchange.audit.verify import DatabaseSource, verify_log
+from exchange.auth.caller import Caller
+from exchange.db import make_engine
+from exchange.keys.store import ExchangeKey
+from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
+
+WORKERS = 4
+ROUNDS = 150  # per worker: one single entry and one batch of four per round -> 750 entries per worker
+ORIGIN = "exchange.test/audit"
+SEED = bytes(range(32))
+
+pytestmark = [
+    pytest.mark.concurrency,
+    pytest.mark.skipif(not os.environ.get("EXCHANGE_TEST_DATABASE_URL"),
+                       reason="needs PostgreSQL (EXCHANGE_TEST_DATABASE_URL): SQLite has a single writer per file"),
+]
+
+
+def audit_key() -> ExchangeKey:
+    return ExchangeKey(purpose="audit", created_at=0, signing_key=nacl.signing.SigningKey(SEED))
+
+
+def append_worker(url: str, worker: int) -> list[int]:
+    """One process: ROUNDS x (a single entry through record_event, then a batch of four), a transaction each;
+    worker 0 also signs a checkpoint every 25 rounds."""
+    engine = make_engine(url)
+    indices: list[int] = []
+    caller = Caller(agency="border", client_id=f"worker-{worker}", purpose="border-screening")
+    try:
+        with Session(engine) as session:
+            for round_ in range(ROUNDS):
+                entry = record_event(session, action="consult", outcome="success", status=200, caller=caller,
+                                     request_id=f"{worker}-{round_}", method="GET", path="/v1/returnees")
+                session.commit()
+                batch = AuditLog(session=session).append([event(worker * 10_000 + round_ * 4 + n) for n in range(4)])
+                session.commit()
+                indices += [entry.index, *(e.index for e in batch)]
+                assert [e.index for e in batch] == list(range(batch[0].index, batch[0].index + 4))
+                if worker == 0 and round_ % 25 == 24:
+                    AuditLog(session=session).checkpoint(signer=audit_key(), origin=ORIGIN)
+                    session.commit()
+    finally:
+        engine.dispose()
+    return indices
+
+
+def test_four_processes_append_without_gaps_duplicates_or_forks(app: Flask, database_url: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(WORKERS) as pool:
+        results = pool.starmap(append_worker, [(database_url, w) for w in range(WORKERS)])
+    total = WORKERS * ROUNDS * 5
+    given = Counter(i for indices in results for i in indices)
+    assert sorted(given) == list(range(total)) and set(given.values()) == {1}, "every index exactly once"
+    entries = stored_entries(app)
+    assert [e["index"] for e in entries] == list(range(total)), "gap-free"
+    checkpoints = sorted({e["prev_checkpoint_size"] for e in entries})
+    assert len(checkpoints) == ROUNDS // 25 + 1
+    assert all(e["prev_checkpoint_size"] <= e["index"] for e in entries)
+
+    leaves = stored_leaves(app)
+    frontier = merkle.Frontier()
+    expected_nodes: dict[tuple[int, int], bytes] = {}
+    for leaf in leaves:
+        expected_nodes.update(frontier.append(merkle.leaf_hash(leaf)))
+    assert stored_nodes(app) == expected_nodes, "no fork: every stored subtree hash matches the recomputation"
+    with Session(engine_of(app)) as session:
+        log = AuditLog(session=session)
+        final = log.checkpoint(signer=audit_key(), origin=ORIGIN)
+        session.commit()
+        assert (final.size, final.root) == (total, frontier.root())
+        verified = verify_log(DatabaseSource(session), origin=ORIGIN,
+                              verifiers=[NoteVerifier(name=ORIGIN, public_key=audit_key().public_bytes)])
+    assert verified.checkpoint.size == total

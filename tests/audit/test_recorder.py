@@ -1,0 +1,258 @@
+"""Every /v1 call gets its entry, fail closed, in the same transaction as the data it records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import rfc8785
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from exchange.audit import merkle
+from exchange.audit.errors import AuditUnavailable
+from exchange.audit.models import AuditHead
+from exchange.audit.recorder import record_event
+from exchange.audit.services import ENTRY_MEMBERS, AuditLog
+from exchange.auth.caller import Caller
+from exchange.db import db
+from exchange.register.models import Returnee
+from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
+from tests.conftest import AgencyClient, returnee_body
+
+TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def returnee_count(app: Flask) -> int:
+    with Session(engine_of(app)) as session:
+        return session.scalar(select(func.count()).select_from(Returnee)) or 0
+
+
+def header_hash(response: Any) -> bytes:
+    value = response.headers["Audit-Leaf-Hash"]
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def test_a_write_is_recorded_with_every_member_and_its_headers(app: Flask, interior: AgencyClient) -> None:
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert response.status_code == 201
+    [leaf] = stored_leaves(app)
+    entry = json.loads(leaf)
+    assert set(entry) == ENTRY_MEMBERS
+    assert leaf == rfc8785.dumps(entry), "the leaf is the RFC 8785 encoding"
+    assert response.headers["Audit-Index"] == "0" and header_hash(response) == merkle.leaf_hash(leaf)
+    assert TIME.match(entry.pop("time"))
+    assert entry == {
+        "v": 1, "index": 0, "request_id": response.headers["X-Request-ID"], "action": "collect",
+        "outcome": "success", "status": 201, "reason": None, "agency": "interior", "client_id": "test-interior",
+        "officer": "TJ-MVD-04411", "purpose": interior.caller.purpose if interior.caller else None,
+        "case_ref": None, "method": "POST", "path": "/v1/returnees", "record_ids": [response.get_json()["id"]],
+        "recipient": None, "source_ip": "127.0.0.1", "token_jti": None, "dpop_jti": None, "envelope": None,
+        "prev_checkpoint_size": 0,
+    }
+    assert "Халимов" not in leaf.decode() and "400123456" not in leaf.decode(), "ids and hashes, never content"
+
+
+def test_reads_consult_for_the_owner_and_disclose_to_other_agencies(
+    app: Flask, make_returnee: Callable[..., dict[str, Any]], interior: AgencyClient, border: AgencyClient,
+    prosecutor: AgencyClient,
+) -> None:
+    first, second = make_returnee(), make_returnee()
+    interior.get(f"/v1/returnees/{first['id']}")
+    border.get(f"/v1/returnees/{first['id']}")
+    prosecutor.get("/v1/returnees?page_size=10")
+    border.post("/v1/screening", json={"document_number": "400123456"})
+    interior.patch(f"/v1/returnees/{first['id']}", json={"risk_level": "low"}, headers={"If-Match": first["_etag"]})
+    interior.post(f"/v1/returnees/{second['id']}/transitions", json={"to": "closed"})
+    entries = stored_entries(app)[2:]
+    summary = [(e["action"], e["agency"], e["recipient"], e["status"]) for e in entries]
+    assert summary == [
+        ("consult", "interior", None, 200),
+        ("disclose", "border", "border", 200),
+        ("disclose", "prosecutor", "prosecutor", 200),
+        ("consult", "border", "border", 200),
+        ("alter", "interior", None, 200),
+        ("alter", "interior", None, 200),
+    ]
+    assert entries[0]["record_ids"] == entries[1]["record_ids"] == [first["id"]]
+    assert set(entries[2]["record_ids"]) == {first["id"], second["id"]}
+    assert set(entries[3]["record_ids"]) == {first["id"], second["id"]}, "screening hits by document"
+
+
+def test_records_of_a_returnee_touch_the_returnee_too(
+    app: Flask, make_returnee: Callable[..., dict[str, Any]], interior: AgencyClient
+) -> None:
+    returnee = make_returnee()
+    response = interior.post("/v1/border-instructions", json={
+        "returnee_id": returnee["id"], "instruction": "ASSIST_RETURN", "reason": "hotline contact"})
+    assert response.status_code == 201
+    assert stored_entries(app)[-1]["record_ids"] == [response.get_json()["id"], returnee["id"]]
+
+
+@pytest.mark.parametrize(
+    ("agency", "method", "path", "body", "status", "action", "reason"),
+    [
+        (None, "GET", "/v1/returnees", None, 401, "deny", "unauthenticated"),
+        ("prosecutor", "POST", "/v1/returnees", returnee_body(), 403, "deny", "insufficient_scope"),
+        ("interior", "GET", "/v1/returnees/6f1c1f38-5d4e-4c36-9b59-8a4ef1f7b7a1", None, 404, "consult", "not_found"),
+        ("interior", "GET", "/v1/nothing-here", None, 404, "consult", "not_found"),
+        ("interior", "POST", "/v1/returnees", {"person_name": {}}, 422, "collect", "validation_failed"),
+        ("interior", "DELETE", "/v1/returnees", None, 405, "erase", "method_not_allowed"),
+        ("border", "GET", "/v1/audit/checkpoint", None, 403, "deny", "insufficient_scope"),
+    ],
+)
+def test_refused_calls_are_recorded_as_failures(
+    app: Flask, as_agency: Callable[..., AgencyClient], agency: str | None, method: str, path: str,
+    body: Any, status: int, action: str, reason: str,
+) -> None:
+    client = as_agency(agency)
+    response = client.open(method, path, json=body) if body is not None else client.open(method, path)
+    assert response.status_code == status
+    assert response.get_json()["code"] == reason
+    [entry] = stored_entries(app)
+    assert (entry["action"], entry["outcome"], entry["status"], entry["reason"]) == (action, "failure", status, reason)
+    assert entry["agency"] == agency and entry["recipient"] is None
+    assert response.headers["Audit-Index"] == "0"
+    if "6f1c1f38" in path:
+        assert entry["record_ids"] == ["6f1c1f38-5d4e-4c36-9b59-8a4ef1f7b7a1"], "the id the call aimed at"
+
+
+def test_a_failed_write_is_rolled_back_and_its_entry_kept(
+    app: Flask, make_returnee: Callable[..., dict[str, Any]], interior: AgencyClient
+) -> None:
+    returnee = make_returnee()
+    response = interior.patch(f"/v1/returnees/{returnee['id']}", json={"risk_level": "high"},
+                              headers={"If-Match": '"7"'})
+    assert response.status_code == 412
+    assert interior.get(f"/v1/returnees/{returnee['id']}").get_json()["risk_level"] == returnee["risk_level"]
+    entries = stored_entries(app)
+    assert [(e["action"], e["outcome"], e["reason"]) for e in entries] == [
+        ("collect", "success", None), ("alter", "failure", "precondition_failed"), ("consult", "success", None)]
+
+
+def test_fail_closed_when_the_entry_cannot_be_written(
+    app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: AuditLog, events: Any) -> Any:
+        raise AuditUnavailable()
+
+    monkeypatch.setattr(AuditLog, "append", broken)
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
+    assert "Audit-Index" not in response.headers
+    monkeypatch.undo()
+    assert returnee_count(app) == 0 and stored_entries(app) == []
+
+
+def test_when_only_the_append_fails_the_failure_is_recorded(
+    app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = AuditLog.append
+    calls: list[int] = []
+
+    def fails_once(self: AuditLog, events: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            self.session.execute(select(1))
+            raise AuditUnavailable()
+        return real(self, events)
+
+    monkeypatch.setattr(AuditLog, "append", fails_once)
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
+    assert returnee_count(app) == 0
+    [entry] = stored_entries(app)
+    assert (entry["action"], entry["outcome"], entry["status"], entry["reason"]) == (
+        "collect", "failure", 503, "audit_unavailable")
+    assert entry["record_ids"] == [], "the id of a record that was never stored is not recorded"
+
+
+def test_a_failed_commit_stores_neither_the_data_nor_its_success_entry(
+    app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = Session.commit
+    calls: list[int] = []
+
+    def fails_once(self: Session) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("COMMIT", {}, Exception("disk full"))
+        real(self)
+
+    monkeypatch.setattr(Session, "commit", fails_once)
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert (response.status_code, response.get_json()["code"]) == (503, "commit_failed")
+    monkeypatch.undo()
+    assert returnee_count(app) == 0
+    [entry] = stored_entries(app)
+    assert (entry["index"], entry["outcome"], entry["reason"]) == (0, "failure", "commit_failed")
+
+
+def test_record_event_for_calls_outside_the_api(app: Flask) -> None:
+    caller = Caller(agency="security", client_id="sec-console", officer="TJ-SEC-1", purpose="key-management")
+    with app.app_context():
+        first = record_event(db.session, action="key.rotate", outcome="success", status=200, caller=caller,
+                             request_id="r1", method="CLI", path="exchange keys rotate", record_ids=["token"])
+        second = record_event(db.session, action="token.deny", outcome="failure", status=401,
+                              reason="invalid_client", request_id="r2", method="POST", path="/oauth/token",
+                              source_ip="10.0.0.9", extra={"client_id": "border-post-7"})
+        db.session.commit()
+        for bad in [{"action": "shred"}, {"extra": {"name": "Халимов"}}, {"outcome": "failure"}]:
+            arguments: dict[str, Any] = {"action": "consult", "outcome": "success", "status": 200,
+                                         "request_id": "r3", "method": "GET", "path": "/x", **bad}
+            with pytest.raises(AuditUnavailable):
+                record_event(db.session, **arguments)
+    assert (first.index, second.index) == (0, 1)
+    entries = stored_entries(app)
+    assert [(e["action"], e["agency"], e["client_id"], e["record_ids"]) for e in entries] == [
+        ("key.rotate", "security", "sec-console", ["token"]),
+        ("token.deny", None, "border-post-7", []),
+    ]
+    assert entries[1]["reason"] == "invalid_client" and entries[1]["source_ip"] == "10.0.0.9"
+
+
+def test_a_batch_is_one_lock_with_consecutive_indices_and_the_same_tree(app: Flask) -> None:
+    with Session(engine_of(app)) as session:
+        log = AuditLog(session=session)
+        assert [a.index for a in log.append([event(0)])] == [0]
+        appended = log.append([event(n) for n in range(1, 6)])
+        session.commit()
+    assert [a.index for a in appended] == [1, 2, 3, 4, 5]
+    leaves = stored_leaves(app)
+    assert [merkle.leaf_hash(leaf) for leaf in leaves[1:]] == [a.leaf_hash for a in appended]
+    nodes = stored_nodes(app)
+    frontier = merkle.Frontier()
+    expected: dict[tuple[int, int], bytes] = {}
+    for leaf in leaves:
+        expected.update(frontier.append(merkle.leaf_hash(leaf)))
+    assert nodes == expected
+
+
+def test_concurrent_calls_get_gap_free_indices_and_one_tree(
+    app: Flask, as_agency: Callable[..., AgencyClient], make_returnee: Callable[..., dict[str, Any]]
+) -> None:
+    returnee = make_returnee()
+
+    def work(n: int) -> Any:
+        client = as_agency(("interior", "border", "prosecutor")[n % 3])
+        return client.get(f"/v1/returnees/{returnee['id']}")
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(work, range(30)))
+    assert all(r.status_code == 200 for r in responses)
+    indices = sorted(int(r.headers["Audit-Index"]) for r in responses)
+    assert indices == list(range(1, 31))
+    leaves = stored_leaves(app)
+    assert [json.loads(leaf)["index"] for leaf in leaves] == list(range(31))
+    with Session(engine_of(app)) as session:
+        log = AuditLog(session=session)
+        assert log.size() == 31
+        frontier = merkle.Frontier.decode(31, session.scalars(select(AuditHead.frontier)).one())
+    assert frontier.root() == merkle.root_of(merkle.leaf_hash(leaf) for leaf in leaves)
