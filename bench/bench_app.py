@@ -46,4 +46,5 @@ if os.environ.get(UNSAFE_AUTH_FLAG) != "1":
         "which bench/harness.py sets for its loopback-only gunicorn. Serve wsgi:app instead."
     )
 
-app = create_app({"AUTHENTICATOR": UnsafeBenchAuthenticator()})
+# No envelopes either: this case is the register read alone, the baseline for the secured cases.
+app = create_app({"AUTHENTICATOR": UnsafeBenchAuthenticator(), "UNSAFE_PLAIN_JSON_BODIES": True})

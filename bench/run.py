@@ -46,6 +46,7 @@ from harness import (
     print_results,
     ratio,
 )
+from nacl.public import PrivateKey
 from rich.console import Console
 from signers import DPoPApiSigner, PartnerClient, TokenRequestSigner
 from sqlalchemy import create_engine, select, text
@@ -57,7 +58,7 @@ from exchange.auth.policy import AGENCY_SCOPES
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
 from exchange.keys.store import PURPOSES as KEY_PURPOSES
-from exchange.keys.store import FileKeyStore
+from exchange.keys.store import FileKeyStore, b64url
 from exchange.register.demo import PEOPLE, load_demo_data
 from exchange.register.models import Returnee
 
@@ -197,6 +198,8 @@ def create_exchange_keys(keys_dir: Path) -> None:
     store = FileKeyStore(keys_dir)
     for purpose in KEY_PURPOSES:  # token, envelope-sign, audit
         store.ensure(purpose)
+    store.ensure_encryption("envelope-enc")
+    store.ensure_secret("storage")
 
 
 def register_client(database_url: str, agency: str) -> PartnerClient:
@@ -208,7 +211,11 @@ def register_client(database_url: str, agency: str) -> PartnerClient:
         with Session(engine) as session:
             ClientService(session=session).register(
                 {"client_id": client.client_id, "agency": agency, "name": f"bench {agency} client",
-                 "scopes": list(client.scopes), "keys": [{"purpose": "auth", "jwk": client.auth_key().public_jwk}]},
+                 "scopes": list(client.scopes),
+                 # the `enc` key the exchange seals responses to (the load generator measures, it does not open them)
+                 "keys": [{"purpose": "auth", "jwk": client.auth_key().public_jwk},
+                          {"purpose": "enc", "jwk": {"kty": "OKP", "crv": "X25519",
+                                                     "x": b64url(bytes(PrivateKey.generate().public_key))}}]},
                 officer="BENCH-000",
             )
             session.commit()

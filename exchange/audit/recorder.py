@@ -31,7 +31,7 @@ from exchange.audit.errors import AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
-from exchange.errors import error_response
+from exchange.http_errors import error_response
 from exchange.keys.store import FileKeyStore, KeyStore, b64url
 
 log = logging.getLogger("exchange.audit")

@@ -6,10 +6,16 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from sqlalchemy.exc import SQLAlchemyError
 
+from exchange.audit.errors import AuditUnavailable
+from exchange.audit.recorder import record_event
+from exchange.auth.caller import Caller
 from exchange.auth.dpop import verify_dpop_proof
 from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
 from exchange.auth.policy import ALL_SCOPES
+from exchange.db import db
+from exchange.http_errors import error_response
 from exchange.keys.store import ENCRYPTION_PURPOSES, KeyStore
 
 bp = Blueprint("oauth", __name__)
@@ -84,6 +90,36 @@ def token() -> Response:
     response: Response = _server().create_token_response()
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _audit_oauth(response: Response) -> Response:
+    """Every token issued or refused, and every revocation and introspection, gets its audit entry (audit.md).
+
+    Fail closed: if the entry cannot be written, the caller gets 503 `audit_unavailable` and no token.
+    """
+    claims = g.get("issued_token_claims") or {}
+    ok = response.status_code == 200
+    endpoint = request.path.rsplit("/", 1)[-1]
+    action = {"token": "token.issue" if ok else "token.deny"}.get(endpoint, "deny" if not ok else "consult")
+    if endpoint == "revoke" and ok:
+        action = "alter"  # a token's validity changed; the revoked token's id is the record touched
+    caller = Caller(agency=claims["agency"], client_id=claims["client_id"], token_jti=claims["jti"],
+                    dpop_jti=g.get("dpop_jti")) if claims else None
+    try:
+        record_event(db.session, action=action, outcome="success" if ok else "failure", status=response.status_code,
+                     reason=None if ok else g.get("oauth_error", "invalid_request"), caller=caller,
+                     request_id=g.get("request_id", ""), method=request.method, path=request.path,
+                     source_ip=request.remote_addr)
+        db.session.commit()
+    except (AuditUnavailable, SQLAlchemyError):
+        db.session.rollback()
+        return error_response(status=503, code=AuditUnavailable.code, message=AuditUnavailable.default_message)
+    return response
+
+
+@bp.after_request
+def _after_oauth(response: Response) -> Response:
+    return _audit_oauth(response) if request.path.startswith("/oauth/") else response
 
 
 @bp.post("/oauth/revoke")

@@ -192,6 +192,6 @@ def install_envelopes(app: Flask) -> None:
         try:
             return seal_response(response)
         except ExchangeError as e:
-            from exchange.errors import error_response
+            from exchange.http_errors import error_response
 
             return error_response(status=e.status, code=e.code, message=e.message)

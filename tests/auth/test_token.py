@@ -341,3 +341,20 @@ def test_replay_cache_entries_are_shared_state(partner: MakePartner, oauth_app: 
     with Session(oauth_app.extensions["exchange.db"]) as session:
         namespaces = set(session.scalars(select(SeenJti.namespace)))
     assert namespaces == {"assertion", "dpop"}
+
+
+def test_tokens_issued_and_refused_are_audited(partner: MakePartner, oauth_app: Flask) -> None:
+    from exchange.audit.models import AuditEntry
+
+    interior = partner("interior")
+    token = interior.get_token()
+    assert_oauth_error(interior.token_request(scope={"audit:read"}), 400, "invalid_scope")
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        entries = [json.loads(e.leaf) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.idx))]
+    issued, refused = entries[-2], entries[-1]
+    assert (issued["action"], issued["outcome"], issued["client_id"], issued["agency"]) == (
+        "token.issue", "success", interior.client_id, "interior")
+    assert issued["token_jti"] == claims_of(token)["jti"] and issued["path"] == "/oauth/token"
+    assert (refused["action"], refused["outcome"], refused["reason"], refused["status"]) == (
+        "token.deny", "failure", "invalid_scope", 400)
+    assert token not in json.dumps(entries)  # ids and hashes, never the token itself

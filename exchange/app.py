@@ -1,0 +1,98 @@
+"""The app factory: `create_app(config=None)` wires the extensions, blueprints and request hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from flask_smorest import Api
+
+from exchange.audit.recorder import install_audit
+from exchange.auth.caller import authenticate
+from exchange.auth.setup import init_auth
+from exchange.config import from_environment
+from exchange.db import db
+from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
+from exchange.errors import MalformedJson, UnsupportedMediaType
+from exchange.http_errors import ErrorSchema, register_error_handlers
+from exchange.keys.store import FileKeyStore
+from exchange.logs import configure_logging, install_request_ids
+
+API_DESCRIPTION = """\
+The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
+prosecutor's office (prosecutor). Every response's schema is the caller's agency view (need to know): see the
+`oneOf` alternatives, each named after its agency. Errors are `{code, status, message, errors?, request_id}` with a
+stable `code`. Writes to an existing record need `If-Match` with the record's ETag; a stale one gets 412.
+"""
+
+
+class ExchangeApi(Api):
+    """flask-smorest's Api, documenting our error body instead of its own."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+
+def require_json_body() -> None:
+    """Writes carry a JSON object; anything else is refused before a schema sees it."""
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    if request.get_json(silent=True) is None:
+        raise MalformedJson()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the exchange. `config` overrides what the environment says (tests pass one; production does not)."""
+    app = Flask(__name__)
+    app.config.update(from_environment(instance_path=app.instance_path))
+    app.config.update(
+        API_TITLE="Returnee Exchange",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(config or {})
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    configure_logging(app)
+    install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
+    db.init_app(app)
+    db.install_unit_of_work(app)
+    install_envelopes(app)  # between the two: a response is sealed after its audit entry is appended
+    install_audit(app)
+    app.extensions["exchange.keystore"] = app.config.get("KEYSTORE") or FileKeyStore(Path(app.config["KEYS_DIR"]))
+    init_auth(app)
+
+    @app.before_request
+    def _authenticate_api_calls() -> None:
+        if request.path.startswith("/v1/"):
+            authenticate(request)
+            if envelopes_required(app):
+                require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
+            elif request.method in ("POST", "PUT", "PATCH"):
+                require_json_body()
+
+    from exchange import health
+    from exchange.audit import views as audit_views
+    from exchange.clients import views as client_views
+    from exchange.register import views as register_views
+
+    # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object, and tests build many apps.
+    api = ExchangeApi(app)
+    app.extensions["exchange.api"] = api
+    for view in register_views.documented_views():
+        name = view.__name__.removesuffix("Schema")
+        if name not in api.spec.components.schemas:
+            api.spec.components.schema(name, schema=view)
+    api.register_blueprint(register_views.blp)
+    api.register_blueprint(audit_views.blp)
+    api.register_blueprint(client_views.blp)
+    app.register_blueprint(health.bp)
+    register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
+    return app
