@@ -154,6 +154,16 @@ def demo_data_command(append: bool) -> None:
     console.print(table)
 
 
+@main.command("demo")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Keep the demo's database and keys here (default: a temporary folder, removed afterwards).")
+def demo_command(directory: Path | None) -> None:
+    """Play the three agencies' story through the client library against a real HTTP server (fresh SQLite, keys)."""
+    from exchange.demo import run_demo
+
+    run_demo(console=console, workdir=directory)
+
+
 @main.group("schemas")
 def schemas_group() -> None:
     """The language-neutral contract files in schemas/ (generated from the code)."""

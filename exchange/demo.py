@@ -1,0 +1,205 @@
+"""`exchange demo`: the three agencies at work, through the partner client library, against a real HTTP server.
+
+It starts the exchange on a fresh SQLite database with fresh keys (in a temporary folder unless told where),
+registers one client per agency as a security officer would, and plays the story of domain.md: a relative calls the
+hotline; interior expects the returnee and issues ASSIST_RETURN; the border screens a Latin-spelled name, records the
+entry and an emergency travel document; interior vets; the prosecutor grants amnesty for one returnee and files
+charges for another; a DETAIN instruction stops a third at the border. Every call is a real token, DPoP proof,
+sealed request and verified, audited response. It ends with the size of the audit log and a verified checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
+
+from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+from exchange.client import ExchangeClient, PartnerKeys
+from exchange.clients.services import ClientService
+from exchange.db import dispose_engines, make_engine
+from exchange.keys.store import ENCRYPTION_PURPOSES, SECRET_PURPOSES, FileKeyStore
+from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
+
+COLOURS = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta", "security": "green", "auditor": "blue"}
+AGENCY_PURPOSE = {"interior": "register-maintenance", "border": "border-screening", "prosecutor": "amnesty-review",
+                  "auditor": "oversight"}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def _serving(workdir: Path, port: int) -> Iterator[str]:
+    """The exchange on SQLite in `workdir`, served over HTTP on loopback by a threaded werkzeug server."""
+    from exchange import create_app, migrate
+
+    database_url = f"sqlite:///{workdir / 'exchange.db'}"
+    migrate.upgrade(make_engine(database_url))
+    store = FileKeyStore(workdir / "keys")
+    for purpose in SIGNING_PURPOSES:
+        store.ensure(purpose)
+    for purpose in ENCRYPTION_PURPOSES:
+        store.ensure_encryption(purpose)
+    for purpose in SECRET_PURPOSES:
+        store.ensure_secret(purpose)
+    base = f"http://127.0.0.1:{port}"
+    app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(workdir / "keys"), "ISSUER": base,
+                      "LOG_LEVEL": "WARNING"})
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the story is the output, not an access log
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="exchange-demo", daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        dispose_engines()
+
+
+def _register_clients(database_url: str, base: str) -> dict[str, ExchangeClient]:
+    """One client per agency, registered as a security officer would (`exchange clients add`)."""
+    clients: dict[str, ExchangeClient] = {}
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        service = ClientService(session=session)
+        for agency in ("interior", "border", "prosecutor", "auditor"):
+            keys = PartnerKeys.generate()
+            client_id = f"demo-{agency}"
+            service.register({"client_id": client_id, "agency": agency, "name": f"{agency} (demo)",
+                              "scopes": sorted(AGENCY_SCOPES[agency]), "keys": keys.registration()},
+                             officer="TJ-SEC-0001")
+            clients[agency] = ExchangeClient(base, client_id=client_id, agency=agency, keys=keys,
+                                             purpose=AGENCY_PURPOSE[agency], officer=f"TJ-{agency.upper()}-001")
+        session.commit()
+    engine.dispose()
+    return clients
+
+
+def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) -> dict[str, Any]:
+    interior, border, prosecutor = clients["interior"], clients["border"], clients["prosecutor"]
+
+    def register(given: str, surname: str, latin: str, birth: str, summary: str, relation: str) -> dict[str, Any]:
+        contact = interior.hotline_contacts.create({
+            "new_returnee": {"person_name": {"given": given, "surname": surname}, "birth_date": birth,
+                             "sex": "male", "citizenship": "TJ",
+                             "name_variants": [{"value": latin, "script": "latn", "kind": "transliteration"}]},
+            "received_at": "2026-11-02T09:14:00+00:00", "channel": "relative", "caller_relation": relation,
+            "location_country": "TR", "intent_to_return": True, "summary": summary}).data
+        returnee: dict[str, Any] = interior.returnees.get(contact["returnee_id"]).data
+        say("interior", f"hotline: a {relation} calls about {given} {surname}: registered "
+                        f"{returnee['register_number']} ({returnee['status']})")
+        return returnee
+
+    def walk_to_review(returnee: dict[str, Any], crossing_point: str, etd: str) -> None:
+        number = returnee["register_number"]
+        interior.border_instructions.create({"returnee_id": returnee["id"], "instruction": "ASSIST_RETURN",
+                                             "reason": "Genuine wish to return; help with documents."})
+        say("interior", f"{number}: ASSIST_RETURN to every border post -> expected")
+        latin = returnee["name_variants"][0]["value"]
+        hits = border.screening.by_name(latin, birth_date=returnee["birth_date"][:4]).data["candidates"]
+        top = hits[0]
+        say("border", f"screening '{latin}' b. {returnee['birth_date'][:4]}: {top['returnee']['register_number']} "
+                      f"'{top['matched_value']}' score {top['score']}, instruction "
+                      f"{(top['returnee']['active_border_instruction'] or {}).get('instruction', '-')}")
+        border.border_crossings.create({"returnee_id": top["returnee"]["id"], "crossing_point": crossing_point,
+                                        "direction": "entry", "occurred_at": "2026-11-20T06:40:00+00:00",
+                                        "emergency_document_number": etd, "outcome": "handed_over"})
+        say("border", f"{number}: entry at {crossing_point}, emergency travel document {etd} -> arrived")
+        interior.returnees.transition(returnee["id"], "under_vetting")
+        interior.vetting_assessments.create({
+            "returnee_id": returnee["id"], "interviewed_at": "2026-11-21T10:00:00+00:00",
+            "genuine_repentance": "yes", "risk_level": "low", "findings": "Consistent account of travel and return.",
+            "reintegration_plan": "Vocational training in Vahdat.", "source_reliability": "B",
+            "information_accuracy": "2"})
+        interior.returnees.transition(returnee["id"], "vetted")
+        interior.returnees.transition(returnee["id"], "under_review")
+        say("interior", f"{number}: interviewed (Europol B2), vetted, sent to the prosecutor -> under_review")
+
+    jurabek = register("Ҷӯрабек", "Назаров", "Jurabek Nazarov", "1991-07-03",
+                       "His mother says he regrets joining and wants to come home.", "mother")
+    walk_to_review(jurabek, "Dushanbe International Airport", "ETD-2026-0417")
+    decision = prosecutor.prosecutorial_decisions.create({
+        "returnee_id": jurabek["id"], "decision": "amnesty_granted", "statute": "Criminal Code art. 401-1",
+        "case_number": "GP-2026-0311", "decided_at": "2026-11-24T12:00:00+00:00"}).data
+    say("prosecutor", f"{jurabek['register_number']}: {decision['decision']} (art. 401-1, voluntary return)")
+
+    bahodur = register("Баҳодур", "Шарипов", "Bahodur Sharipov", "1985-01-14",
+                       "His brother reports he left the group and is in Turkey.", "brother")
+    walk_to_review(bahodur, "Panji Poyon", "ETD-2026-0418")
+    decision = prosecutor.prosecutorial_decisions.create({
+        "returnee_id": bahodur["id"], "decision": "charges_filed", "statute": "Criminal Code art. 401-1",
+        "case_number": "GP-2026-0312", "decided_at": "2026-11-24T15:00:00+00:00",
+        "notes": "Evidence of a command role."}).data
+    say("prosecutor", f"{bahodur['register_number']}: {decision['decision']} (evidence of a command role)")
+
+    orif = register("Ориф", "Давлатов", "Orif Davlatov", "1982", "An informant says he means to recruit.", "neighbour")
+    interior.border_instructions.create({"returnee_id": orif["id"], "instruction": "DETAIN",
+                                         "reason": "Warrant 17/2015: recruitment for an armed group."})
+    say("interior", f"{orif['register_number']}: DETAIN to every border post (the reason is kept from the border)")
+    hit = border.screening.by_name("Orif Davlatov", birth_date="1982").data["candidates"][0]
+    instruction = hit["returnee"]["active_border_instruction"]
+    say("border", f"screening 'Orif Davlatov' b. 1982: {hit['returnee']['register_number']} score {hit['score']}: "
+                  f"{instruction['instruction']} (reason not shown: {'reason' not in instruction})")
+    border.border_crossings.create({"returnee_id": hit["returnee"]["id"], "crossing_point": "Panji Poyon",
+                                    "direction": "entry", "occurred_at": "2026-11-25T05:10:00+00:00",
+                                    "outcome": "detained"})
+    say("border", f"{orif['register_number']}: stopped at Panji Poyon -> detained, handed to interior")
+    return {"returnees": [interior.returnees.get(r["id"]).data for r in (jurabek, bahodur, orif)]}
+
+
+def run_demo(*, console: Console, workdir: Path | None = None) -> int:
+    """Play the demo; return the number of audit entries written."""
+    with tempfile.TemporaryDirectory(prefix="exchange-demo-") as scratch:
+        folder = workdir or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        port = _free_port()
+        with _serving(folder, port) as base:
+            console.print(f"[bold]Returnee Exchange demo[/] on {base} (SQLite and keys in {folder})")
+            clients = _register_clients(f"sqlite:///{folder / 'exchange.db'}", base)
+            say_width = max(len(a) for a in COLOURS)
+
+            def say(agency: str, text: str) -> None:
+                console.print(f"[bold {COLOURS[agency]}]{agency:>{say_width}}[/]  {text}")
+
+            say("security", "registered one client per agency (auth, sign and enc keys; scopes of its agency)")
+            outcome = _story(clients, say)
+            for client in clients.values():
+                client.close()
+            table = Table(title="Where the story leaves them (interior's view)")
+            for column in ("register number", "name", "status", "identifications"):
+                table.add_column(column)
+            for returnee in outcome["returnees"]:
+                table.add_row(returnee["register_number"], returnee["person_name"]["full"], returnee["status"],
+                              ", ".join(i["id"] for i in returnee["identifications"]) or "-")
+            console.print(table)
+            return _audit_size(folder, console)
+
+
+def _audit_size(folder: Path, console: Console) -> int:
+    from exchange.audit.models import AuditEntry
+
+    engine = make_engine(f"sqlite:///{folder / 'exchange.db'}")
+    with Session(engine) as session:
+        count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+        purposes = sorted(set(session.scalars(select(AuditEntry.purpose).where(AuditEntry.purpose.is_not(None)))))
+    engine.dispose()
+    console.print(f"[bold]audit log:[/] {count} entries written (every token, call and denial; purposes: "
+                  f"{', '.join(p for p in purposes if p in set().union(*PURPOSES.values()))})")
+    return count
