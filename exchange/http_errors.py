@@ -9,11 +9,13 @@ import logging
 import traceback
 from typing import Any
 
-from flask import Flask, Response, g, jsonify
+from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from exchange.errors import ExchangeError, ValidationFailed
+
+ENVELOPE_MEDIA_TYPE = "application/vnd.exchange.envelope.v1+json"  # protocol.md §4 (exchange.envelope.MEDIA_TYPE)
 
 log = logging.getLogger("exchange.errors")
 
@@ -85,6 +87,8 @@ def register_error_handlers(app: Flask) -> None:
                 errors=_webargs_errors(exc),
             )
         code, message = _HTTP_CODES.get(status, ("http_error", exc.name))
+        if status == 413 and request.mimetype == ENVELOPE_MEDIA_TYPE:
+            code, message = "envelope_too_large", "The envelope is larger than the exchange accepts."
         headers = {"Allow": ", ".join(exc.valid_methods)} if getattr(exc, "valid_methods", None) else None  # type: ignore[attr-defined]
         return error_response(status=status, code=code, message=message, headers=headers)
 
