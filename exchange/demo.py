@@ -198,7 +198,7 @@ def _audit_size(folder: Path, console: Console) -> int:
     engine = make_engine(f"sqlite:///{folder / 'exchange.db'}")
     with Session(engine) as session:
         count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-        purposes = sorted(set(session.scalars(select(AuditEntry.purpose).where(AuditEntry.purpose.is_not(None)))))
+        purposes = sorted({p for p in session.scalars(select(AuditEntry.purpose)) if p is not None})
     engine.dispose()
     console.print(f"[bold]audit log:[/] {count} entries written (every token, call and denial; purposes: "
                   f"{', '.join(p for p in purposes if p in set().union(*PURPOSES.values()))})")
