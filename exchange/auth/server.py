@@ -160,7 +160,13 @@ class _TokenFromJwt:
 
 
 class _VerifiesTokens:
-    verify: Callable[[str], AccessToken]
+    """For authlib's revocation and introspection endpoints: tokens are verified JWTs, state is in the database."""
+
+    def __init__(self, server: AuthorizationServer, *, verify: Callable[[str], AccessToken],
+                 session: Callable[[], Session]) -> None:
+        super().__init__(server)  # type: ignore[call-arg]
+        self.verify = verify
+        self.session = session
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> _TokenFromJwt | None:
         try:
@@ -173,12 +179,6 @@ class ExchangeRevocationEndpoint(_VerifiesTokens, RevocationEndpoint):  # type: 
     CLIENT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
-    def __init__(self, server: AuthorizationServer, *, verify: Callable[[str], AccessToken],
-                 session: Callable[[], Session]) -> None:
-        super().__init__(server)
-        self.verify = verify
-        self.session = session
-
     def revoke_token(self, token: _TokenFromJwt, request: Any) -> None:
         session = self.session()
         if session.get(RevokedToken, token.token.jti) is None:
@@ -190,12 +190,6 @@ class ExchangeRevocationEndpoint(_VerifiesTokens, RevocationEndpoint):  # type: 
 class ExchangeIntrospectionEndpoint(_VerifiesTokens, IntrospectionEndpoint):  # type: ignore[misc]
     CLIENT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
     SUPPORTED_TOKEN_TYPES = ("access_token",)
-
-    def __init__(self, server: AuthorizationServer, *, verify: Callable[[str], AccessToken],
-                 session: Callable[[], Session]) -> None:
-        super().__init__(server)
-        self.verify = verify
-        self.session = session
 
     def check_permission(self, token: _TokenFromJwt, client: Client, request: Any) -> bool:
         if client.agency != "security":
