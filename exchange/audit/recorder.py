@@ -1,14 +1,18 @@
 """Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
 
-`install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs just before
-the unit of work's (Flask runs them in reverse order of registration). For each `/v1/` response:
+`install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs before the
+unit of work's commit (Flask runs them in reverse order of registration), and before any hook installed between the
+two (the envelope layer seals responses with the entry's receipt there). For each `/v1/` response:
 
-- success (< 400): the entry is appended in the request's own transaction and committed here with the request's
-  changes, so either both are stored or neither is (the unit of work then finds nothing left to commit). If the
-  append fails, the call fails: 503 `audit_unavailable`, nothing committed. If the commit fails: 503 `commit_failed`.
-- failure (>= 400, including the two above): the request's changes are rolled back, then its entry (a `deny` for
+- success (< 400): the entry is appended in the request's own transaction; the unit of work commits it with the
+  request's changes, so both are stored or neither is. If the append fails, the call fails with 503
+  `audit_unavailable` and nothing is committed.
+- failure (>= 400, including the case above): the request's changes are rolled back, then its entry (a `deny` for
   401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is appended and
   committed on its own. If even that fails, the response is 503 `audit_unavailable`.
+- a call whose entry was appended but that fails afterwards (a later hook refuses it, or the commit fails: the entry
+  is rolled back with the changes) is recorded as a failure on its own once its final response is known
+  (Flask's `request_finished` signal, after every after-request hook).
 
 The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 """
@@ -21,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, g, request, request_finished
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -208,27 +212,8 @@ def _append_request_entry(session: Session, response: Response) -> AppendedEntry
         raise AuditUnavailable() from e
 
 
-def record_api_call(response: Response) -> Response:
-    """Record the current `/v1/` call (see the module docstring for the order of things)."""
-    session = db.session
-    if response.status_code < 400:
-        try:
-            entry = _append_request_entry(session, response)
-        except AuditUnavailable:
-            session.rollback()
-            log.error("audit append failed", extra={"code": AuditUnavailable.code})
-            response = _unavailable()
-        else:
-            try:
-                session.commit()
-            except SQLAlchemyError:
-                session.rollback()
-                log.error("commit failed", extra={"code": "commit_failed"})
-                response = error_response(status=503, code="commit_failed",
-                                          message="The change could not be stored; nothing was changed.")
-            else:
-                return _with_entry(response, entry)
-    # A failed call: discard its changes, then record it on its own.
+def _append_failure(session: Session, response: Response) -> AppendedEntry | None:
+    """Discard the call's changes, then record it as failed in a transaction of its own; None if even that fails."""
     session.rollback()
     try:
         entry = _append_request_entry(session, response)
@@ -236,8 +221,34 @@ def record_api_call(response: Response) -> Response:
     except (AuditUnavailable, SQLAlchemyError):
         session.rollback()
         log.error("audit append failed", extra={"code": AuditUnavailable.code})
-        return _unavailable()
-    return _with_entry(response, entry)
+        return None
+    return entry
+
+
+def record_api_call(response: Response) -> Response:
+    """Append the current `/v1/` call's entry (see the module docstring for the order of things)."""
+    session = db.session
+    if response.status_code < 400:
+        try:
+            entry = _append_request_entry(session, response)
+        except AuditUnavailable:
+            log.error("audit append failed", extra={"code": AuditUnavailable.code})
+            response = _unavailable()
+        else:
+            g.audit_entry = entry  # the unit of work commits it, unless the call still fails (`record_late_failure`)
+            return _with_entry(response, entry)
+    failure = _append_failure(session, response)
+    return _with_entry(response, failure) if failure is not None else _unavailable()
+
+
+def record_late_failure(response: Response) -> None:
+    """The call's entry was appended but its final response is an error (a later hook refused it, or the commit
+    failed): the entry was rolled back with the call's changes. Record the failure on its own."""
+    if g.pop("audit_entry", None) is None or response.status_code < 400:
+        return
+    failure = _append_failure(db.session, response)
+    if failure is not None:
+        _with_entry(response, failure)
 
 
 def install_audit(app: Flask) -> None:
@@ -248,3 +259,9 @@ def install_audit(app: Flask) -> None:
         if not request.path.startswith(AUDITED_PREFIX):
             return response
         return record_api_call(response)
+
+    def _audit_late_failures(sender: Flask, response: Response, **_: Any) -> None:
+        if request.path.startswith(AUDITED_PREFIX):
+            record_late_failure(response)
+
+    request_finished.connect(_audit_late_failures, app, weak=False)
