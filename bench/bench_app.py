@@ -3,10 +3,10 @@
 NEVER deploy this module or point it at a real register. `UnsafeBenchAuthenticator` performs no authentication at
 all: it answers every request from 127.0.0.1 with the same interior caller (all interior scopes, purpose
 register-maintenance), so the "register read" case measures the register without the token machinery (no access
-token, no DPoP proof, no replay-cache write). Set against the "authorised read" case on the released app, it shows
-what tokens and proofs cost. Two guards keep it from being served by accident: the module refuses to import unless
-the harness set `EXCHANGE_BENCH_UNSAFE_AUTH=1`, and the authenticator refuses any request whose peer is not loopback
-(the harness binds gunicorn to 127.0.0.1 only).
+token, no DPoP proof, no replay-cache write, no sealed response). Set against the "secured read" case on the released
+app, it shows what tokens, proofs and envelopes cost. Two guards keep it from being served by accident: the module
+refuses to import unless the harness set `EXCHANGE_BENCH_UNSAFE_AUTH=1`, and the authenticator refuses any request
+whose peer is not loopback (the harness binds gunicorn to 127.0.0.1 only).
 
 Served by `bench/harness.py` as `gunicorn --pythonpath bench bench_app:app`; configured, like production, through
 `EXCHANGE_DATABASE_URL`, `EXCHANGE_KEYS_DIR` and `EXCHANGE_LOG_LEVEL`.

@@ -588,6 +588,21 @@ class Comparison:
         return (top / bottom if bottom > 0 else math.nan), top, bottom
 
 
+@dataclass(frozen=True)
+class Target:
+    """A goal for one case's `x baseline` figure, printed next to its `case / baseline` line with whether this run
+    met it: `target: secured read >= 0.35x bare Flask: not met`."""
+
+    case: str
+    minimum: float  # the case's req/s over the baseline's req/s it should reach
+
+    def label(self, baseline: str) -> str:
+        return f"target: {self.case} >= {self.minimum:.2f}x {baseline}"
+
+    def met(self, value: float) -> bool:
+        return not math.isnan(value) and value >= self.minimum
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Printing
 # --------------------------------------------------------------------------------------------------------------------
@@ -642,9 +657,10 @@ def print_results(
     title: str = "",
     console: Console | None = None,
     comparisons: Sequence[Comparison] = (),
+    targets: Sequence[Target] = (),
 ) -> None:
-    """The table, the spread of the baseline runs (drift), one `case / baseline: 0.42x` line per case, one line per
-    comparison between cases, error samples."""
+    """The table, the spread of the baseline runs (drift), one `case / baseline: 0.42x` line per case (with its
+    target, if it has one, and whether it was met), one line per comparison between cases, error samples."""
     console = console or make_console()
     console.print(results_table(baseline, cases, title=title))
     if len(baseline_runs) > 1:
@@ -658,8 +674,15 @@ def print_results(
                 f"[yellow]the baseline moved by more than {NOISY_SPREAD_PERCENT}% during the run: the machine is busy; "
                 "take the ratios as rough, or run again (longer, or with --rounds)[/]"
             )
+    goals = {target.case: target for target in targets}
     for result, against in cases:
-        console.print(f"[bold]{result.name} / {baseline.name}: {ratio(result, against):.2f}x[/]")
+        x = ratio(result, against)
+        line = f"[bold]{result.name} / {baseline.name}: {x:.2f}x[/]"
+        target = goals.get(result.name)
+        if target is not None:
+            verdict = "[green]met[/]" if target.met(x) else "[red]not met[/]"
+            line += f"  ({target.label(baseline.name)}: {verdict})"
+        console.print(line)
     for comparison in comparisons:
         value = comparison.value(cases)
         if value is not None:

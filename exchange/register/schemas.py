@@ -32,6 +32,16 @@ class PartialDate(fields.String):
         return text
 
 
+class IsoDate(fields.Date):
+    """A full ISO date, validated on the way in and kept as its ISO string (lists of documents are stored as JSON)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        return super()._deserialize(value, attr, data, **kwargs).isoformat()
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value if isinstance(value, str) or value is None else super()._serialize(value, attr, obj, **kwargs)
+
+
 class Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -65,7 +75,7 @@ class IdentificationSchema(Strict):
     )
     id = fields.String(required=True, validate=validate.Length(min=1, max=40))
     issuer_country = fields.String(required=True, validate=COUNTRY)
-    expires = fields.Date(allow_none=True)
+    expires = IsoDate(allow_none=True)
     status = fields.String(load_default="valid", validate=_one_of(("valid", "lost", "seized", "expired")))
 
 

@@ -205,3 +205,14 @@ def test_a_write_that_changes_no_value_is_still_conditional(
     response = interior.patch(path, json=same, headers={"If-Match": '"1"'})
     assert response.status_code == 200 and response.get_json()["version"] == 2
     assert_error(interior.patch(path, json=same, headers={"If-Match": '"1"'}), 412, "precondition_failed")
+
+
+def test_identification_expiry_dates_round_trip(interior: AgencyClient) -> None:
+    body = returnee_body(identifications=[{"category": "passport", "id": "400123456", "issuer_country": "TJ",
+                                           "expires": "2030-06-30"}])
+    response = interior.post("/v1/returnees", json=body)
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["identifications"][0]["expires"] == "2030-06-30"
+    bad = returnee_body(identifications=[{"category": "passport", "id": "1", "issuer_country": "TJ",
+                                          "expires": "2030-02-30"}])
+    assert_error(interior.post("/v1/returnees", json=bad), 422, "validation_failed")
