@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -173,17 +171,6 @@ class Database:
             session = factory()
             g.db_session = session
         return session
-
-    @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """Commit on success, roll back on any error."""
-        session = self.session
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
 
 
 db = Database()

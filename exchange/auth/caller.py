@@ -1,10 +1,9 @@
 """The one seam through which views learn who is calling.
 
 An *authenticator* turns a request into a `Caller` or raises. The app asks the authenticator registered under
-`app.extensions["exchange.authenticator"]` once per request, before any view runs, and keeps the result on `g`.
-The released default, `NoAuthenticator`, refuses every API call: until OAuth2 client credentials land (see the OAuth2
-issue), the HTTP API has no way to know an agency, and it must never take one from a client-supplied header.
-The CLI and the demo data loader call services directly with an explicit `Caller`.
+`app.extensions["exchange.authenticator"]` once per request, before any `/v1` view runs, and keeps the result on `g`.
+The released authenticator is OAuth2 + DPoP (`exchange.auth.protect.OAuth2Authenticator`); the agency is never taken
+from a client-supplied header. The CLI and the demo data loader call services directly with an explicit `Caller`.
 """
 
 from __future__ import annotations
@@ -40,13 +39,6 @@ class Authenticator(Protocol):
     def authenticate(self, request: Request) -> Caller:
         """Return the verified caller or raise an `ExchangeError`."""
         ...
-
-
-class NoAuthenticator:
-    """Refuses every API request: the released default until token authentication is configured."""
-
-    def authenticate(self, request: Request) -> Caller:
-        raise Unauthenticated("This exchange has no caller authentication configured; API calls are refused.")
 
 
 def install_authenticator(app: Flask, authenticator: Authenticator) -> None:

@@ -52,10 +52,6 @@ DECISION_TARGET: dict[str, str | None] = {
 }
 
 
-def allowed_transitions(status: str, agency: str, via: Via) -> list[str]:
-    return sorted(to for (frm, to), rule in _ALLOWED.items() if frm == status and rule == (agency, via))
-
-
 def check_transition(*, status: str, to: str, agency: str, via: Via) -> None:
     """Return if `agency` may move a returnee from `status` to `to` via `via`, else raise `InvalidTransition`."""
     rule = _ALLOWED.get((status, to))

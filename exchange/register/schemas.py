@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from exchange.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from exchange.db import utcnow
 from exchange.register import models as m
 from exchange.register.transliteration import parse_partial_date
 
@@ -125,16 +126,16 @@ class ReturneeUpdateSchema(Strict):
     handling_code = fields.String(validate=_one_of(m.HANDLING_CODES))
     handling_restriction = fields.String(allow_none=True, validate=LONG)
 
+    require_changes = True  # an update must change something; the create schema below turns this off
+
     @validates_schema
     def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not data and not self.context_required:
+        if not data and self.require_changes:
             raise ValidationError("Send at least one field to change.", field_name="_schema")
-
-    context_required = False
 
 
 class ReturneeCreateSchema(ReturneeUpdateSchema):
-    context_required = True
+    require_changes = False
     register_number = fields.String(
         validate=validate.Regexp(r"^RT-\d{4}-\d{6}$", error="Use RT-YYYY-NNNNNN."),
         metadata={"description": "Allocated by the exchange when absent."},
@@ -382,14 +383,8 @@ class _ActiveInstruction(fields.Field[Any]):
         self.schema_cls = schema
 
     def _serialize(self, value: Any, attr: str | None, obj: m.Returnee, **kwargs: Any) -> Any:
-        instruction = obj.active_border_instruction(self.context_now())
+        instruction = obj.active_border_instruction(utcnow())
         return self.view.dump(instruction) if instruction is not None else None
-
-    @staticmethod
-    def context_now() -> Any:
-        from exchange.db import utcnow
-
-        return utcnow()
 
 
 class ReturneeBaseView(RecordView):

@@ -91,6 +91,19 @@ def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, A
     return stmt
 
 
+def _returnee_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated returnee fields as column values: `person_name` spreads over its four columns."""
+    columns = dict(fields)
+    name = columns.pop("person_name", None)
+    if name is not None:
+        columns.update(
+            given_name=name["given"], surname=name["surname"], patronymic=name.get("patronymic"),
+            full_name=name.get("full") or " ".join(
+                part for part in (name["given"], name.get("patronymic"), name["surname"]) if part),
+        )
+    return columns
+
+
 class RegisterService:
     """Returnees and their records, as each agency may see and change them."""
 
@@ -130,8 +143,7 @@ class RegisterService:
         taken = DuplicateRegisterNumber(f"Register number {register_number} is already taken.")
         if self.session.scalar(select(Returnee.id).where(Returnee.register_number == register_number)):
             raise taken
-        returnee = Returnee(register_number=register_number, status=status)
-        self._apply_returnee_fields(returnee, fields)
+        returnee = Returnee(register_number=register_number, status=status, **_returnee_columns(fields))
         self.session.add(returnee)
         try:
             self.session.flush()
@@ -146,8 +158,7 @@ class RegisterService:
         policy.require("change", Returnee, caller.agency)
         returnee = self._load(Returnee, returnee_id, for_write=True)
         self._check_version(returnee, if_match)
-        self._apply_returnee_fields(returnee, changes)
-        returnee.updated_at = self.clock()
+        self._write(returnee, _returnee_columns(changes))
         self._flush_versioned()
         self._reindex(returnee)
         return returnee
@@ -395,18 +406,6 @@ class RegisterService:
                  "expires": None, "status": "valid"},
             ]
             self._reindex(returnee)
-
-    def _apply_returnee_fields(self, returnee: Returnee, fields: Mapping[str, Any]) -> None:
-        for name, value in fields.items():
-            if name == "person_name":
-                returnee.given_name = value["given"]
-                returnee.surname = value["surname"]
-                returnee.patronymic = value.get("patronymic")
-                returnee.full_name = value.get("full") or " ".join(
-                    part for part in (value["given"], value.get("patronymic"), value["surname"]) if part
-                )
-            else:
-                setattr(returnee, name, value)
 
     def _next_register_number(self) -> str:
         """`RT-<year>-<6 digits>` from the year's counter, bumped in one atomic statement."""
