@@ -57,8 +57,8 @@ from exchange import migrate
 from exchange.auth.policy import AGENCY_SCOPES
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
-from exchange.keys.store import PURPOSES as KEY_PURPOSES
-from exchange.keys.store import FileKeyStore
+from exchange.keys.master import new_master_key
+from exchange.keys.ring import provision
 from exchange.register.demo import PEOPLE, load_demo_data
 from exchange.register.models import Returnee
 
@@ -216,13 +216,13 @@ def scratch_database(server_url: str | None, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
-def create_exchange_keys(keys_dir: Path) -> None:
-    """The exchange's own signing keys, before any server starts (so that no two workers race to create one)."""
-    store = FileKeyStore(keys_dir)
-    for purpose in KEY_PURPOSES:  # token, envelope-sign, audit
-        store.ensure(purpose)
-    store.ensure_encryption("envelope-enc")
-    store.ensure_secret("storage")
+def create_exchange_keys(keys_dir: Path, database_url: str) -> str:
+    """The exchange's keys, made and registered before any server starts; returns the master key that unlocks them."""
+    master_key = new_master_key()
+    engine = make_engine(database_url)
+    provision(keys_dir, engine, master_key=master_key)
+    engine.dispose()
+    return master_key
 
 
 def register_client(database_url: str, agency: str) -> PartnerClient:
@@ -361,11 +361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         with scratch_database(args.database_url, workdir) as database_url:
             progress.print(f"database: {backend}, loading about {args.returnees} demo returnees ...")
             returnee_ids = load_register(database_url, args.returnees)
-            create_exchange_keys(keys_dir)
+            master_key = create_exchange_keys(keys_dir, database_url)
             data = BenchData(database_url, str(keys_dir), returnee_ids, register_client(database_url, "interior"))
             env = {
                 "EXCHANGE_DATABASE_URL": database_url,
                 "EXCHANGE_KEYS_DIR": str(keys_dir),
+                "EXCHANGE_MASTER_KEY": master_key,
                 "EXCHANGE_LOG_LEVEL": "WARNING",  # no per-request access log lines
             }
             # EXCHANGE_ISSUER = each server's own base URL, which the signers use too (DPoP htu, assertion aud).

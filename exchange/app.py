@@ -17,7 +17,9 @@ from exchange.db import db
 from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
 from exchange.errors import MalformedJson, UnsupportedMediaType
 from exchange.http_errors import ErrorSchema, register_error_handlers
-from exchange.keys.store import FileKeyStore
+from exchange.keys.master import MasterSecret, unlock
+from exchange.keys.ring import KeyRing
+from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
 
 API_DESCRIPTION = """\
@@ -40,6 +42,22 @@ def require_json_body() -> None:
         raise UnsupportedMediaType()
     if request.get_json(silent=True) is None:
         raise MalformedJson()
+
+
+def install_key_ring(app: Flask) -> None:
+    """The key ring over the registry and the store. Outside tests the store is the embedded `FileKeyStore`, unlocked
+    now: a server refuses to start when the master secret is missing or wrong (operations.md). The CLI passes
+    `LAZY_KEY_STORE` so that commands that need no private key (`exchange audit verify`, `clients list`) run
+    without it; those that do unlock on first use."""
+    store: KeyStore | None = app.config.get("KEYSTORE")
+    if store is None:
+        directory = Path(app.config["KEYS_DIR"])
+        secret = MasterSecret.from_environment()
+        store = FileKeyStore(directory, master=lambda: unlock(directory, secret))
+        if not app.config.get("LAZY_KEY_STORE"):
+            store.unlock()
+    app.extensions["exchange.keystore"] = KeyRing(engine=db.engine(app), store=store,
+                                                  cache_seconds=app.config["KEY_CACHE_SECONDS"])
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -66,7 +84,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.install_unit_of_work(app)
     install_envelopes(app)  # between the two: a response is sealed after its audit entry is appended
     install_audit(app)
-    app.extensions["exchange.keystore"] = app.config.get("KEYSTORE") or FileKeyStore(Path(app.config["KEYS_DIR"]))
+    install_key_ring(app)
     init_auth(app)
 
     @app.before_request
@@ -81,6 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from exchange import health
     from exchange.audit import views as audit_views
     from exchange.clients import views as client_views
+    from exchange.keys import views as key_views
     from exchange.register import views as register_views
 
     # One Api per app: flask-smorest keeps the OpenAPI spec on the Api object, and tests build many apps.
@@ -93,6 +112,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(register_views.blp)
     api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
+    api.register_blueprint(key_views.blp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app

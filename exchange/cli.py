@@ -20,14 +20,16 @@ from exchange import create_app
 from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
-from exchange.keys.store import ENCRYPTION_PURPOSES, SECRET_PURPOSES
-from exchange.keys.store import PURPOSES as EXCHANGE_SIGNING_PURPOSES
+from exchange.keys import cli as keys_cli
+from exchange.keys.master import MasterSecret, unlock
+from exchange.keys.store import KeyStoreError
 
 console = Console(stderr=False)
 
 
 def _app() -> Flask:
-    return create_app()
+    # Commands that need a private key unlock the key store on first use; the others run without the master secret.
+    return create_app({"LAZY_KEY_STORE": True})
 
 
 @click.group(
@@ -53,9 +55,20 @@ def main(ctx: click.Context) -> None:
 @main.command("init")
 @with_appcontext
 def init_command() -> None:
-    """Create or upgrade the database schema and the embedded key store folder (safe to run again)."""
+    """Create or upgrade the database schema and the sealed key store with every exchange key (safe to run again).
+
+    Needs EXCHANGE_MASTER_PASSPHRASE (or EXCHANGE_MASTER_KEY): the first run seals the store under it, later runs
+    check it. Without it, or with a wrong one, nothing is changed.
+    """
     from exchange import migrate
 
+    keys_dir = Path(current_app.config["KEYS_DIR"])
+    try:
+        unlock(keys_dir, MasterSecret.from_environment(), create=True)  # before anything else changes
+    except KeyStoreError as e:
+        console.print(f"[red]key store refused ({e.code}):[/] {e.message}")
+        sys.exit(1)
+    os.chmod(keys_dir, 0o700)
     engine = db.engine(current_app._get_current_object())  # type: ignore[attr-defined]
     url = engine.url.render_as_string(hide_password=True)
     if engine.url.get_backend_name() == "sqlite" and engine.url.database:
@@ -63,22 +76,15 @@ def init_command() -> None:
     before = migrate.current_revision(engine)
     migrate.upgrade(engine)
     after = migrate.current_revision(engine)
-    keys_dir = Path(current_app.config["KEYS_DIR"])
-    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(keys_dir, 0o700)
     state = "already current" if before == after else f"migrated {before or 'empty'} -> {after}"
     console.print(f"[green]database[/] {url}: {state}")
-    console.print(f"[green]key store[/] {keys_dir} (mode 0700)")
-    keystore = current_app.extensions["exchange.keystore"]
-    for purpose in EXCHANGE_SIGNING_PURPOSES:
-        key = keystore.ensure(purpose)
-        console.print(f"  {purpose:<14} key {key.kid}")
-    for purpose in ENCRYPTION_PURPOSES:
-        enc_key = keystore.ensure_encryption(purpose)
-        console.print(f"  {purpose:<14} key {enc_key.kid}")
-    for purpose in SECRET_PURPOSES:
-        secret = keystore.ensure_secret(purpose)
-        console.print(f"  {purpose:<14} key {secret.kid}")
+    console.print(f"[green]key store[/] {keys_dir} (mode 0700, sealed under the master key)")
+    created = {k.kid for k in keys_cli.initialise_keys()}
+    ring = current_app.extensions["exchange.keystore"]
+    states = ring.states()
+    for key in ring.snapshot().keys:
+        if states[key.kid] == "active":
+            console.print(f"  {key.purpose:<14} key {key.kid}{' (new)' if key.kid in created else ''}")
 
 
 @main.group("db")
@@ -124,6 +130,11 @@ def db_revision(message: str) -> None:
 def serve_command(host: str, port: int) -> None:
     """Run the development server (one process; for production use gunicorn, printed below)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        app.extensions["exchange.keystore"].store.unlock()  # refuse to start without the master secret
+    except KeyStoreError as e:
+        console.print(f"[red]refusing to start ({e.code}):[/] {e.message}")
+        sys.exit(1)
     console.print(f"[bold]Returnee Exchange[/] on http://{host}:{port}  (OpenAPI: /openapi.json, docs: /docs)")
     console.print("Production: [cyan]gunicorn --workers 4 --bind 0.0.0.0:8000 wsgi:app[/]")
     app.run(host=host, port=port, debug=False, use_reloader=False)
@@ -196,3 +207,4 @@ def schemas_check() -> None:
 
 main.add_command(clients_cli.clients)
 main.add_command(audit_cli.audit)
+main.add_command(keys_cli.keys)

@@ -42,4 +42,8 @@ def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str
         "MAX_CONTENT_LENGTH": _int_env(env, "EXCHANGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         "LOG_LEVEL": env.get("EXCHANGE_LOG_LEVEL") or "INFO",
         "SQL_ECHO": env.get("EXCHANGE_SQL_ECHO", "") == "1",
+        # how long a worker trusts its copy of the key registry (a revocation reaches every worker within it)
+        "KEY_CACHE_SECONDS": _int_env(env, "EXCHANGE_KEY_CACHE_SECONDS", 2),
+        # how long a replaced key keeps verifying and decrypting (at least token + envelope lifetime + skew)
+        "KEY_OVERLAP_SECONDS": _int_env(env, "EXCHANGE_KEY_OVERLAP_SECONDS", 660),
     }

@@ -29,8 +29,8 @@ from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client import ExchangeClient, PartnerKeys
 from exchange.clients.services import ClientService
 from exchange.db import dispose_engines, make_engine
-from exchange.keys.store import ENCRYPTION_PURPOSES, SECRET_PURPOSES, FileKeyStore
-from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
+from exchange.keys.master import new_master_key
+from exchange.keys.ring import provision
 
 COLOURS = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta", "security": "green", "auditor": "blue"}
 AGENCY_PURPOSE = {"interior": "register-maintenance", "border": "border-screening", "prosecutor": "amnesty-review",
@@ -51,16 +51,13 @@ def _serving(workdir: Path, port: int) -> Iterator[str]:
 
     database_url = f"sqlite:///{workdir / 'exchange.db'}"
     migrate.upgrade(make_engine(database_url))
-    store = FileKeyStore(workdir / "keys")
-    for purpose in SIGNING_PURPOSES:
-        store.ensure(purpose)
-    for purpose in ENCRYPTION_PURPOSES:
-        store.ensure_encryption(purpose)
-    for purpose in SECRET_PURPOSES:
-        store.ensure_secret(purpose)
+    engine = make_engine(database_url)
+    # fresh keys sealed under a master key that lives only in this process (a real exchange reads it from
+    # EXCHANGE_MASTER_PASSPHRASE or EXCHANGE_MASTER_KEY)
+    ring = provision(workdir / "keys", engine, master_key=new_master_key())
     base = f"http://127.0.0.1:{port}"
     app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(workdir / "keys"), "ISSUER": base,
-                      "LOG_LEVEL": "WARNING"})
+                      "LOG_LEVEL": "WARNING", "KEYSTORE": ring.store})
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the story is the output, not an access log
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="exchange-demo", daemon=True)

@@ -24,8 +24,8 @@ from exchange.auth.caller import Caller
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.db import Base, make_engine
 from exchange.errors import Unauthenticated
-from exchange.keys.store import PURPOSES as KEY_PURPOSES
-from exchange.keys.store import InMemoryKeyStore
+from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.store import FileKeyStore, InMemoryKeyStore
 
 TEST_CALLER_KEY = "exchange.test_caller"
 
@@ -72,11 +72,7 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Factory: an app on the test database; config overrides the test defaults. Engines are closed afterwards."""
     apps: list[Flask] = []
-    keystore = InMemoryKeyStore()
-    for purpose in KEY_PURPOSES:
-        keystore.ensure(purpose)
-    keystore.ensure_encryption("envelope-enc")
-    keystore.ensure_secret("storage")
+    keystore = InMemoryKeyStore()  # the registry rows are emptied after each test; ensure_all makes new keys
 
     def make(**config: Any) -> Flask:
         keys_dir = tmp_path / f"keys-{len(apps)}"
@@ -87,6 +83,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
                     # run with envelopes, as production does
                     "UNSAFE_PLAIN_JSON_BODIES": True}
         app = create_app({**defaults, **config})
+        app.extensions["exchange.keystore"].ensure_all()  # what `exchange init` does
         apps.append(app)
         return app
 
@@ -103,6 +100,27 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
 @pytest.fixture
 def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
+
+
+@pytest.fixture
+def master_key() -> str:
+    return new_master_key()
+
+
+@pytest.fixture
+def file_keys(tmp_path: Path, master_key: str, monkeypatch: pytest.MonkeyPatch) -> FileKeyStore:
+    """A real sealed key store, and the environment that unlocks it for the CLI (EXCHANGE_KEYS_DIR, _MASTER_KEY)."""
+    directory = tmp_path / "file-keys"
+    store = FileKeyStore(directory, master=unlock(directory, MasterSecret(key=master_key), create=True))
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(directory))
+    monkeypatch.setenv("EXCHANGE_MASTER_KEY", master_key)
+    return store
+
+
+@pytest.fixture
+def file_app(make_app: Callable[..., Flask], file_keys: FileKeyStore) -> Flask:
+    """An app whose keys are in `file_keys`, shared with the CLI run in the same test."""
+    return make_app(KEYSTORE=file_keys, KEYS_DIR=str(file_keys.directory))
 
 
 def route_scopes(app: Flask, method: str, path: str) -> frozenset[str]:

@@ -34,25 +34,42 @@ def test_help_explains_each_command() -> None:
     assert code == 0 and "--port" in output and "gunicorn" in output
 
 
-def test_init_creates_database_and_key_store_and_is_idempotent(
+def test_init_creates_database_and_sealed_key_store_and_is_idempotent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     database = tmp_path / "nested" / "exchange.db"
     keys = tmp_path / "keys"
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{database}")
     monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(keys))
+    monkeypatch.delenv("EXCHANGE_MASTER_KEY", raising=False)
+    monkeypatch.delenv("EXCHANGE_MASTER_PASSPHRASE", raising=False)
+    code, output = run("init")
+    assert code == 1 and "master_secret_missing" in output and "EXCHANGE_MASTER_PASSPHRASE" in output
+    assert not list(keys.glob("*.key"))  # nothing made without the master secret
+
+    monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", "correct horse battery staple")
+    monkeypatch.setenv("EXCHANGE_MASTER_KDF", "interactive")
     code, output = run("init")
     assert code == 0, output
     head = migrate.head_revision(make_engine(f"sqlite:///{database}"))
     assert f"migrated empty -> {head}" in output
+    files = list(keys.glob("*.key"))
+    assert len(files) == 5 and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
     for purpose in ("token", "envelope-sign", "audit", "envelope-enc", "storage"):
-        [key_file] = keys.glob(f"{purpose}.*.key")
-        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert f"{purpose} " in output
+        [data] = [d for d in (json.loads(f.read_text()) for f in files) if d["purpose"] == purpose]
+        assert set(data) == {"v", "kid", "purpose", "created_at", "wrapped_by", "sealed"}  # no clear seed
+    master = json.loads((keys / "master.json").read_text())
+    assert master["kdf"] == "argon2id" and "correct horse" not in (keys / "master.json").read_text()
     assert database.exists()
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
     code, output = run("init")
     assert code == 0 and "already current" in output
     assert len(list(keys.glob("*.key"))) == 5  # init is idempotent: no second set of keys
+
+    monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", "a wrong passphrase entirely")
+    code, output = run("init")
+    assert code == 1 and "master_secret_wrong" in output
     code, output = run("db", "current")
     assert f"current: {head}" in output and f"head: {head}" in output
 

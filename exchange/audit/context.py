@@ -36,5 +36,16 @@ def annotate(**members: Any) -> None:
     annotations.update(members)
 
 
+def set_action(action: str) -> None:
+    """Name this request's audit action (`key.rotate`, `client.register`, ...) instead of the method's default.
+    A refused call (401/403) is still recorded as `deny`."""
+    g.audit_action = action
+
+
+def action() -> str | None:
+    value: str | None = g.get("audit_action") if has_app_context() else None
+    return value
+
+
 def annotated() -> dict[str, Any]:
     return dict(g.get("audit_annotations", {})) if has_app_context() else {}

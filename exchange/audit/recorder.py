@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Request, Response, g, request, request_finished
@@ -36,7 +35,8 @@ from exchange.audit.services import AppendedEntry, AuditLog, Event, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
 from exchange.http_errors import error_response
-from exchange.keys.store import FileKeyStore, KeyStore, b64url
+from exchange.keys.ring import KeyRing
+from exchange.keys.store import b64url
 
 log = logging.getLogger("exchange.audit")
 
@@ -49,13 +49,13 @@ AUDITED_PREFIX = "/v1/"
 # ---- the app's audit key and origin ---------------------------------------------------------------------------------
 
 
-def key_store(app: Flask) -> KeyStore:
-    store: KeyStore | None = app.extensions.get("exchange.keystore")
-    return store if store is not None else FileKeyStore(Path(app.config["KEYS_DIR"]))
+def key_ring(app: Flask) -> KeyRing:
+    ring: KeyRing = app.extensions["exchange.keystore"]
+    return ring
 
 
 def signer(app: Flask) -> Signer:
-    return key_store(app).ensure("audit")
+    return key_ring(app).active("audit")
 
 
 def origin(app: Flask) -> str:
@@ -66,7 +66,7 @@ def origin(app: Flask) -> str:
 def verifiers(app: Flask) -> list[NoteVerifier]:
     """The app's own `audit` keys (current and retired) as checkpoint verifiers."""
     return [NoteVerifier(name=origin(app), public_key=key.public_bytes)
-            for key in key_store(app).verification_keys("audit")]
+            for key in key_ring(app).verification_keys("audit")]
 
 
 # ---- events ---------------------------------------------------------------------------------------------------------
@@ -142,6 +142,9 @@ def action_for(req: Request, caller: Caller | None, status: int) -> str:
     """The audit.md action of a `/v1/` call (see the README's "Audit log" for the table)."""
     if status in (401, 403):
         return "deny"
+    named = context.action()
+    if named is not None:
+        return named
     if req.path == "/v1/audit" or req.path.startswith("/v1/audit/"):
         return "audit.read"
     rule = req.url_rule.rule if req.url_rule is not None else ""

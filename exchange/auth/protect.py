@@ -24,14 +24,14 @@ from exchange.auth.policy import PURPOSES
 from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import verify_access_token
 from exchange.clients.models import Client
-from exchange.keys.store import KeyStore
+from exchange.keys.ring import KeyRing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class OAuth2Authenticator:
     def __init__(
-        self, *, keystore: KeyStore, replay: ReplayCache, issuer: str, audience: str,
+        self, *, keystore: KeyRing, replay: ReplayCache, issuer: str, audience: str,
         session: Callable[[], Session],
     ) -> None:
         self.keystore = keystore

@@ -31,7 +31,7 @@ from exchange.auth.models import RevokedToken
 from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
 from exchange.clients.models import Client
-from exchange.keys.store import KeyStore
+from exchange.keys.ring import KeyRing
 
 AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
@@ -107,7 +107,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
 class DPoPBoundTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
     """RFC 9068 tokens signed with EdDSA by the exchange's active `token` key, bound to the request's DPoP key."""
 
-    def __init__(self, *, issuer: str, audience: str, keystore: KeyStore) -> None:
+    def __init__(self, *, issuer: str, audience: str, keystore: KeyRing) -> None:
         super().__init__(issuer=issuer, alg=jose.ALG, expires_generator=lambda client, grant_type: TOKEN_LIFETIME)
         self.audience = audience
         self.keystore = keystore
@@ -223,7 +223,7 @@ class ExchangeAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
 
 
 def build_server(
-    *, issuer: str, audience: str, keystore: KeyStore, replay: ReplayCache, session: Callable[[], Session],
+    *, issuer: str, audience: str, keystore: KeyRing, replay: ReplayCache, session: Callable[[], Session],
     scopes: list[str],
 ) -> ExchangeAuthorizationServer:
     def query_client(client_id: str) -> Client | None:

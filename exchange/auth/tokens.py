@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from exchange.auth import jose
 from exchange.auth.errors import InvalidToken
 from exchange.keys.store import ExchangeKey
+
+
+class TrustedKey(Protocol):
+    """A `token` key whose signatures are accepted (a registry entry: public part only)."""
+
+    @property
+    def kid(self) -> str: ...
+
+    def public_jwk(self) -> dict[str, Any]: ...
 
 TOKEN_LIFETIME = 300  # protocol.md §2: exp - iat <= 300
 FUTURE_SKEW = 10
@@ -41,7 +51,7 @@ def issue_access_token(
 
 
 def verify_access_token(
-    token: str, *, keys: list[ExchangeKey], issuer: str, audience: str, now: int | None = None
+    token: str, *, keys: Sequence[TrustedKey], issuer: str, audience: str, now: int | None = None
 ) -> AccessToken:
     """Return the verified token or raise `InvalidToken`. `keys`: every `token` key still trusted."""
     now = int(time.time()) if now is None else now

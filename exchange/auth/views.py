@@ -16,13 +16,12 @@ from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
 from exchange.auth.policy import ALL_SCOPES
 from exchange.db import db
 from exchange.http_errors import error_response
-from exchange.keys.store import ENCRYPTION_PURPOSES, KeyStore
+from exchange.keys.ring import KeyRing
 
 bp = Blueprint("oauth", __name__)
 
 # The exchange's purposes published in the JWKS (keys.md), each key with its `purpose` member: the signing ones here,
 # and the X25519 `envelope-enc` keys partners seal requests to.
-PUBLISHED_PURPOSES = ("token", "envelope-sign", "audit")
 
 
 def _server() -> AuthorizationServer:
@@ -63,14 +62,10 @@ def metadata() -> Response:
 @bp.get("/.well-known/jwks.json")
 def jwks() -> Response:
     """The exchange's public keys, each with its purpose; every key still trusted is listed, once."""
-    keystore: KeyStore = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = current_app.extensions["exchange.keystore"]
     keys: dict[str, dict[str, Any]] = {}
-    for purpose in PUBLISHED_PURPOSES:
-        for key in keystore.verification_keys(purpose):
-            keys.setdefault(key.kid, key.public_jwk())
-    for enc_purpose in ENCRYPTION_PURPOSES:
-        for enc_key in keystore.decryption_keys(enc_purpose):
-            keys.setdefault(enc_key.kid, enc_key.public_jwk())
+    for key, state in ring.published():  # per purpose: the active key first, then pending, then retiring
+        keys.setdefault(key.kid, key.public_jwk(state=state))
     response = jsonify({"keys": list(keys.values())})
     response.headers["Cache-Control"] = "public, max-age=60"
     return response

@@ -13,7 +13,7 @@ from exchange.db import Base, Record, utcnow
 
 CLIENT_STATUSES = ("active", "suspended")
 KEY_PURPOSES = ("auth", "sign", "enc")
-KEY_STATUSES = ("active", "revoked")
+KEY_STATUSES = ("pending", "active", "retiring", "retired", "revoked")
 CURVE_FOR_PURPOSE = {"auth": "Ed25519", "sign": "Ed25519", "enc": "X25519"}
 
 
@@ -38,7 +38,9 @@ class Client(Record):
     keys: Mapped[list[ClientKey]] = relationship(back_populates="client", order_by="ClientKey.created_at")
 
     def active_keys(self, purpose: str) -> list[ClientKey]:
-        return [k for k in self.keys if k.purpose == purpose and k.status == "active"]
+        """The keys of `purpose` whose signatures are accepted now (the active one and any retiring in time)."""
+        now = utcnow()
+        return [k for k in self.keys if k.purpose == purpose and k.verifies_at(now)]
 
     # authlib's ClientMixin: the client credentials grant with private_key_jwt is all this client may use.
     def get_client_id(self) -> str:
@@ -72,7 +74,7 @@ class ClientKey(Base):
     __tablename__ = "client_keys"
     __table_args__ = (
         CheckConstraint("purpose IN ('auth', 'sign', 'enc')", name="purpose"),
-        CheckConstraint("status IN ('active', 'revoked')", name="status"),
+        CheckConstraint("status IN ('pending', 'active', 'retiring', 'retired', 'revoked')", name="status"),
         CheckConstraint("crv IN ('Ed25519', 'X25519')", name="crv"),
         UniqueConstraint("client_pk", "kid", name="uq_client_keys_client_pk_kid"),
         Index("ix_client_keys_kid", "kid"),
@@ -86,6 +88,8 @@ class ClientKey(Base):
     x: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(8), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    retire_at: Mapped[datetime | None]  # a retiring key verifies until then
     revoked_at: Mapped[datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(Text)
 
@@ -93,3 +97,13 @@ class ClientKey(Base):
 
     def public_jwk(self) -> dict[str, Any]:
         return {"kty": "OKP", "crv": self.crv, "x": self.x, "kid": self.kid}
+
+    def state_at(self, now: datetime) -> str:
+        """The stored status, with a retiring key past its `retire_at` shown as retired."""
+        if self.status == "retiring" and self.retire_at is not None and self.retire_at <= now:
+            return "retired"
+        return self.status
+
+    def verifies_at(self, now: datetime) -> bool:
+        """Whether signatures by this key (assertions, envelopes) are accepted now: active, or retiring in time."""
+        return self.state_at(now) in ("active", "retiring")

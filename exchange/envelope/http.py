@@ -31,21 +31,20 @@ from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
 from exchange.auth.caller import current_caller
 from exchange.clients.models import Client, ClientKey
-from exchange.db import db
+from exchange.db import db, utcnow
 from exchange.envelope.envelope import (
     MEDIA_TYPE,
     AuditReceipt,
     EnvelopeHeader,
     OpenedEnvelope,
     RequestRef,
-    decrypt_keyring,
     open_envelope,
     seal,
 )
 from exchange.envelope.errors import KeyRevoked, UnknownKey
 from exchange.envelope.models import EnvelopeEvidence
 from exchange.errors import ExchangeError, UnsupportedMediaType
-from exchange.keys.store import KeyStore
+from exchange.keys.ring import KeyRing
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
@@ -83,9 +82,9 @@ class DatabaseSenderKeys:
             select(ClientKey).join(Client).where(Client.agency == agency, ClientKey.kid == skid,
                                                  ClientKey.purpose == "sign")
         )
-        if key is None:
+        if key is None or key.status == "pending":  # a pending key is not in use yet
             raise UnknownKey()
-        if key.status != "active":
+        if not key.verifies_at(utcnow()):  # revoked, or retired after its overlap
             raise KeyRevoked()
         return nacl.signing.VerifyKey(_b64(key.x))
 
@@ -97,11 +96,11 @@ def open_request() -> OpenedEnvelope:
         return opened
     if request.mimetype != MEDIA_TYPE:
         raise UnsupportedMediaType(f"Send the body as an envelope ({MEDIA_TYPE}).")
-    keystore: KeyStore = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = current_app.extensions["exchange.keystore"]
     opened = open_envelope(
         request.get_data(cache=True),
         receiver=RECEIVER,
-        decrypt_keys=decrypt_keyring(k.private_key for k in keystore.decryption_keys("envelope-enc")),
+        decrypt_keys=keystore.decryption_keyring(),
         method=request.method,
         target=request_target(),
         authenticated_agency=current_caller().agency,
@@ -111,7 +110,7 @@ def open_request() -> OpenedEnvelope:
     )
     g.request_envelope = opened
     evidence = opened.evidence()
-    storage = keystore.ensure_secret("storage")
+    storage = keystore.active_secret()
     db.session.add(EnvelopeEvidence(
         sender=opened.header.sender, msg_id=opened.header.msg_id, protected=opened.protected, sig=evidence["sig"],
         plaintext_hash=evidence["plaintext_hash"], sealed_plaintext=storage.seal(opened.plaintext),
@@ -167,7 +166,7 @@ def seal_response(response: Response) -> Response:
     if index is None or leaf_hash is None:  # fail closed: no audited response leaves unsealed or unreceipted
         log.error("response without an audit receipt", extra={"code": "audit_unavailable"})
         raise ExchangeError("The response could not be sealed.")
-    keystore: KeyStore = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = current_app.extensions["exchange.keystore"]
     signer = keystore.active("envelope-sign")
     header = EnvelopeHeader.for_response(
         sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference,

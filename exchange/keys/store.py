@@ -1,8 +1,11 @@
-"""The embedded key store: the exchange's private keys, one file per key under `EXCHANGE_KEYS_DIR`.
+"""Where the exchange's private keys live: the `KeyStore` interface, the embedded `FileKeyStore`, and a memory store.
 
-Behind the `KeyStore` protocol so that an HSM or cloud KMS can take its place. This first version keeps Ed25519 seeds
-in files of mode 0600 written atomically (temp file, fsync, rename); the key-management issue seals them under a key
-derived from `EXCHANGE_MASTER_PASSPHRASE` and adds the full lifecycle (pending, retiring, revoked, destroyed).
+keys.md "Storage of private keys": one file per key under `EXCHANGE_KEYS_DIR`, sealed (XSalsa20-Poly1305), mode 0600,
+written atomically (temp file, fsync, rename, fsync of the folder). `storage` keys are sealed by the master key
+(`exchange.keys.master`); every other key is sealed by a `storage` key, named in its file, so that `rewrap` can move
+them under a new one. Which key is active, retiring or revoked is not the store's business: the key registry in the
+database says so (`exchange.keys.ring`). An HSM or cloud KMS can take this store's place by implementing `KeyStore`.
+
 A key's private part never appears in a repr, a log line, an error or an API response.
 """
 
@@ -13,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +32,16 @@ from exchange.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it
-SECRET_PURPOSES = ("storage",)  # XSalsa20-Poly1305: the evidence store at rest
+SECRET_PURPOSES = ("storage",)  # XSalsa20-Poly1305: the evidence store and key files at rest
+ALL_PURPOSES = (*PURPOSES, *ENCRYPTION_PURPOSES, *SECRET_PURPOSES)
+ALGORITHMS = {"token": "Ed25519", "envelope-sign": "Ed25519", "audit": "Ed25519", "envelope-enc": "X25519",
+              "storage": "XSalsa20-Poly1305"}
+FILE_VERSION = 1
+MASTER = "master"  # `wrapped_by` of a file sealed directly by the master key
 
 
 class KeyStoreError(ExchangeError):
-    """The key store is missing, unreadable or holds no usable key; the exchange fails closed."""
+    """The key store is missing, locked, unreadable or holds no usable key; the exchange fails closed."""
 
     status = 503
     code = "key_store_unavailable"
@@ -43,10 +52,19 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
 def okp_thumbprint(crv: str, x: str) -> str:
     """RFC 7638 JWK thumbprint of an OKP key: b64url(SHA-256 of {"crv","kty","x"} in lexicographic order)."""
     canonical = json.dumps({"crv": crv, "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True)
     return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def storage_kid(secret: bytes) -> str:
+    """A secret key's id: a hash that reveals nothing of the key."""
+    return b64url(hashlib.sha256(b"exchange-storage-key\x00" + secret).digest()[:16])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,7 +134,11 @@ class StorageKey:
 
     @property
     def kid(self) -> str:
-        return b64url(hashlib.sha256(b"exchange-storage-key\x00" + self.secret).digest()[:16])
+        return storage_kid(self.secret)
+
+    @property
+    def x(self) -> None:
+        return None  # a secret key has no public part
 
     def seal(self, plaintext: bytes) -> bytes:
         return bytes(nacl.secret.SecretBox(self.secret).encrypt(plaintext))
@@ -128,208 +150,258 @@ class StorageKey:
             raise KeyStoreError("Stored data does not open with this storage key.") from e
 
 
+PrivateKey = ExchangeKey | ExchangeEncryptionKey | StorageKey
+
+
+def make_key(purpose: str, *, created_at: int, secret: bytes | None = None) -> PrivateKey:
+    """A key of `purpose` from its 32 secret bytes, or a fresh one."""
+    secret = nacl.utils.random(32) if secret is None else secret
+    if purpose in PURPOSES:
+        return ExchangeKey(purpose=purpose, created_at=created_at, signing_key=nacl.signing.SigningKey(secret))
+    if purpose in ENCRYPTION_PURPOSES:
+        return ExchangeEncryptionKey(purpose=purpose, created_at=created_at,
+                                     private_key=nacl.public.PrivateKey(secret))
+    if purpose in SECRET_PURPOSES:
+        if len(secret) != nacl.secret.SecretBox.KEY_SIZE:
+            raise ValueError("a storage key is 32 bytes")
+        return StorageKey(purpose=purpose, created_at=created_at, secret=secret)
+    raise ValueError(f"unknown key purpose {purpose!r}")
+
+
+def secret_bytes(key: PrivateKey) -> bytes:
+    if isinstance(key, ExchangeKey):
+        return bytes(key.signing_key)
+    if isinstance(key, ExchangeEncryptionKey):
+        return bytes(key.private_key)
+    return key.secret
+
+
 class KeyStore(Protocol):
-    def active(self, purpose: str) -> ExchangeKey:
-        """The key that signs for `purpose` now; raises KeyStoreError if there is none."""
+    """Private key material by `kid`. The registry (database) decides what each key is for and when."""
+
+    def generate(self, purpose: str, *, wrap_with: str | None = None) -> PrivateKey:
+        """Make and keep a new key. `wrap_with`: the `storage` key to seal it under (storage keys: the master)."""
         ...
 
-    def verification_keys(self, purpose: str) -> list[ExchangeKey]:
-        """Every key whose signatures for `purpose` are still accepted (the active one first)."""
+    def load(self, kid: str) -> PrivateKey:
+        """The key `kid`; KeyStoreError if it is absent, destroyed or does not open."""
         ...
 
-    def ensure(self, purpose: str) -> ExchangeKey:
-        """The active key, generated if the store has none for `purpose` (`exchange init`)."""
+    def has(self, kid: str) -> bool:
         ...
 
-    def active_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        """The X25519 key partners seal to now."""
+    def destroy(self, kid: str) -> bool:
+        """Erase the private part for good; True if there was one."""
         ...
 
-    def decryption_keys(self, purpose: str) -> list[ExchangeEncryptionKey]:
-        """Every X25519 key that still opens envelopes (the active one first)."""
+    def wrapped_by(self, kid: str) -> str | None:
+        """Which storage key seals `kid` (`master` for storage keys); None if not stored."""
         ...
 
-    def ensure_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        """The active X25519 key, generated if there is none (`exchange init`)."""
+    def rewrap(self, storage_kid: str) -> int:
+        """Seal every non-storage key under `storage_kid`; return how many were rewritten."""
         ...
 
-    def ensure_secret(self, purpose: str) -> StorageKey:
-        """The active secret key for data at rest, generated if there is none."""
+    def unlock(self) -> None:
+        """Check the master secret now (refuse to start if it is missing or wrong)."""
         ...
 
 
 class FileKeyStore:
-    """Keys as files `<purpose>.<created>.key` (JSON with the b64url seed), mode 0600, in a 0700 folder."""
+    """Keys as files `<kid>.key` (JSON: purpose, created_at, wrapped_by, sealed secret), 0600 in a 0700 folder."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, master: Any = None) -> None:
+        """`master`: a `MasterKey`, or a callable returning one (unlocked on first use)."""
         self.directory = directory
-        # Parsed keys by (path, mtime): files are listed on every call (a rotation is seen at once), but each key
-        # file is read and parsed once (bench: re-reading cost ~9% of an authorised read).
-        self._parsed: dict[tuple[Path, int], ExchangeKey | ExchangeEncryptionKey] = {}
+        self._master_source = master
+        self._master: Any = None
+        self._loaded: dict[str, PrivateKey] = {}  # files are immutable per kid, except rewrap (same secret)
+        self._lock = threading.Lock()
 
-    def _files(self, purpose: str) -> list[Path]:
+    # ---- the master key -----------------------------------------------------------------------------------------
+
+    def unlock(self) -> None:
+        self._master_key()
+
+    def _master_key(self) -> Any:
+        if self._master is None:
+            source = self._master_source
+            if source is None:
+                from exchange.keys.master import MasterSecretMissing
+
+                raise MasterSecretMissing()
+            self._master = source() if callable(source) else source
+        return self._master
+
+    # ---- files --------------------------------------------------------------------------------------------------
+
+    def _path(self, kid: str) -> Path:
+        if not kid or not all(c.isalnum() or c in "-_" for c in kid):
+            raise KeyStoreError("Not a key id.")
+        return self.directory / f"{kid}.key"
+
+    def _read_file(self, kid: str) -> dict[str, Any]:
         if not self.directory.is_dir():
             raise KeyStoreError(f"The key store {self.directory} does not exist; run `exchange init`.")
-        return sorted(self.directory.glob(f"{purpose}.*.key"), reverse=True)  # newest first
-
-    def _seed(self, path: Path) -> tuple[dict[str, Any], bytes]:
-        mode = path.stat().st_mode & 0o777
+        path = self._path(kid)
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError as e:
+            raise KeyStoreError(f"The key store has no private part for key {kid}.") from e
         if mode & 0o077:
             raise KeyStoreError(f"Key file {path.name} is readable by others (mode {mode:o}); refusing to use it.")
         try:
             data = json.loads(path.read_text(encoding="ascii"))
-            return data, base64.urlsafe_b64decode(data["seed"] + "==")
-        except (ValueError, KeyError, TypeError) as e:
+            if data.get("v") != FILE_VERSION or not isinstance(data.get("sealed"), str):
+                raise ValueError("not a sealed key file of this version")
+            return dict(data)
+        except (ValueError, UnicodeDecodeError, AttributeError) as e:
             raise KeyStoreError(f"Key file {path.name} is unreadable.") from e
 
-    def _cached(self, path: Path) -> tuple[tuple[Path, int], ExchangeKey | ExchangeEncryptionKey | None]:
-        stat = path.stat()
-        if stat.st_mode & 0o077:
-            raise KeyStoreError(f"Key file {path.name} is readable by others (mode {stat.st_mode & 0o777:o}); "
-                                "refusing to use it.")
-        slot = (path, stat.st_mtime_ns)
-        return slot, self._parsed.get(slot)
+    def _unseal(self, data: dict[str, Any]) -> bytes:
+        sealed = b64url_decode(data["sealed"])
+        wrapper = data.get("wrapped_by")
+        if wrapper == MASTER:
+            opened: bytes = self._master_key().open(sealed)
+            return opened
+        storage = self.load(str(wrapper))
+        if not isinstance(storage, StorageKey):
+            raise KeyStoreError(f"Key {data.get('kid')} names a wrapping key that is not a storage key.")
+        return storage.open(sealed)
 
-    def _read(self, path: Path) -> ExchangeKey:
-        slot, cached = self._cached(path)
-        if isinstance(cached, ExchangeKey):
-            return cached
-        key = self._parse_signing(path)
-        self._parsed[slot] = key
-        return key
-
-    def _parse_signing(self, path: Path) -> ExchangeKey:
-        data, seed = self._seed(path)
+    def load(self, kid: str) -> PrivateKey:
+        key = self._loaded.get(kid)
+        if key is not None:
+            return key
+        data = self._read_file(kid)
         try:
-            return ExchangeKey(purpose=data["purpose"], created_at=int(data["created_at"]),
-                               signing_key=nacl.signing.SigningKey(seed))
-        except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError) as e:
-            raise KeyStoreError(f"Key file {path.name} is unreadable.") from e
-
-    def _read_encryption(self, path: Path) -> ExchangeEncryptionKey:
-        slot, cached = self._cached(path)
-        if isinstance(cached, ExchangeEncryptionKey):
-            return cached
-        key = self._parse_encryption(path)
-        self._parsed[slot] = key
+            key = make_key(str(data["purpose"]), created_at=int(data["created_at"]), secret=self._unseal(data))
+        except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError) as e:
+            raise KeyStoreError(f"Key file {kid}.key is unreadable.") from e
+        if key.kid != kid:
+            raise KeyStoreError(f"Key file {kid}.key holds another key; refusing to use it.")
+        self._loaded[kid] = key
         return key
 
-    def _parse_encryption(self, path: Path) -> ExchangeEncryptionKey:
-        data, seed = self._seed(path)
-        try:
-            return ExchangeEncryptionKey(purpose=data["purpose"], created_at=int(data["created_at"]),
-                                         private_key=nacl.public.PrivateKey(seed))
-        except (ValueError, KeyError, TypeError, nacl.exceptions.CryptoError) as e:
-            raise KeyStoreError(f"Key file {path.name} is unreadable.") from e
+    def has(self, kid: str) -> bool:
+        return self._path(kid).exists()
 
-    def ensure_secret(self, purpose: str) -> StorageKey:
+    def wrapped_by(self, kid: str) -> str | None:
+        if not self.has(kid):
+            return None
+        return str(self._read_file(kid).get("wrapped_by"))
+
+    def generate(self, purpose: str, *, wrap_with: str | None = None) -> PrivateKey:
+        key = make_key(purpose, created_at=int(time.time()))
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        files = self._files(purpose)
-        if files:
-            data, secret = self._seed(files[0])
-            return StorageKey(purpose=purpose, created_at=int(data["created_at"]), secret=secret)
-        key = StorageKey(purpose=purpose, created_at=int(time.time()), secret=nacl.utils.random(32))
-        self._write_seed(self.directory / f"{purpose}.{key.created_at}.key", purpose, key.created_at, key.secret)
+        self._write(key, wrap_with=MASTER if purpose in SECRET_PURPOSES else wrap_with)
+        self._loaded[key.kid] = key
         return key
 
-    def active_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        files = self._files(purpose)
-        if not files:
-            raise KeyStoreError(f"The key store has no {purpose!r} key; run `exchange init`.")
-        return self._read_encryption(files[0])
+    def _write(self, key: PrivateKey, *, wrap_with: str | None) -> None:
+        if wrap_with is None:
+            raise KeyStoreError("A new key needs an active storage key to be sealed under; run `exchange init`.")
+        if wrap_with == MASTER:
+            sealed: bytes = self._master_key().seal(secret_bytes(key))
+        else:
+            storage = self.load(wrap_with)
+            if not isinstance(storage, StorageKey):
+                raise KeyStoreError(f"{wrap_with} is not a storage key.")
+            sealed = storage.seal(secret_bytes(key))
+        payload = json.dumps({"v": FILE_VERSION, "kid": key.kid, "purpose": key.purpose, "created_at": key.created_at,
+                              "wrapped_by": wrap_with, "sealed": b64url(sealed)}).encode("ascii")
+        atomic_write(self._path(key.kid), payload)
 
-    def decryption_keys(self, purpose: str) -> list[ExchangeEncryptionKey]:
-        return [self._read_encryption(path) for path in self._files(purpose)]
+    def destroy(self, kid: str) -> bool:
+        path = self._path(kid)
+        self._loaded.pop(kid, None)
+        if not path.exists():
+            return False
+        with path.open("r+b") as handle:  # overwrite before unlinking (best effort on journaling file systems)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(0)
+            handle.write(nacl.utils.random(size))
+            handle.flush()
+            os.fsync(handle.fileno())
+        path.unlink()
+        fsync_directory(self.directory)
+        return True
 
-    def ensure_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._files(purpose):
-            return self.active_encryption(purpose)
-        key = ExchangeEncryptionKey(purpose=purpose, created_at=int(time.time()),
-                                    private_key=nacl.public.PrivateKey.generate())
-        self._write_seed(self.directory / f"{purpose}.{key.created_at}.key", purpose, key.created_at,
-                         bytes(key.private_key))
-        return key
+    def kids(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.name.removesuffix(".key") for p in self.directory.glob("*.key"))
 
-    def active(self, purpose: str) -> ExchangeKey:
-        files = self._files(purpose)
-        if not files:
-            raise KeyStoreError(f"The key store has no {purpose!r} key; run `exchange init`.")
-        return self._read(files[0])
+    def rewrap(self, storage_kid: str) -> int:
+        count = 0
+        with self._lock:
+            for kid in self.kids():
+                data = self._read_file(kid)
+                if data.get("wrapped_by") in (MASTER, storage_kid):
+                    continue
+                self._write(self.load(kid), wrap_with=storage_kid)
+                count += 1
+        return count
 
-    def verification_keys(self, purpose: str) -> list[ExchangeKey]:
-        return [self._read(path) for path in self._files(purpose)]
 
-    def ensure(self, purpose: str) -> ExchangeKey:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self._files(purpose):
-            return self.active(purpose)
-        key = ExchangeKey(purpose=purpose, created_at=int(time.time()), signing_key=nacl.signing.SigningKey.generate())
-        self._write(self.directory / f"{purpose}.{key.created_at}.key", key)
-        return key
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
-    def _write(self, path: Path, key: ExchangeKey) -> None:
-        self._write_seed(path, key.purpose, key.created_at, bytes(key.signing_key))
 
-    def _write_seed(self, path: Path, purpose: str, created_at: int, seed: bytes) -> None:
-        payload = json.dumps({"purpose": purpose, "created_at": created_at, "seed": b64url(seed)}).encode("ascii")
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, payload)
-            os.fsync(fd)
-            os.close(fd)
-            os.rename(tmp, path)
-            directory_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(directory_fd)
-            finally:
-                os.close(directory_fd)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Write `path` whole or not at all: a 0600 temp file in the same folder, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, payload)
+        os.fsync(fd)
+        os.close(fd)
+        os.rename(tmp, path)
+        fsync_directory(path.parent)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
 
 
 class InMemoryKeyStore:
-    """For tests: keys generated on first use, kept in memory."""
+    """For tests: keys kept in this process's memory, never on disk."""
 
     def __init__(self) -> None:
-        self._keys: dict[str, list[ExchangeKey]] = {}
-        self._encryption: dict[str, list[ExchangeEncryptionKey]] = {}
-        self._secrets: dict[str, StorageKey] = {}
+        self._keys: dict[str, PrivateKey] = {}
+        self._wrapping: dict[str, str] = {}
 
-    def active_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        if not self._encryption.get(purpose):
-            raise KeyStoreError(f"No {purpose!r} key.")
-        return self._encryption[purpose][0]
+    def unlock(self) -> None:
+        return None
 
-    def decryption_keys(self, purpose: str) -> list[ExchangeEncryptionKey]:
-        return list(self._encryption.get(purpose, []))
+    def generate(self, purpose: str, *, wrap_with: str | None = None) -> PrivateKey:
+        key = make_key(purpose, created_at=int(time.time()))
+        self._keys[key.kid] = key
+        self._wrapping[key.kid] = MASTER if purpose in SECRET_PURPOSES else (wrap_with or MASTER)
+        return key
 
-    def ensure_secret(self, purpose: str) -> StorageKey:
-        if purpose not in self._secrets:
-            self._secrets[purpose] = StorageKey(purpose=purpose, created_at=int(time.time()),
-                                                secret=nacl.utils.random(32))
-        return self._secrets[purpose]
+    def load(self, kid: str) -> PrivateKey:
+        try:
+            return self._keys[kid]
+        except KeyError as e:
+            raise KeyStoreError(f"The key store has no private part for key {kid}.") from e
 
-    def ensure_encryption(self, purpose: str) -> ExchangeEncryptionKey:
-        if not self._encryption.get(purpose):
-            self._encryption[purpose] = [ExchangeEncryptionKey(
-                purpose=purpose, created_at=int(time.time()), private_key=nacl.public.PrivateKey.generate())]
-        return self._encryption[purpose][0]
+    def has(self, kid: str) -> bool:
+        return kid in self._keys
 
-    def active(self, purpose: str) -> ExchangeKey:
-        if not self._keys.get(purpose):
-            raise KeyStoreError(f"No {purpose!r} key.")
-        return self._keys[purpose][0]
+    def destroy(self, kid: str) -> bool:
+        self._wrapping.pop(kid, None)
+        return self._keys.pop(kid, None) is not None
 
-    def verification_keys(self, purpose: str) -> list[ExchangeKey]:
-        return list(self._keys.get(purpose, []))
+    def wrapped_by(self, kid: str) -> str | None:
+        return self._wrapping.get(kid)
 
-    def ensure(self, purpose: str) -> ExchangeKey:
-        if not self._keys.get(purpose):
-            key = ExchangeKey(purpose=purpose, created_at=int(time.time()),
-                              signing_key=nacl.signing.SigningKey.generate())
-            self._keys[purpose] = [key]
-        return self._keys[purpose][0]
+    def rewrap(self, storage_kid: str) -> int:
+        moved = [k for k, w in self._wrapping.items() if w not in (MASTER, storage_kid)]
+        for kid in moved:
+            self._wrapping[kid] = storage_kid
+        return len(moved)

@@ -33,6 +33,12 @@ def run(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture
+def app(file_app: Flask) -> Flask:
+    """The CLI signs checkpoints with the same keys as the app: a file key store both open."""
+    return file_app
+
+
+@pytest.fixture
 def cli_env(app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The CLI's app on the test database, with a file key store of its own (it signs the checkpoints)."""
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", database_url)

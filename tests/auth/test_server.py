@@ -30,8 +30,9 @@ from exchange.envelope.envelope import (
     open_response,
     seal_json,
 )
-from exchange.keys.store import PURPOSES as KEY_PURPOSES
-from exchange.keys.store import FileKeyStore, b64url
+from exchange.keys.master import new_master_key
+from exchange.keys.ring import provision
+from exchange.keys.store import b64url
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 
@@ -101,12 +102,11 @@ class RemotePartner:
 @pytest.fixture(scope="module")
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     keys_dir = tmp_path_factory.mktemp("server-keys")
-    store = FileKeyStore(keys_dir)
-    for purpose in KEY_PURPOSES:
-        store.ensure(purpose)
-    store.ensure_encryption("envelope-enc")
-    store.ensure_secret("storage")
-    with gunicorn(database_url=database_url, keys_dir=keys_dir, workers=2,
+    master_key = new_master_key()
+    engine = make_engine(database_url)
+    provision(keys_dir, engine, master_key=master_key)
+    engine.dispose()
+    with gunicorn(database_url=database_url, keys_dir=keys_dir, master_key=master_key, workers=2,
                   log=tmp_path_factory.mktemp("log") / "gunicorn.log") as base:
         yield base
 

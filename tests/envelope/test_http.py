@@ -117,7 +117,7 @@ def test_a_sealed_request_is_accepted_with_evidence_and_a_sealed_audited_reply(
         evidence = session.scalars(select(EnvelopeEvidence)).one()
     assert evidence.protected == sealed.protected
     assert b"Gulmurod" not in evidence.sealed_plaintext and "Гулмурод".encode() not in evidence.sealed_plaintext
-    storage = enveloped_app.extensions["exchange.keystore"].ensure_secret("storage")
+    storage = enveloped_app.extensions["exchange.keystore"].active_secret()
     assert json.loads(storage.open(evidence.sealed_plaintext))["person_name"]["given"] == "Гулмурод"
 
 
