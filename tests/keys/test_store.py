@@ -1,0 +1,162 @@
+"""The embedded key store: sealed under the master key, files of mode 0600, atomic, fail closed."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from exchange import create_app
+from exchange.keys.master import MasterSecret, MasterSecretMissing, MasterSecretWrong, new_master_key, unlock
+from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreError, StorageKey, b64url, secret_bytes
+
+PASSPHRASE = "correct horse battery staple"
+
+
+def passphrase(text: str = PASSPHRASE) -> MasterSecret:
+    return MasterSecret(passphrase=text, cost="interactive")
+
+
+def opened(directory: Path, secret: MasterSecret) -> FileKeyStore:
+    return FileKeyStore(directory, master=unlock(directory, secret, create=True))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> FileKeyStore:
+    return opened(tmp_path / "keys", MasterSecret(key=new_master_key()))
+
+
+def test_keys_are_sealed_in_files_of_mode_0600_in_a_0700_folder(store: FileKeyStore) -> None:
+    storage = store.generate("storage")
+    token = store.generate("token", wrap_with=storage.kid)
+    assert stat.S_IMODE(store.directory.stat().st_mode) == 0o700
+    files = sorted(store.directory.glob("*.key"))
+    assert len(files) == 2 and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert not list(store.directory.glob(".tmp-*"))
+    for key in (storage, token):
+        text = (store.directory / f"{key.kid}.key").read_text()
+        assert b64url(secret_bytes(key)) not in text and secret_bytes(key).hex() not in text
+    assert store.wrapped_by(storage.kid) == MASTER and store.wrapped_by(token.kid) == storage.kid
+
+
+def test_a_restarted_store_opens_its_keys_with_the_same_master_secret(tmp_path: Path) -> None:
+    directory, secret = tmp_path / "keys", passphrase()
+    first = opened(directory, secret)
+    storage = first.generate("storage")
+    token = first.generate("token", wrap_with=storage.kid)
+    enc = first.generate("envelope-enc", wrap_with=storage.kid)
+    again = FileKeyStore(directory, master=unlock(directory, secret))
+    loaded = again.load(token.kid)
+    assert isinstance(loaded, ExchangeKey) and loaded.kid == token.kid
+    assert loaded.sign(b"m") == token.sign(b"m")  # type: ignore[union-attr]
+    assert again.load(enc.kid).kid == enc.kid
+
+
+def test_a_wrong_or_missing_master_secret_is_refused_with_its_code(tmp_path: Path) -> None:
+    directory = tmp_path / "keys"
+    opened(directory, passphrase()).generate("storage")
+    with pytest.raises(MasterSecretWrong) as wrong:
+        unlock(directory, passphrase("not the passphrase at all"))
+    assert wrong.value.code == "master_secret_wrong"
+    with pytest.raises(MasterSecretWrong):
+        unlock(directory, MasterSecret(key=new_master_key()))  # a raw key that is not this store's KEK
+    with pytest.raises(MasterSecretMissing) as missing:
+        unlock(directory, MasterSecret())
+    assert missing.value.code == "master_secret_missing"
+    assert PASSPHRASE not in (directory / "master.json").read_text()
+
+
+def test_a_store_set_up_with_a_raw_key_refuses_a_passphrase_and_bad_keys(tmp_path: Path) -> None:
+    directory, key = tmp_path / "keys", new_master_key()
+    opened(directory, MasterSecret(key=key))
+    assert unlock(directory, MasterSecret(key=key)) is not None
+    with pytest.raises(MasterSecretWrong):
+        unlock(directory, passphrase())
+    with pytest.raises(MasterSecretWrong) as short:
+        unlock(directory, MasterSecret(key="c2hvcnQ="))
+    assert "32 bytes" in short.value.message
+
+
+def test_a_short_passphrase_is_refused_when_the_store_is_set_up(tmp_path: Path) -> None:
+    with pytest.raises(MasterSecretWrong):
+        unlock(tmp_path / "keys", passphrase("short"), create=True)
+    assert not (tmp_path / "keys" / "master.json").exists()
+
+
+def test_a_key_file_readable_by_others_is_refused(store: FileKeyStore) -> None:
+    storage = store.generate("storage")
+    os.chmod(store.directory / f"{storage.kid}.key", 0o640)
+    fresh = FileKeyStore(store.directory, master=store._master)
+    with pytest.raises(KeyStoreError) as refused:
+        fresh.load(storage.kid)
+    assert refused.value.code == "key_store_unavailable" and "readable by others" in refused.value.message
+
+
+def test_a_tampered_or_swapped_key_file_is_refused(store: FileKeyStore) -> None:
+    storage = store.generate("storage")
+    a = store.generate("token", wrap_with=storage.kid)
+    b = store.generate("audit", wrap_with=storage.kid)
+    path_a, path_b = store.directory / f"{a.kid}.key", store.directory / f"{b.kid}.key"
+    data = json.loads(path_a.read_text())
+    sealed = bytearray(data["sealed"].encode())
+    sealed[30] = ord("A") if sealed[30] != ord("A") else ord("B")
+    path_a.write_text(json.dumps({**data, "sealed": sealed.decode()}))
+    fresh = FileKeyStore(store.directory, master=store._master)
+    with pytest.raises(KeyStoreError):
+        fresh.load(a.kid)
+    os.replace(path_b, path_a)  # b's file under a's name
+    with pytest.raises(KeyStoreError) as swapped:
+        FileKeyStore(store.directory, master=store._master).load(a.kid)
+    assert "another key" in swapped.value.message
+
+
+def test_destroy_erases_the_private_part(store: FileKeyStore) -> None:
+    storage = store.generate("storage")
+    token = store.generate("token", wrap_with=storage.kid)
+    assert store.destroy(token.kid) is True
+    assert not (store.directory / f"{token.kid}.key").exists() and not store.has(token.kid)
+    with pytest.raises(KeyStoreError):
+        store.load(token.kid)
+    assert store.destroy(token.kid) is False
+
+
+def test_rewrap_moves_every_key_under_the_new_storage_key(store: FileKeyStore) -> None:
+    old = store.generate("storage")
+    keys = [store.generate(p, wrap_with=old.kid) for p in ("token", "audit", "envelope-enc")]
+    new = store.generate("storage")
+    assert store.rewrap(new.kid) == 3
+    assert all(store.wrapped_by(k.kid) == new.kid for k in keys)
+    store.destroy(old.kid)
+    fresh = FileKeyStore(store.directory, master=store._master)
+    assert [fresh.load(k.kid).kid for k in keys] == [k.kid for k in keys]
+    assert store.rewrap(new.kid) == 0
+
+
+def test_private_parts_are_never_in_a_repr(store: FileKeyStore) -> None:
+    storage = store.generate("storage")
+    assert isinstance(storage, StorageKey)
+    token = store.generate("token", wrap_with=storage.kid)
+    enc = store.generate("envelope-enc", wrap_with=storage.kid)
+    for key in (storage, token, enc):
+        assert b64url(secret_bytes(key)) not in repr(key) and secret_bytes(key).hex() not in repr(key)
+    assert PASSPHRASE not in repr(passphrase())
+
+
+def test_the_exchange_refuses_to_start_without_the_master_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str
+) -> None:
+    directory = tmp_path / "keys"
+    opened(directory, passphrase())
+    monkeypatch.delenv("EXCHANGE_MASTER_KEY", raising=False)
+    monkeypatch.delenv("EXCHANGE_MASTER_PASSPHRASE", raising=False)
+    config = {"DATABASE_URL": database_url, "KEYS_DIR": str(directory)}
+    with pytest.raises(MasterSecretMissing):
+        create_app(config)
+    monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", "not the passphrase at all")
+    with pytest.raises(MasterSecretWrong):
+        create_app(config)
+    monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", PASSPHRASE)
+    assert create_app(config).extensions["exchange.keystore"] is not None
