@@ -68,7 +68,7 @@ from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack
 import httpx
 
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
+from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, rotation_proof
 from exchange.client.envelopes import (
     PartnerEncryptionKey,
     PartnerKeys,
@@ -878,6 +878,19 @@ class Clients(_Resource):
     def add_key(self, client_id: str, *, purpose: str, jwk: Mapping[str, Any]) -> Result:
         """Register another public key (`auth`, `sign` or `enc`) for a client."""
         return self._client.call("POST", self._item(client_id, "/keys"), body={"purpose": purpose, "jwk": dict(jwk)})
+
+    def rotate_own_key(self, *, purpose: str, new_jwk: Mapping[str, Any], current: PartnerKey) -> Result:
+        """Replace this client's own `purpose` key by `new_jwk` (public), proven by `current`: the active key of
+        that purpose (the `sign` key when replacing `enc`). The old key keeps working for an overlap of ~11 minutes;
+        switch to the new private key now."""
+        from exchange.keys.store import okp_thumbprint
+
+        new_kid = okp_thumbprint(str(new_jwk.get("crv")), str(new_jwk.get("x")))
+        issuer = self._client._connection.metadata().issuer.rstrip("/")  # the server checks aud against it
+        proof = rotation_proof(client_id=self._client.client_id, url=f"{issuer}{self.path}/me/keys", current=current,
+                               new_kid=new_kid)
+        return self._client.call("POST", f"{self.path}/me/keys",
+                                 body={"purpose": purpose, "jwk": dict(new_jwk), "proof": proof})
 
     def revoke_key(self, client_id: str, kid: str, *, reason: str) -> Result:
         """Revoke one of a client's keys: it fails every request at once."""

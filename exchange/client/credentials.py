@@ -63,6 +63,13 @@ def client_assertion(
     return jose.encode({"typ": "JWT", "kid": key.kid}, claims, key.key)
 
 
+def rotation_proof(*, client_id: str, url: str, current: PartnerKey, new_kid: str, now: int | None = None) -> str:
+    """The proof for `POST /v1/clients/me/keys`: signed by the current active key, naming the new key."""
+    claims = {"iss": client_id, "aud": url, "new_kid": new_kid, "jti": new_jti(),
+              "iat": int(time.time()) if now is None else now}
+    return jose.encode({"typ": "JWT", "kid": current.kid}, claims, current.key)
+
+
 def dpop_proof(
     *, key: PartnerKey, method: str, url: str, access_token: str | None = None, purpose: str | None = None,
     case_ref: str | None = None, officer: str | None = None, now: int | None = None, jti: str | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import Conflict, NotFound
+from exchange.errors import Conflict, NotFound, NotPermitted
 
 
 class ClientNotFound(NotFound):
@@ -17,3 +17,8 @@ class DuplicateClient(Conflict):
 class DuplicateKey(Conflict):
     code = "duplicate_key"
     default_message = "This key is already registered for the client."
+
+
+class InvalidRotationProof(NotPermitted):
+    code = "invalid_rotation_proof"
+    default_message = "The key rotation is not signed by your current active key."

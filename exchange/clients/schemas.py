@@ -47,6 +47,12 @@ class ClientKeyInputSchema(Strict):
             raise ValidationError(f"A {data['purpose']} key must be {expected}.", field_name="jwk")
 
 
+class OwnKeyRotationSchema(ClientKeyInputSchema):
+    proof = fields.String(required=True, validate=validate.Length(min=1, max=4096), metadata={"description": (
+        "JWS (EdDSA, kid) by your current active key of this purpose (your sign key for an enc key) over "
+        "{iss: client_id, aud: this endpoint's URL, new_kid: the new key's RFC 7638 thumbprint, iat, jti}.")})
+
+
 class ClientCreateSchema(Strict):
     client_id = fields.String(required=True, validate=CLIENT_ID)
     agency = fields.String(required=True, validate=validate.OneOf(AGENCIES))

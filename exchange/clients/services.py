@@ -6,24 +6,36 @@ work does).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from exchange.auth import jose
+from exchange.auth.errors import Replayed
 from exchange.auth.policy import AGENCY_SCOPES
-from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey
+from exchange.auth.replay import ReplayCache
+from exchange.auth.tokens import TOKEN_LIFETIME
+from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
 from exchange.db import utcnow
+from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.errors import PreconditionFailed, ValidationFailed
 from exchange.keys.store import okp_thumbprint
 
+ROTATION_PROOF_MAX_AGE = 60  # seconds either side of now
+# a replaced agency key keeps verifying this long: its holder may have tokens and envelopes in flight
+AGENCY_KEY_OVERLAP = timedelta(seconds=TOKEN_LIFETIME + ENVELOPE_MAX_LIFETIME + 60)
+
 
 class ClientService:
-    def __init__(self, *, session: Session) -> None:
+    def __init__(self, *, session: Session, overlap: timedelta = AGENCY_KEY_OVERLAP) -> None:
         self.session = session
+        self.overlap = overlap
 
     def register(self, data: Mapping[str, Any], *, officer: str | None) -> Client:
         if self.session.scalar(select(Client.id).where(Client.client_id == data["client_id"])):
@@ -77,11 +89,36 @@ class ClientService:
         return client
 
     def add_key(self, client_id: str, purpose: str, jwk: Mapping[str, Any]) -> ClientKey:
+        """Register a key that is active at once; the previous active key of its purpose starts retiring."""
         client = self.get(client_id)
         key = self._add_key(client, purpose, jwk)
+        self._retire_previous(client, key)
         client.updated_at = utcnow()
         self._flush()
         return key
+
+    def rotate_own_key(self, client_id: str, purpose: str, jwk: Mapping[str, Any], *, proof: str, audience: str,
+                       replay: ReplayCache) -> ClientKey:
+        """An agency replaces its own `purpose` key (keys.md "register ... by the agency itself in a request signed
+        with its current active key of the same purpose").
+
+        `proof`: a JWS (EdDSA) by the client's current active key of `purpose` (`sign` for an `enc` key, since
+        X25519 cannot sign) with `iss` = client_id, `aud` = the endpoint URL, `new_kid`, `iat`, `jti`.
+        """
+        client = self.get(client_id)
+        signer_purpose = "sign" if purpose == "enc" else purpose
+        new_kid = okp_thumbprint(str(jwk.get("crv")), str(jwk.get("x")))
+        verify_rotation_proof(proof, keys=[k for k in client.keys if k.purpose == signer_purpose
+                                           and k.state_at(utcnow()) == "active"],
+                              client_id=client_id, audience=audience, new_kid=new_kid, replay=replay)
+        return self.add_key(client_id, purpose, jwk)
+
+    def _retire_previous(self, client: Client, key: ClientKey) -> None:
+        now = utcnow()
+        key.activated_at = now
+        for other in client.keys:
+            if other is not key and other.purpose == key.purpose and other.status == "active":
+                other.status, other.retire_at = "retiring", now + self.overlap
 
     def revoke_key(self, client_id: str, kid: str, *, reason: str) -> ClientKey:
         client = self.get(client_id)
@@ -109,3 +146,27 @@ class ClientService:
             self.session.flush()
         except StaleDataError as e:
             raise PreconditionFailed() from e
+
+
+def verify_rotation_proof(proof: str, *, keys: list[ClientKey], client_id: str, audience: str, new_kid: str,
+                          replay: ReplayCache, now: int | None = None) -> None:
+    """Check an agency's own key-rotation proof; raise `InvalidRotationProof` (403) on any defect."""
+    now = int(time.time()) if now is None else now
+    try:
+        header = jose.header_of(proof)
+        key = next((k for k in keys if k.kid == header.get("kid")), None)
+        if header.get("alg") != jose.ALG or key is None:
+            raise InvalidRotationProof("The proof must be signed (EdDSA, kid) by your current active key.")
+        claims = dict(jose.decode(proof, jose.OKPKey.import_key(key.public_jwk())).claims)
+    except jose.JoseError as e:
+        raise InvalidRotationProof("The proof's signature does not verify with your current active key.") from e
+    iat, jti = claims.get("iat"), claims.get("jti")
+    if claims.get("iss") != client_id or claims.get("aud") != audience or claims.get("new_kid") != new_kid:
+        raise InvalidRotationProof("The proof must name you (iss), this endpoint (aud) and the new key (new_kid).")
+    if not isinstance(iat, int) or abs(now - iat) > ROTATION_PROOF_MAX_AGE or not isinstance(jti, str) or not jti:
+        raise InvalidRotationProof("The proof needs a fresh iat (within 60 s) and a jti.")
+    try:
+        digest = jose.sha256_b64(f"{client_id}\n{jti}")  # bounded length, one namespace for every client
+        replay.claim("key-rotation", digest, iat + 2 * ROTATION_PROOF_MAX_AGE)
+    except Replayed as e:
+        raise InvalidRotationProof("This proof was used before.") from e

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, current_app, jsonify, request, url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
+from exchange.audit import context as audit_context
 from exchange.auth.caller import current_caller
+from exchange.auth.policy import ALL_SCOPES
 from exchange.auth.protect import protected
 from exchange.clients import schemas as s
 from exchange.clients.models import Client
@@ -72,6 +74,23 @@ class ClientItem(MethodView):
         client = service().update(client_id, changes, if_match=if_match(required=True),
                                   officer=current_caller().officer)
         return client_response(client)
+
+
+@blp.route("/me/keys")
+class OwnKeys(MethodView):
+    @protected(scopes=ALL_SCOPES)
+    @blp.arguments(s.OwnKeyRotationSchema)
+    @blp.response(201, s.ClientKeyView)
+    def post(self, data: dict[str, Any]) -> Any:
+        """Replace one of your own keys, proven by your current active key; the old one retires after an overlap"""
+        caller = current_caller()
+        issuer = current_app.config["ISSUER"].rstrip("/")
+        key = service().rotate_own_key(
+            caller.client_id or "", data["purpose"], data["jwk"], proof=data["proof"],
+            audience=f"{issuer}{request.path}", replay=current_app.extensions["exchange.replay"])
+        audit_context.set_action("client.key_rotate")
+        audit_context.touch(key.kid)
+        return key
 
 
 @blp.route("/<string:client_id>/keys")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+from exchange.auth.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
 from tests.auth.conftest import Partner
 from tests.conftest import route_scopes
 
@@ -56,6 +56,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/v1/clients/<string:client_id>"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys/<string:kid>/revocation"): {"clients:admin"},
+    ("POST", "/v1/clients/me/keys"): set(ALL_SCOPES),  # any agency client, for its own keys
     ("GET", "/v1/keys"): {"keys:admin"},
     ("POST", "/v1/keys"): {"keys:admin"},
     ("GET", "/v1/keys/<string:kid>"): {"keys:admin"},
