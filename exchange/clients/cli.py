@@ -15,10 +15,11 @@ from rich.table import Table
 
 from exchange.auth.policy import AGENCY_SCOPES
 from exchange.clients.models import Client
-from exchange.clients.schemas import ClientCreateSchema
+from exchange.clients.schemas import ClientCreateSchema, ClientKeyInputSchema
 from exchange.clients.services import ClientService
 from exchange.db import db
 from exchange.errors import ExchangeError
+from exchange.operator import run_audited
 
 console = Console()
 OFFICER = click.option("--officer", envvar="EXCHANGE_OFFICER", required=True,
@@ -108,6 +109,40 @@ def add(client_id: str, agency: str, name: str, scopes: tuple[str, ...], auth_ke
         _fail(e)
         return
     _show(client)
+
+
+@clients.command("add-key")
+@click.argument("client_id")
+@click.option("--purpose", required=True, type=click.Choice(["auth", "sign", "enc"]))
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="JWK file of the new key (only its public part is read).")
+@OFFICER
+@with_appcontext
+def add_key(client_id: str, purpose: str, key_file: Path, officer: str) -> None:
+    """Register a new key for a client: active at once; its previous key of PURPOSE retires after ~11 minutes."""
+    try:
+        data = ClientKeyInputSchema().load({"purpose": purpose, "jwk": _public_jwk(key_file)})
+    except ValidationError as e:
+        _fail(e)
+        return
+    key = run_audited(officer=officer, command=f"exchange clients add-key {client_id}", action="client.key_add",
+                      purpose="key-management", work=lambda: _service().add_key(client_id, purpose, data["jwk"]),
+                      record_ids=lambda k: [k.kid])
+    console.print(f"{client_id}: {purpose} key {key.kid} [bold]active[/]")
+
+
+@clients.command("revoke-key")
+@click.argument("client_id")
+@click.argument("kid")
+@click.option("--reason", required=True, help="Why (kept with the key).")
+@OFFICER
+@with_appcontext
+def revoke_key(client_id: str, kid: str, reason: str, officer: str) -> None:
+    """Revoke one of a client's keys: every request signed or authenticated with it fails from now on."""
+    key = run_audited(officer=officer, command=f"exchange clients revoke-key {client_id} {kid}",
+                      action="client.key_revoke", purpose="key-management",
+                      work=lambda: _service().revoke_key(client_id, kid, reason=reason), record_ids=lambda k: [k.kid])
+    console.print(f"{client_id}: {key.purpose} key {key.kid} [bold red]revoked[/] ({reason})")
 
 
 @clients.command("list")

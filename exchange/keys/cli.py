@@ -21,13 +21,13 @@ from rich.table import Table
 
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
-from exchange.auth.caller import Caller
 from exchange.db import db
 from exchange.errors import ExchangeError
 from exchange.keys.models import KeyApproval
 from exchange.keys.ring import KeyRing, PublishedKey
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
+from exchange.operator import officer_caller, run_audited
 
 console = Console()
 T = TypeVar("T")
@@ -55,7 +55,7 @@ def initialise_keys() -> list[PublishedKey]:
     ring.store.unlock()
     created = ring.ensure_all()
     if created:
-        caller = Caller(agency="security", client_id="cli", officer=None, purpose="key-management")
+        caller = officer_caller(None, "key-management")
         for key in created:
             recorder.record_event(db.session, action="key.generate", outcome="success", status=201, caller=caller,
                                   request_id=new_request_id(), method="CLI", path="exchange init",
@@ -66,33 +66,11 @@ def initialise_keys() -> list[PublishedKey]:
 
 def _run(officer: str, command: str, operation: str, action: Callable[[KeyService], T],
          record_ids: Callable[[T], Iterable[str]]) -> T:
-    """Run `action` and its audit entry in one transaction; print the refusal and exit 1 on a typed error."""
-    caller = Caller(agency="security", client_id="cli", officer=officer, purpose="key-management")
-    try:
-        result = action(_service())
-        recorder.record_event(db.session, action=f"key.{operation}", outcome="success", status=200, caller=caller,
-                              request_id=new_request_id(), method="CLI", path=command,
-                              record_ids=list(record_ids(result)))
-        db.session.commit()
-    except ExchangeError as e:
-        db.session.rollback()
-        _refuse(e, officer=officer, command=command, operation=operation)
+    """Run `action` and its audit entry `key.<operation>` in one transaction (see exchange.operator)."""
+    result = run_audited(officer=officer, command=command, action=f"key.{operation}", purpose="key-management",
+                         work=lambda: action(_service()), record_ids=record_ids)
     _ring().invalidate()
     return result
-
-
-def _refuse(error: ExchangeError, *, officer: str, command: str, operation: str) -> None:
-    """Record the refusal too (audit.md: successes and failures), then exit 1."""
-    caller = Caller(agency="security", client_id="cli", officer=officer, purpose="key-management")
-    try:
-        recorder.record_event(db.session, action=f"key.{operation}", outcome="failure", status=error.status,
-                              reason=error.code, caller=caller, request_id=new_request_id(), method="CLI",
-                              path=command)
-        db.session.commit()
-    except ExchangeError:
-        db.session.rollback()
-    console.print(f"[red]refused ({error.code}):[/] {error.message}")
-    sys.exit(1)
 
 
 def _when(value: datetime | None) -> str:
