@@ -32,7 +32,8 @@ CACHE_SECONDS = 1  # the workers' registry cache: activations are scheduled 2 x 
 
 
 @pytest.fixture
-def exchange(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def exchange(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_app: Any) -> Iterator[str]:
+    """The exchange under gunicorn (`make_app`: only for its teardown, which empties the tables afterwards)."""
     keys_dir, master_key = tmp_path / "keys", new_master_key()
     engine = make_engine(database_url)
     provision(keys_dir, engine, master_key=master_key)
