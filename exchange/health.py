@@ -12,6 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.db import db
+from exchange.keys.ring import KeyRing
+from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
+from exchange.keys.store import KeyStoreError
 
 bp = Blueprint("health", __name__)
 
@@ -19,6 +22,19 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
     return jsonify({"status": "ok"})
+
+
+def _active_keys_open() -> str:
+    """Every purpose has an active key whose private part opens (what signing and decrypting will need)."""
+    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    try:
+        for purpose in SIGNING_PURPOSES:
+            ring.active(purpose)
+        ring.active_encryption("envelope-enc")
+        ring.active_secret()
+    except (KeyStoreError, SQLAlchemyError):
+        return "unavailable"
+    return "ok"
 
 
 @bp.get("/readyz")
@@ -31,6 +47,9 @@ def readyz() -> ResponseReturnValue:
     except SQLAlchemyError:
         checks["database"] = "unreachable"
     keys_dir = current_app.config["KEYS_DIR"]
-    checks["key_store"] = "ok" if os.path.isdir(keys_dir) and os.access(keys_dir, os.R_OK | os.W_OK) else "missing"
+    if not (os.path.isdir(keys_dir) and os.access(keys_dir, os.R_OK | os.W_OK)):
+        checks["key_store"] = "missing"
+    elif checks["database"] == "ok":
+        checks["key_store"] = _active_keys_open()
     ready = all(v == "ok" for v in checks.values())
     return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503

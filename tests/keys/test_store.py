@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -160,3 +161,13 @@ def test_the_exchange_refuses_to_start_without_the_master_secret(
         create_app(config)
     monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", PASSPHRASE)
     assert create_app(config).extensions["exchange.keystore"] is not None
+
+
+def test_readyz_says_unavailable_when_an_active_key_does_not_open(file_app: Any) -> None:
+    client = file_app.test_client()
+    assert client.get("/readyz").get_json()["checks"]["key_store"] == "ok"
+    ring = file_app.extensions["exchange.keystore"]
+    token = ring.active("token").kid
+    ring.store.destroy(token)  # e.g. a file deleted by hand
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.get_json()["checks"]["key_store"] == "unavailable"
