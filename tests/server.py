@@ -22,13 +22,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def gunicorn(*, database_url: str, keys_dir: Path, master_key: str, workers: int = 2, log: Path) -> Iterator[str]:
+def gunicorn(*, database_url: str, keys_dir: Path, master_key: str, workers: int = 2, log: Path,
+             log_level: str = "WARNING") -> Iterator[str]:
     """Start `gunicorn 'exchange:create_app()'`, wait until /healthz answers, yield the base URL, stop it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_KEYS_DIR": str(keys_dir),
            "EXCHANGE_MASTER_KEY": master_key,
-           "EXCHANGE_ISSUER": base, "EXCHANGE_LOG_LEVEL": "WARNING"}
+           "EXCHANGE_ISSUER": base, "EXCHANGE_LOG_LEVEL": log_level}
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",

@@ -4,6 +4,7 @@ Not one request may fail. Then an agency `sign` key is revoked and the very next
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -22,9 +23,9 @@ from exchange.client.envelopes import PartnerKeys
 from exchange.client.errors import ExchangeClientError
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
-from exchange.keys.master import new_master_key
+from exchange.keys.master import MasterSecret, new_master_key, unlock
 from exchange.keys.ring import provision
-from exchange.keys.store import ALL_PURPOSES
+from exchange.keys.store import ALL_PURPOSES, FileKeyStore, b64url, secret_bytes
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 
@@ -42,9 +43,19 @@ def exchange(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                         ("EXCHANGE_MASTER_KEY", master_key), ("EXCHANGE_OFFICER", "TJ-SEC-0001"),
                         ("EXCHANGE_KEY_CACHE_SECONDS", str(CACHE_SECONDS))):
         monkeypatch.setenv(name, value)  # the CLI below, and (inherited) the gunicorn workers
-    with gunicorn(database_url=database_url, keys_dir=keys_dir, master_key=master_key, workers=2,
-                  log=tmp_path / "gunicorn.log") as base:
+    log = tmp_path / "gunicorn.log"
+    # DEBUG: every log line the workers can write, for the scan below
+    with gunicorn(database_url=database_url, keys_dir=keys_dir, master_key=master_key, workers=2, log=log,
+                  log_level="DEBUG") as base:
         yield base
+    # no private key material in any log line: every key the store holds, in every encoding we use
+    store = FileKeyStore(keys_dir, master=unlock(keys_dir, MasterSecret(key=master_key)))
+    secrets = [encoded for kid in store.kids() for raw in [secret_bytes(store.load(kid))]
+               for encoded in (b64url(raw), raw.hex(), base64.b64encode(raw).decode())]
+    text = log.read_text(errors="replace")
+    assert len(secrets) >= 30 and len(text) > 1000
+    assert [s for s in secrets if s in text] == []
+    assert master_key not in text
 
 
 def register(database_url: str, keys: PartnerKeys) -> str:
