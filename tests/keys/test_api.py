@@ -292,3 +292,35 @@ def test_no_private_key_material_in_any_response_or_log_line(
     assert captured_logs.records  # the logs were captured
     leaked = [s for s in secrets if s in text]
     assert leaked == []
+
+
+def test_after_a_lost_master_passphrase_officers_rotate_every_key_storage_first(
+    app: Flask, a: AgencyClient, ring: KeyRing, clock: Clock, tmp_path: Any
+) -> None:
+    """The runbook's recovery: a new, empty store under a new master secret; the registry still names the old keys,
+    whose private parts are lost. Rotating storage first, then the rest, gives a working set again, and checkpoints
+    signed by the lost audit key still verify."""
+    from exchange.keys.master import MasterSecret, new_master_key, unlock
+    from exchange.keys.store import KeyStoreError
+
+    with app.app_context():
+        from exchange.db import db
+
+        old_note = AuditLog(session=db.session).checkpoint(signer=signer(app), origin=origin(app)).note
+        db.session.commit()
+    directory = tmp_path / "new-keys"
+    ring.store = FileKeyStore(directory, master=unlock(directory, MasterSecret(key=new_master_key()), create=True))
+    with pytest.raises(KeyStoreError):
+        ring.active("token")  # the old private parts are gone
+    assert app.test_client().get("/readyz").status_code == 503
+    early = a.post("/v1/keys/rotation", json={"purpose": "token"})  # nothing can be sealed under the lost storage key
+    assert early.status_code == 503 and early.get_json()["code"] == "key_store_unavailable"
+    assert a.post("/v1/keys/rotation", json={"purpose": "storage"}).status_code == 200
+    clock.advance(10)
+    for purpose in ("token", "envelope-sign", "envelope-enc", "audit"):
+        assert a.post("/v1/keys/rotation", json={"purpose": purpose}).status_code == 200
+    clock.advance(10)
+    ring.invalidate()
+    assert app.test_client().get("/readyz").get_json()["checks"]["key_store"] == "ok"
+    with app.app_context():
+        assert verify_checkpoint(old_note, verifiers(app), origin=origin(app)) is not None  # still verifies
