@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import httpx
 import nacl.public
 import nacl.signing
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
@@ -31,8 +33,9 @@ from exchange.envelope.envelope import (
     seal_json,
 )
 from exchange.keys.master import new_master_key
-from exchange.keys.ring import provision
-from exchange.keys.store import b64url
+from exchange.keys.models import ExchangeKeyRecord
+from exchange.keys.ring import PublishedKey, provision
+from exchange.keys.store import FileKeyStore, b64url
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 
@@ -99,21 +102,43 @@ class RemotePartner:
         return {"Authorization": f"DPoP {token}", "DPoP": proof}
 
 
+@dataclass(frozen=True)
+class ServerKeys:
+    store: FileKeyStore
+    registry: tuple[PublishedKey, ...]
+
+
 @pytest.fixture(scope="module")
-def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server_keys(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> ServerKeys:
     keys_dir = tmp_path_factory.mktemp("server-keys")
-    master_key = new_master_key()
     engine = make_engine(database_url)
-    provision(keys_dir, engine, master_key=master_key)
+    ring = provision(keys_dir, engine, master_key=new_master_key())
+    registry = ring.snapshot(refresh=True).keys
     engine.dispose()
-    with gunicorn(database_url=database_url, keys_dir=keys_dir, master_key=master_key, workers=2,
+    assert isinstance(ring.store, FileKeyStore)
+    return ServerKeys(store=ring.store, registry=registry)
+
+
+@pytest.fixture(scope="module")
+def server(database_url: str, server_keys: ServerKeys, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    master_key = base64.b64encode(server_keys.store._master_key().kek).decode()
+    with gunicorn(database_url=database_url, keys_dir=server_keys.store.directory, master_key=master_key, workers=2,
                   log=tmp_path_factory.mktemp("log") / "gunicorn.log") as base:
         yield base
 
 
 @pytest.fixture
-def remote(server: str, database_url: str, make_app: Any) -> Callable[[str], RemotePartner]:
-    make_app()  # its teardown empties the tables after the test
+def remote(server: str, server_keys: ServerKeys, database_url: str, make_app: Any) -> Callable[[str], RemotePartner]:
+    # Each test ends with empty tables (make_app's teardown): put the server's key registry back as it was, so
+    # that its workers keep signing and verifying with the keys they know.
+    engine = make_engine(database_url)
+    with Session(engine) as session, session.begin():
+        if session.scalar(select(func.count()).select_from(ExchangeKeyRecord)) == 0:
+            session.add_all(ExchangeKeyRecord(kid=k.kid, purpose=k.purpose, algorithm=k.algorithm, x=k.x,
+                                              created_at=k.created_at, activate_at=k.activate_at)
+                            for k in server_keys.registry)
+    engine.dispose()
+    make_app(KEYSTORE=server_keys.store)  # its teardown empties the tables after the test
     count = 0
 
     def make(agency: str) -> RemotePartner:

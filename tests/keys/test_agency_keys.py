@@ -117,3 +117,18 @@ def test_a_retired_key_is_refused_as_a_proof(
     second = PartnerKey.generate()
     stale = border.post("/v1/clients/me/keys", json=body("sign", second, keys.sign))  # retiring, not active
     assert stale.status_code == 403 and stale.get_json()["code"] == "invalid_rotation_proof"
+
+
+def test_an_officer_replacing_an_agency_key_leaves_exactly_one_active(
+    app: Flask, as_agency: Callable[..., AgencyClient], keys: PartnerKeys
+) -> None:
+    security = as_agency("security", officer="TJ-SEC-0001")
+    new = PartnerKey.generate()
+    response = security.post("/v1/clients/test-border/keys",
+                             json={"purpose": "auth", "jwk": {"kty": "OKP", "crv": "Ed25519",
+                                                              "x": new.public_jwk["x"]}})
+    assert response.status_code == 201, response.get_json()
+    assert dict(stored(app)["auth"]) == {new.kid: "active", keys.auth.kid: "retiring"}
+    with Session(app.extensions["exchange.db"]) as session:
+        client = ClientService(session=session).get("test-border")
+        assert {k.kid for k in client.active_keys("auth")} == {new.kid, keys.auth.kid}  # both verify in the overlap
