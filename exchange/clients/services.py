@@ -105,12 +105,15 @@ class ClientService:
         `proof`: a JWS (EdDSA) by the client's current active key of `purpose` (`sign` for an `enc` key, since
         X25519 cannot sign) with `iss` = client_id, `aud` = the endpoint URL, `new_kid`, `iat`, `jti`.
         """
-        client = self.get(client_id)
         signer_purpose = "sign" if purpose == "enc" else purpose
         new_kid = okp_thumbprint(str(jwk.get("crv")), str(jwk.get("x")))
-        verify_rotation_proof(proof, keys=[k for k in client.keys if k.purpose == signer_purpose
-                                           and k.state_at(utcnow()) == "active"],
-                              client_id=client_id, audience=audience, new_kid=new_kid, replay=replay)
+        # Before this session writes anything (the request's evidence row waits unflushed): the replay cache
+        # claims the proof's jti in a transaction of its own, which on SQLite must not wait for ours.
+        with self.session.no_autoflush:
+            client = self.get(client_id)
+            verify_rotation_proof(proof, keys=[k for k in client.keys if k.purpose == signer_purpose
+                                               and k.state_at(utcnow()) == "active"],
+                                  client_id=client_id, audience=audience, new_kid=new_kid, replay=replay)
         return self.add_key(client_id, purpose, jwk)
 
     def _retire_previous(self, client: Client, key: ClientKey) -> None:

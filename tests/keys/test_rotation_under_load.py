@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from exchange.cli import main
 from exchange.client.api import ExchangeClient, RetryPolicy
+from exchange.client.credentials import PartnerKey
 from exchange.client.envelopes import PartnerKeys
 from exchange.client.errors import ExchangeClientError
 from exchange.clients.services import ClientService
@@ -146,7 +147,13 @@ def test_rotating_every_exchange_key_under_load_fails_no_request_then_a_revoked_
                            purpose="register-maintenance")
     assert fresh.returnees.list().status == 200
 
-    # the agency's sign key is revoked: the very next request sealed with it fails with key_revoked
+    # the agency replaces its own sign key through the library; the old one keeps signing during the overlap
+    new_sign = PartnerKey.generate()
+    rotated = client.clients.rotate_own_key(purpose="sign", new_jwk=new_sign.public_jwk, current=keys.sign)
+    assert rotated.status == 201 and rotated.data["kid"] == new_sign.kid and rotated.data["status"] == "active"
+    assert client.returnees.create(returnee_body()).status == 201
+
+    # the agency's (old) sign key is revoked: the very next request sealed with it fails with key_revoked
     cli("clients", "revoke-key", client_id, keys.sign.kid, "--reason", "signing laptop lost")
     with pytest.raises(ExchangeClientError) as denied:
         client.returnees.create(returnee_body())
