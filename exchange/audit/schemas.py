@@ -85,3 +85,22 @@ class ConsistencyProofSchema(Schema):
     old = fields.Integer(required=True)
     new = fields.Integer(required=True)
     hashes = fields.List(fields.String(), required=True, metadata={"description": "RFC 6962 consistency proof, b64."})
+
+
+class ReceiptQuery(Strict):
+    since = fields.Integer(validate=validate.Range(min=1), metadata={
+        "description": "The size of the checkpoint you kept from before: adds the consistency proof from it."})
+
+
+class ReceiptProofSchema(Schema):
+    """Everything a partner needs to check, offline, that one of its own calls is in the log and the log only grew."""
+
+    index = fields.Integer(required=True)
+    leaf_hash = fields.String(required=True, metadata={"description": "b64url SHA-256(0x00 || leaf), as in the "
+                                                                      "response's audit receipt."})
+    checkpoint = fields.String(required=True, metadata={"description": "The latest C2SP signed checkpoint note."})
+    size = fields.Integer(required=True)
+    inclusion = fields.List(fields.String(), required=True, metadata={"description": "RFC 6962 audit path, b64."})
+    since = fields.Integer(allow_none=True)
+    consistency = fields.List(fields.String(), allow_none=True,
+                              metadata={"description": "RFC 6962 consistency proof from `since`, b64."})

@@ -315,6 +315,11 @@ class AuditLog:
     def size(self) -> int:
         return self.session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
 
+    def client_of(self, index: int) -> str | None:
+        """The client whose call entry `index` records (None if there is no such entry or no client)."""
+        client_id: str | None = self.session.scalar(select(AuditEntry.client_id).where(AuditEntry.idx == index))
+        return client_id
+
     def latest_checkpoint(self) -> AuditCheckpoint | None:
         return self.session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
 

@@ -20,9 +20,10 @@ from exchange.audit import recorder
 from exchange.audit import schemas as s
 from exchange.audit.services import AuditLog, SearchFilters, entry_json, export_lines
 from exchange.auth.caller import current_caller
+from exchange.auth.policy import ALL_SCOPES
 from exchange.auth.protect import protected
 from exchange.db import db
-from exchange.errors import NotPermitted, ValidationFailed
+from exchange.errors import NotFound, NotPermitted, ValidationFailed
 from exchange.keys.store import b64url
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
@@ -110,6 +111,35 @@ class ConsistencyProofResource(MethodView):
         """The consistency proof between two tree sizes (RFC 6962)"""
         proof = log().consistency_proof(query["old"], query["new"])
         return {"old": proof.old, "new": proof.new, "hashes": [b64url(h) for h in proof.hashes]}
+
+
+@blp.route("/receipts/<int:index>")
+class OwnEntryReceipt(MethodView):
+    @protected(scopes=ALL_SCOPES)
+    @blp.arguments(s.ReceiptQuery, location="query", unknown=RAISE)
+    @blp.response(200, s.ReceiptProofSchema)
+    def get(self, query: dict[str, Any], index: int) -> dict[str, Any]:
+        """Proof that one of your own calls is in the log (any agency, for its own entries only)
+
+        The latest checkpoint (a new one is signed first if the log grew), the entry's inclusion proof in it and,
+        with `since`, the consistency proof from the checkpoint you kept. Hashes only: nothing of the entry or of
+        anyone else's. Another client's entry, or none, is 404.
+        """
+        audit_log = log()
+        if audit_log.client_of(index) != current_caller().client_id:
+            raise NotFound("No entry of yours at this index.")
+        app = _app()
+        latest = audit_log.checkpoint(signer=recorder.signer(app), origin=recorder.origin(app))
+        proof, leaf_hash = audit_log.inclusion_proof(index, latest.size)
+        body: dict[str, Any] = {"index": index, "leaf_hash": b64url(leaf_hash), "checkpoint": latest.note,
+                                "size": latest.size, "inclusion": [b64url(h) for h in proof.hashes]}
+        since = query.get("since")
+        if since is not None:
+            if since > latest.size:
+                raise ValidationFailed(errors={"since": [f"The log has {latest.size} entries; it never shrinks."]})
+            consistency = audit_log.consistency_proof(since, latest.size)
+            body.update(since=since, consistency=[b64url(h) for h in consistency.hashes])
+        return body
 
 
 @blp.route("/search")

@@ -51,6 +51,7 @@ case reference, officer) over the same connection, token and caches.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import enum
 import random
@@ -67,6 +68,9 @@ from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack
 
 import httpx
 
+from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint, verify_checkpoint
+from exchange.audit.errors import VerificationError as AuditVerificationError
+from exchange.audit.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, rotation_proof
 from exchange.client.envelopes import (
@@ -298,6 +302,7 @@ class _Connection:
         self.agency = agency
         self.keys = keys
         self.scopes = scopes
+        self.kept_checkpoint: SignedCheckpoint | None = None  # the last audit checkpoint this client verified
         self.expected_issuer = issuer
         self.http = http
         self.owns_http = owns_http
@@ -602,6 +607,7 @@ class ExchangeClient:
         self.prosecutorial_decisions = ProsecutorialDecisions(self)
         self.screening = Screening(self)
         self.clients = Clients(self)
+        self.audit = AuditReceipts(self)
 
     @classmethod
     def from_files(cls, base_url: str, client_id: str, agency: str, key_dir: Path | str,
@@ -897,3 +903,59 @@ class Clients(_Resource):
         return self._client.call("POST", self._item(client_id, f"/keys/{_segment(kid)}/revocation"),
                                  body={"reason": reason})
 
+
+
+class AuditReceipts(_Resource):
+    """Check that the exchange recorded your calls: each `Result.audit` receipt names an audit entry, and
+    `/v1/audit/receipts/{index}` answers (for your own entries only) the latest signed checkpoint, the entry's
+    inclusion proof in it and the consistency proof from the checkpoint you kept."""
+
+    path = "/v1/audit/receipts"
+
+    def verify(self, receipt: AuditReceipt, *, kept: SignedCheckpoint | None = None) -> SignedCheckpoint:
+        """Verify that the entry `receipt` names is in the log, under a checkpoint signed by the exchange's
+        published `audit` key, and that the log only grew since the checkpoint kept from the last check (by this
+        client, or `kept` if you store it elsewhere). Returns the new checkpoint, and keeps it for the next check.
+
+        Raises `ResponseVerificationError` with code `audit_proof_invalid` if anything does not verify."""
+        connection = self._client._connection
+        kept = kept if kept is not None else connection.kept_checkpoint
+        params = {"since": kept.size} if kept is not None else {}
+        result = self._client.call("GET", f"{self.path}/{receipt.index}", params=params)
+        try:
+            latest = self._check(result.data, receipt, kept, connection.published_keys())
+        except (AuditVerificationError, KeyError, TypeError, ValueError) as first:
+            try:  # the exchange may have rotated its audit key since the JWKS was fetched
+                latest = self._check(result.data, receipt, kept, connection.published_keys(refresh=True))
+            except (AuditVerificationError, KeyError, TypeError, ValueError) as e:
+                raise ResponseVerificationError("audit_proof_invalid", f"The audit proof does not verify: {e}",
+                                                result.request_id) from first
+        connection.kept_checkpoint = latest
+        return latest
+
+    @staticmethod
+    def _check(data: Any, receipt: AuditReceipt, kept: SignedCheckpoint | None,
+               published: PublishedKeys) -> SignedCheckpoint:
+        leaf_hash = _b64url_bytes(receipt.leaf_hash)
+        if data["index"] != receipt.index or data["leaf_hash"] != receipt.leaf_hash:
+            raise AuditVerificationError("the proof is for another entry")
+        note = data["checkpoint"]
+        origin = note.split("\n", 1)[0]
+        latest = verify_checkpoint(note, [NoteVerifier(name=origin, public_key=k) for k in published.audit],
+                                   origin=origin)
+        if latest.size != data["size"]:
+            raise AuditVerificationError("the checkpoint and the proof disagree on the size")
+        verify_inclusion(InclusionProof(index=receipt.index, size=latest.size,
+                                        hashes=tuple(_b64url_bytes(h) for h in data["inclusion"])),
+                         leaf_hash=leaf_hash, root=latest.checkpoint.root)
+        if kept is not None:
+            if latest.size < kept.size or data.get("since") != kept.size:
+                raise AuditVerificationError(f"the log does not extend the kept checkpoint of size {kept.size}")
+            verify_consistency(ConsistencyProof(old=kept.size, new=latest.size,
+                                                hashes=tuple(_b64url_bytes(h) for h in data["consistency"])),
+                               old_root=kept.checkpoint.root, new_root=latest.checkpoint.root)
+        return latest
+
+
+def _b64url_bytes(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

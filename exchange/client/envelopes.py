@@ -51,6 +51,7 @@ from exchange.keys.store import b64url
 EXCHANGE = "exchange"  # the exchange's party id: recipient of requests, sender of responses
 SIGN_PURPOSE = "envelope-sign"
 ENC_PURPOSE = "envelope-enc"
+AUDIT_PURPOSE = "audit"
 
 
 def _write_private(path: Path, jwk: Mapping[str, Any]) -> None:
@@ -177,6 +178,7 @@ class PublishedKeys:
     enc: nacl.public.PublicKey | None
     sign: tuple[nacl.signing.VerifyKey, ...]
     fetched_at: float
+    audit: tuple[bytes, ...] = ()  # the `audit` keys (Ed25519, raw) that sign checkpoints, to check audit receipts
 
     @classmethod
     def from_jwks(cls, jwks: Any, *, fetched_at: float) -> PublishedKeys:
@@ -184,6 +186,7 @@ class PublishedKeys:
             raise ValueError('a JWKS is a JSON object with a "keys" array')
         enc: nacl.public.PublicKey | None = None
         sign: list[nacl.signing.VerifyKey] = []
+        audit: list[bytes] = []
         for jwk in jwks["keys"]:
             if not isinstance(jwk, dict) or jwk.get("kty") != "OKP":
                 continue
@@ -195,11 +198,15 @@ class PublishedKeys:
                 public = nacl.public.PublicKey(raw)
                 if enc is None and jwk.get("kid") == x25519_kid(public):
                     enc = public
-            elif jwk.get("purpose") == SIGN_PURPOSE and jwk.get("crv") == "Ed25519":
+            elif jwk.get("purpose") in (SIGN_PURPOSE, AUDIT_PURPOSE) and jwk.get("crv") == "Ed25519":
                 verify = nacl.signing.VerifyKey(raw)
-                if jwk.get("kid") == ed25519_kid(verify):
+                if jwk.get("kid") != ed25519_kid(verify):
+                    continue
+                if jwk.get("purpose") == SIGN_PURPOSE:
                     sign.append(verify)
-        return cls(enc=enc, sign=tuple(sign), fetched_at=fetched_at)
+                else:
+                    audit.append(raw)
+        return cls(enc=enc, sign=tuple(sign), fetched_at=fetched_at, audit=tuple(audit))
 
     @property
     def enc_kid(self) -> str | None:
