@@ -74,6 +74,7 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/proofs/consistency"): {"audit:read"},
     ("GET", "/v1/audit/search"): {"audit:read"},
     ("GET", "/v1/audit/export"): {"audit:read"},
+    ("GET", "/v1/audit/receipts/<int:index>"): set(ALL_SCOPES),  # any agency client, for its own entries
 }
 GUARD_CODES = {"invalid_token", "invalid_dpop_proof", "dpop_replay", "insufficient_scope", "purpose_not_allowed"}
 
@@ -85,7 +86,8 @@ def api_routes(app: Flask) -> Iterator[tuple[str, str, str]]:
             continue
         path = rule.rule
         for name, converter in rule._converters.items():
-            value = str(uuid.uuid4()) if type(converter).__name__ == "UUIDConverter" else "nothing-here"
+            value = {"UUIDConverter": str(uuid.uuid4()), "IntegerConverter": "7"}.get(type(converter).__name__,
+                                                                                     "nothing-here")
             path = re.sub(rf"<(?:\w+:)?{name}>", value, path)
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             yield method, rule.rule, path
