@@ -82,20 +82,28 @@ def audit() -> None:
 @click.option("--export", "export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Verify an export file (exchange audit export, GET /v1/audit/export).")
 @click.option("--database", is_flag=True, help="Verify the configured exchange's database (the default).")
+@click.option("--server", metavar="URL", help="Verify a running exchange's log through its API, as an auditor client "
+                                              "(--client-id, --client-keys).")
+@click.option("--client-id", envvar="EXCHANGE_CLIENT_ID", help="With --server: your auditor client id "
+                                                               "(or EXCHANGE_CLIENT_ID).")
+@click.option("--client-keys", type=click.Path(file_okay=False, path_type=Path), envvar="EXCHANGE_CLIENT_KEYS",
+              help="With --server: the folder of your client's auth/sign/enc keys (or EXCHANGE_CLIENT_KEYS).")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path), default=str(DEFAULT_STATE),
               show_default=True, help="Trust-on-first-use state: the last verified checkpoint.")
 @click.option("--key", "keys", multiple=True, metavar="VKEY",
               help="Trusted checkpoint key as a C2SP verifier key (exchange audit key prints it). Repeatable.")
 @click.option("--strict", is_flag=True, help="Also check each entry is canonical RFC 8785 with the audit.md members.")
 @OFFICER
-def verify_command(export_file: Path | None, database: bool, state_file: Path, keys: tuple[str, ...],
-                   strict: bool, officer: str | None) -> None:
+def verify_command(export_file: Path | None, database: bool, server: str | None, client_id: str | None,
+                   client_keys: Path | None, state_file: Path, keys: tuple[str, ...], strict: bool,
+                   officer: str | None) -> None:
     """Verify the whole log: checkpoint signature, every entry, the root, and consistency with the last run.
 
+    Reads the configured database (default), an export file (--export) or a running exchange (--server).
     Exits 0 when the log verifies, 1 naming the first bad index when it does not, 2 when it cannot start.
     """
-    if export_file is not None and database:
-        raise click.UsageError("give either --export or --database")
+    if sum((export_file is not None, database, server is not None)) > 1:
+        raise click.UsageError("give one of --export, --database, --server")
     state_path = state_file.expanduser()
     try:
         state = TrustState.load(state_path)
@@ -104,6 +112,9 @@ def verify_command(export_file: Path | None, database: bool, state_file: Path, k
         raise click.UsageError(str(e)) from e
     if not verifiers and state is not None:
         verifiers = [NoteVerifier.from_vkey(state.key)]
+    if server is not None:
+        _verify_server(server, client_id, client_keys, officer, verifiers, state, state_path, strict)
+        return
     if export_file is not None:
         if not verifiers:
             raise click.UsageError("no trusted key: pass --key (the exchange's operators print it with "
@@ -122,6 +133,39 @@ def verify_command(export_file: Path | None, database: bool, state_file: Path, k
         origin = recorder.origin(app)
         _verify(DatabaseSource(db.session, description=f"database {db.engine(app).url.render_as_string()}"),
                 verifiers or recorder.verifiers(app), state, state_path, strict, origin=origin)
+
+
+def _verify_server(server: str, client_id: str | None, client_keys: Path | None, officer: str | None,
+                   verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path, strict: bool) -> None:
+    from exchange.audit.remote import ServerSource
+    from exchange.client.api import ExchangeClient
+    from exchange.client.errors import ExchangeClientError
+
+    if not client_id or client_keys is None:
+        raise click.UsageError("--server needs your auditor client: --client-id and --client-keys")
+    try:
+        client = ExchangeClient.from_files(server, client_id, "auditor", client_keys.expanduser(),
+                                           purpose="oversight", officer=officer)
+    except (OSError, ValueError) as e:
+        raise click.UsageError(f"cannot load the client keys from {client_keys}: {e}") from e
+    with client:
+        try:
+            source = ServerSource(client)
+            note = source.checkpoint()
+            origin = state.origin if state else note.split("\n", 1)[0]
+            if not verifiers:
+                # Trust on first use: the audit keys the exchange publishes in its JWKS; remembered in the state
+                # file, so a later run notices a log signed by another key.
+                verifiers = [NoteVerifier(name=origin, public_key=raw)
+                             for raw in client._connection.published_keys().audit]
+                if not verifiers:
+                    raise click.UsageError("the exchange publishes no audit key; pass --key")
+                errors.print(f"[yellow]first use: trusting the audit key(s) the exchange publishes[/] "
+                             f"({', '.join(v.vkey for v in verifiers)})", soft_wrap=True, highlight=False)
+            _verify(source, verifiers, state, state_path, strict, origin=origin)
+        except ExchangeClientError as e:
+            console.print(f"[red]FAILED[/] server {server}: {e}", soft_wrap=True, highlight=False)
+            sys.exit(1)
 
 
 def _verify(source: LogSource, verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path,

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack
+from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 
@@ -461,7 +461,7 @@ class _Connection:
 
     def call(
         self, method: str, path: str, *, context: CallContext, params: Mapping[str, ParamValue | None] | None = None,
-        body: Any = NO_BODY, if_match: ETag | None = None,
+        body: Any = NO_BODY, if_match: ETag | None = None, signed_text: bool = False,
     ) -> Result:
         method = method.upper()
         if not context.purpose:
@@ -501,6 +501,11 @@ class _Connection:
         while True:
             response, attempt = self.send(prepare, idempotent=method in IDEMPOTENT)
             if response.is_success:
+                if signed_text and _media_type(response) == "text/plain":
+                    # A document that carries its own signature (a signed checkpoint note), which the caller
+                    # verifies: the one kind of answer the exchange does not envelope.
+                    return Result(data=response.text, status=response.status_code,
+                                  request_id=response.headers.get("X-Request-ID"))
                 return self._read(response, attempt.request)
             error = error_from_response(response)
             if error.status == 401 and error.code == "invalid_token" and not renewed:
@@ -607,7 +612,7 @@ class ExchangeClient:
         self.prosecutorial_decisions = ProsecutorialDecisions(self)
         self.screening = Screening(self)
         self.clients = Clients(self)
-        self.audit = AuditReceipts(self)
+        self.audit = Audit(self)
 
     @classmethod
     def from_files(cls, base_url: str, client_id: str, agency: str, key_dir: Path | str,
@@ -905,12 +910,62 @@ class Clients(_Resource):
 
 
 
-class AuditReceipts(_Resource):
-    """Check that the exchange recorded your calls: each `Result.audit` receipt names an audit entry, and
-    `/v1/audit/receipts/{index}` answers (for your own entries only) the latest signed checkpoint, the entry's
-    inclusion proof in it and the consistency proof from the checkpoint you kept."""
+class AuditFilters(TypedDict, total=False):
+    agency: str
+    client_id: str
+    action: str
+    outcome: str
+    purpose: str
+    record_id: str
+    after: int
+    limit: int
 
-    path = "/v1/audit/receipts"
+
+class Audit(_Resource):
+    """The audit log.
+
+    Every agency: `verify(receipt)` checks that the exchange recorded one of your calls. Each `Result.audit` receipt
+    names an audit entry, and `/v1/audit/receipts/{index}` answers (for your own entries only) the latest signed
+    checkpoint, the entry's inclusion proof in it and the consistency proof from the checkpoint you kept.
+
+    Auditors (scope `audit:read`, purpose `oversight`): `checkpoint()`, `entries()`, `iterate_entries()`,
+    `search()`, `inclusion_proof()`, `consistency_proof()`; `exchange.audit.remote.ServerSource` verifies the whole
+    log through them (`exchange audit verify --server`)."""
+
+    path = "/v1/audit"
+    PAGE: ClassVar[int] = 1000  # the most entries the exchange returns per call
+
+    def checkpoint(self) -> str:
+        """The latest signed checkpoint note, unverified: check it with `exchange.audit.checkpoint.verify_checkpoint`
+        against the keys you trust."""
+        text: str = self._client._connection.call("GET", f"{self.path}/checkpoint", context=self._client.context,
+                                                  signed_text=True).data
+        return text
+
+    def entries(self, start: int, end: int | None = None) -> Result:
+        """`{"start", "end", "size", "entries": [{"index", "leaf", "leaf_hash"}]}`, at most 1000 entries."""
+        return self._client.call("GET", f"{self.path}/entries", params={"start": start, "end": end})
+
+    def iterate_entries(self, start: int, end: int) -> Iterator[dict[str, Any]]:
+        """Every entry in [start, end), a page at a time."""
+        while start < end:
+            page = self.entries(start, min(end, start + self.PAGE)).data
+            items = page.get("entries") if isinstance(page, dict) else None
+            if not isinstance(items, list):
+                raise ResponseVerificationError("unexpected_content", "A page of audit entries without entries.")
+            if not items:
+                return
+            yield from items
+            start += len(items)
+
+    def search(self, **filters: Unpack[AuditFilters]) -> Result:
+        return self._client.call("GET", f"{self.path}/search", params=cast(Mapping[str, ParamValue], filters))
+
+    def inclusion_proof(self, index: int, size: int) -> Result:
+        return self._client.call("GET", f"{self.path}/proofs/inclusion", params={"index": index, "size": size})
+
+    def consistency_proof(self, old: int, new: int) -> Result:
+        return self._client.call("GET", f"{self.path}/proofs/consistency", params={"old": old, "new": new})
 
     def verify(self, receipt: AuditReceipt, *, kept: SignedCheckpoint | None = None) -> SignedCheckpoint:
         """Verify that the entry `receipt` names is in the log, under a checkpoint signed by the exchange's
@@ -921,7 +976,7 @@ class AuditReceipts(_Resource):
         connection = self._client._connection
         kept = kept if kept is not None else connection.kept_checkpoint
         params = {"since": kept.size} if kept is not None else {}
-        result = self._client.call("GET", f"{self.path}/{receipt.index}", params=params)
+        result = self._client.call("GET", f"{self.path}/receipts/{receipt.index}", params=params)
         try:
             latest = self._check(result.data, receipt, kept, connection.published_keys())
         except (AuditVerificationError, KeyError, TypeError, ValueError) as first:
