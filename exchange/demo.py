@@ -10,10 +10,12 @@ sealed request and verified, audited response. It ends with the size of the audi
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,9 +134,10 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
     jurabek = register("Ҷӯрабек", "Назаров", "Jurabek Nazarov", "1991-07-03",
                        "His mother says he regrets joining and wants to come home.", "mother")
     walk_to_review(jurabek, "Dushanbe International Airport", "ETD-2026-0417")
-    decision = prosecutor.prosecutorial_decisions.create({
+    amnesty = prosecutor.prosecutorial_decisions.create({
         "returnee_id": jurabek["id"], "decision": "amnesty_granted", "statute": "Criminal Code art. 401-1",
-        "case_number": "GP-2026-0311", "decided_at": "2026-11-24T12:00:00+00:00"}).data
+        "case_number": "GP-2026-0311", "decided_at": "2026-11-24T12:00:00+00:00"})
+    decision = amnesty.data
     say("prosecutor", f"{jurabek['register_number']}: {decision['decision']} (art. 401-1, voluntary return)")
 
     bahodur = register("Баҳодур", "Шарипов", "Bahodur Sharipov", "1985-01-14",
@@ -158,7 +161,35 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
                                     "direction": "entry", "occurred_at": "2026-11-25T05:10:00+00:00",
                                     "outcome": "detained"})
     say("border", f"{orif['register_number']}: stopped at Panji Poyon -> detained, handed to interior")
-    return {"returnees": [interior.returnees.get(r["id"]).data for r in (jurabek, bahodur, orif)]}
+    final = [interior.returnees.get(r["id"]).data for r in (jurabek, bahodur, orif)]
+
+    if amnesty.audit is None:  # the client library never returns a verified result without its receipt
+        raise RuntimeError("the amnesty decision came back without its audit receipt")
+    checkpoint = prosecutor.audit.verify(amnesty.audit)
+    say("prosecutor", f"the amnesty decision is audit entry {amnesty.audit.index}: its inclusion proof in the "
+                      f"exchange's signed checkpoint of {checkpoint.size} entries verifies")
+    _oversight(clients["auditor"], jurabek, say)
+    return {"returnees": final}
+
+
+def _oversight(auditor: ExchangeClient, returnee: dict[str, Any], say: Callable[[str, str], None]) -> None:
+    """The auditor asks who touched one returnee's records and why, then verifies the whole log through the API."""
+    from exchange.audit.checkpoint import NoteVerifier
+    from exchange.audit.remote import ServerSource
+    from exchange.audit.verify import b64url_decode, verify_log
+
+    items = auditor.audit.search(record_id=returnee["id"], limit=1000).data["items"]
+    calls: Counter[str] = Counter()
+    for item in items:
+        entry = json.loads(b64url_decode(item["leaf"]))
+        calls[f"{entry['agency']} {entry['action']} ({entry['purpose']})"] += 1
+    say("auditor", f"who touched {returnee['register_number']}: {len(items)} calls: "
+                   + ", ".join(f"{what} x{n}" for what, n in sorted(calls.items())))
+    origin = auditor.audit.checkpoint().split("\n", 1)[0]
+    verifiers = [NoteVerifier(name=origin, public_key=key) for key in auditor._connection.published_keys().audit]
+    verified = verify_log(ServerSource(auditor), verifiers=verifiers, origin=origin)
+    say("auditor", f"verified the whole log through the API: {verified.checkpoint.size} entries, root recomputed, "
+                   f"checkpoint signed by the exchange's audit key")
 
 
 def run_demo(*, console: Console, workdir: Path | None = None) -> int:
