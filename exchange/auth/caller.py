@@ -18,6 +18,15 @@ from exchange.errors import Unauthenticated
 AGENCIES = ("interior", "border", "prosecutor", "auditor", "security", "exchange")
 
 
+@dataclass(frozen=True)
+class ResponseKey:
+    """The calling client's active `enc` key (kid and public `x`), as the authenticator found it with the client's
+    status, in the same query: responses are sealed to it without looking it up again."""
+
+    kid: str
+    x: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Caller:
     agency: str
@@ -29,6 +38,7 @@ class Caller:
     token_jti: str | None = None
     dpop_jti: str | None = None
     dpop_proof: str | None = field(default=None, repr=False)  # answered by a bodiless request's response envelope
+    response_key: ResponseKey | None = field(default=None, repr=False)  # None: not looked up, or none registered
 
     def __post_init__(self) -> None:
         if self.agency not in AGENCIES:

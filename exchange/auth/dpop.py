@@ -7,6 +7,7 @@ A proof is a JWS with header `typ: dpop+jwt`, `alg: EdDSA` and the public `jwk`;
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -59,9 +60,10 @@ def verify_dpop_proof(
         raise InvalidDPoPProof("Send one DPoP proof in the DPoP header.")
     # 1. Header: typ dpop+jwt, alg EdDSA, a public Ed25519 JWK and nothing private.
     try:
-        header = jose.header_of(proof)
+        parsed = jose.parse(proof)
     except jose.JoseError as e:
         raise InvalidDPoPProof("The DPoP proof is not a compact JWS.") from e
+    header = parsed.protected
     if header.get("typ") != "dpop+jwt":
         raise InvalidDPoPProof("The DPoP proof's typ must be dpop+jwt.")
     if header.get("alg") != jose.ALG:
@@ -74,8 +76,8 @@ def verify_dpop_proof(
         raise InvalidDPoPProof("The DPoP proof's jwk has no x.")
     # 2. Signature, by the key in the header.
     try:
-        key = jose.OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": x})
-        claims = dict(jose.decode(proof, key).claims)
+        key, jkt = _proof_key(x)
+        claims = jose.verify(parsed, key)
     except (jose.JoseError, ValueError, TypeError) as e:
         raise InvalidDPoPProof("The DPoP proof's signature does not verify.") from e
     # 3. The request it was made for.
@@ -91,7 +93,6 @@ def verify_dpop_proof(
     # 4. The access token it accompanies.
     if access_token is not None and claims.get("ath") != jose.sha256_b64(access_token):
         raise InvalidDPoPProof("The DPoP proof's ath does not match the access token.")
-    jkt = okp_thumbprint("Ed25519", x)
     if bound_to is not None and jkt != bound_to:
         raise InvalidDPoPProof("The DPoP proof is signed by a key other than the one the token is bound to.")
     verified = DPoPProof(
@@ -105,3 +106,10 @@ def verify_dpop_proof(
     except Replayed as e:
         raise DPoPReplay() from e
     return verified
+
+
+@functools.lru_cache(maxsize=1024)
+def _proof_key(x: str) -> tuple[jose.OKPKey, str]:
+    """A proof key, imported, and its RFC 7638 thumbprint, once per worker and key (a client proves with the same
+    key for the life of its tokens). Both are functions of `x` alone; an invalid `x` raises and is not cached."""
+    return jose.OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": x}), okp_thumbprint("Ed25519", x)

@@ -13,17 +13,17 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Request
-from sqlalchemy import select
+from sqlalchemy import Select, and_, exists, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller, current_caller
+from exchange.auth.caller import Caller, ResponseKey, current_caller
 from exchange.auth.dpop import verify_dpop_proof
 from exchange.auth.errors import InsufficientScope, InvalidToken, PurposeNotAllowed
 from exchange.auth.models import RevokedToken
 from exchange.auth.policy import PURPOSES
 from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import verify_access_token
-from exchange.clients.models import Client
+from exchange.clients.models import Client, ClientKey
 from exchange.keys.ring import KeyRing
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,13 +49,19 @@ class OAuth2Authenticator:
         # 2. The token: signature by a published token key, issuer, audience, lifetime.
         access = verify_access_token(token, keys=self.keystore.verification_keys("token"), issuer=self.issuer,
                                      audience=self.audience)
-        # 3. Not revoked, and its client still active (a suspended client's tokens stop working at once).
+        # 3. Not revoked, and its client still active (a suspended client's tokens stop working at once): read from
+        # the database on every call, in one statement with the client's active `enc` key (responses are sealed to it).
         session = self.session()
-        if session.get(RevokedToken, access.jti) is not None:
-            raise InvalidToken("The access token has been revoked.")
-        status = session.scalar(select(Client.status).where(Client.client_id == access.client_id))
-        if status != "active":
+        row = session.execute(client_state(access.client_id, access.jti)).first()
+        if row is None:  # no such client; say it is revoked if it is
+            if session.scalar(select(exists().where(RevokedToken.jti == access.jti))):
+                raise InvalidToken("The access token has been revoked.")
             raise InvalidToken("The client of this access token is suspended or unknown.")
+        if row.revoked:
+            raise InvalidToken("The access token has been revoked.")
+        if row.status != "active":
+            raise InvalidToken("The client of this access token is suspended or unknown.")
+        response_key = ResponseKey(kid=row.kid, x=row.x) if row.kid is not None else None
         # 4. The proof: this request, this token, the token's key, used once.
         proof = verify_dpop_proof(
             request.headers.get("DPoP"), method=request.method, url=self.issuer + request.path,
@@ -64,8 +70,23 @@ class OAuth2Authenticator:
         return Caller(
             agency=access.agency, client_id=access.client_id, officer=proof.officer, purpose=proof.purpose,
             case_ref=proof.case_ref, scopes=access.scopes, token_jti=access.jti, dpop_jti=proof.jti,
-            dpop_proof=proof.raw,
+            dpop_proof=proof.raw, response_key=response_key,
         )
+
+
+def client_state(client_id: str, token_jti: str) -> Select[str, bool, str, str]:
+    """One row for an existing client: `status`, `revoked` (whether the token `token_jti` is revoked), and the kid and
+    `x` of its newest active `enc` key (None when it has none)."""
+    return (
+        select(Client.status, exists().where(RevokedToken.jti == token_jti).label("revoked"), ClientKey.kid,
+               ClientKey.x)
+        .select_from(Client)
+        .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ClientKey.purpose == "enc",
+                                   ClientKey.status == "active"))
+        .where(Client.client_id == client_id)
+        .order_by(ClientKey.created_at.desc())
+        .limit(1)
+    )
 
 
 def protected(*, scopes: Iterable[str]) -> Callable[[F], F]:

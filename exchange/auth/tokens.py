@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Sequence
@@ -57,18 +58,19 @@ def verify_access_token(
     now = int(time.time()) if now is None else now
     # 1. Header: typ at+jwt (RFC 9068 §2.1), EdDSA, a kid we published.
     try:
-        header = jose.header_of(token)
+        parsed = jose.parse(token)
     except jose.JoseError as e:
         raise InvalidToken("The access token is not a JWT.") from e
+    header = parsed.protected
     if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
         raise InvalidToken("The access token's typ must be at+jwt.")
-    by_kid = {key.kid: key for key in keys}
-    key = by_kid.get(str(header.get("kid")))
+    kid = str(header.get("kid"))
+    key = next((key for key in keys if key.kid == kid), None)
     if key is None:
         raise InvalidToken("The access token is signed by an unknown key.")
     # 2. Signature.
     try:
-        claims = dict(jose.decode(token, jose.OKPKey.import_key(key.public_jwk())).claims)
+        claims = jose.verify(parsed, _verify_key(key))
     except (jose.JoseError, ValueError) as e:
         raise InvalidToken("The access token's signature does not verify.") from e
     # 3. Claims (RFC 9068 §4): issuer, audience, lifetime, and the DPoP binding.
@@ -85,3 +87,15 @@ def verify_access_token(
     jti, client_id, agency, scope, jkt = (str(value) for value in fields)
     return AccessToken(jti=jti, client_id=client_id, agency=agency, scopes=frozenset(scope.split()), iat=iat,
                        exp=exp, jkt=jkt)
+
+
+def _verify_key(key: TrustedKey) -> jose.OKPKey:
+    jwk = key.public_jwk()
+    return _imported(key.kid, jwk["crv"], jwk["x"])
+
+
+@functools.lru_cache(maxsize=64)
+def _imported(kid: str, crv: str, x: str) -> jose.OKPKey:
+    """The exchange's public token keys, imported once per worker (a key is its public bytes: `x` is the cache key,
+    so a registry change can never be served a stale key; which keys are trusted is decided per call)."""
+    return jose.OKPKey.import_key({"kty": "OKP", "crv": crv, "x": x, "kid": kid})

@@ -29,7 +29,7 @@ from webargs.flaskparser import FlaskParser
 
 from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
-from exchange.auth.caller import current_caller
+from exchange.auth.caller import ResponseKey, current_caller
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.envelope import (
@@ -140,7 +140,8 @@ class EnvelopeBlueprint(Blueprint):  # type: ignore[misc]
 def require_response_key() -> None:
     """Before anything runs: the caller's client must have an `enc` key for its responses."""
     caller = current_caller()
-    key = db.session.scalar(
+    # the authenticator found it with the client's status (exchange.auth.protect.client_state); others look it up
+    key = caller.response_key or db.session.scalar(
         select(ClientKey).join(Client)
         .where(Client.client_id == caller.client_id, ClientKey.purpose == "enc", ClientKey.status == "active")
         .order_by(ClientKey.created_at.desc())
@@ -152,7 +153,7 @@ def require_response_key() -> None:
 
 def seal_response(response: Response) -> Response:
     """Seal a successful JSON response to the caller's `enc` key (after the audit entry exists)."""
-    key: ClientKey | None = g.get("response_key")
+    key: ClientKey | ResponseKey | None = g.get("response_key")
     if key is None or not 200 <= response.status_code < 300 or response.mimetype != "application/json":
         return response
     caller = current_caller()

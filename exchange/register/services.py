@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, exists, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, raiseload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
@@ -41,6 +42,11 @@ from exchange.register.transliteration import document_key, name_key, parse_part
 
 Clock = Callable[[], datetime]
 R = TypeVar("R", bound=Record)
+
+# A returnee's record collections (relationship names), each loaded with it by `_load` for writes and screening.
+RETURNEE_COLLECTIONS = (
+    "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +119,15 @@ class RegisterService:
 
     # ---- reads -------------------------------------------------------------------------------------------------
 
-    def get(self, caller: Caller, model: type[R], record_id: uuid.UUID) -> R:
+    def get(
+        self, caller: Caller, model: type[R], record_id: uuid.UUID, *, collections: Iterable[str] | None = None
+    ) -> R:
+        """One record. For a returnee, `collections` names the record collections the caller's view shows (all of
+        them when None): they are loaded with it, the others are not loaded at all (reading one raises)."""
         policy.require("read", model, caller.agency)
+        if model is Returnee:
+            wanted = RETURNEE_COLLECTIONS if collections is None else tuple(collections)
+            return self._read_returnee(record_id, wanted)  # type: ignore[return-value]
         return self._load(model, record_id)
 
     def list_records(self, caller: Caller, model: type[R], filters: Mapping[str, Any], paging: PageRequest) -> Page[R]:
@@ -348,6 +361,43 @@ class RegisterService:
         if record is None:
             raise RecordNotFound(f"No {model.__tablename__[:-1].replace('_', ' ')} with id {record_id}.")
         return record
+
+    def _read_returnee(self, returnee_id: uuid.UUID, collections: tuple[str, ...]) -> Returnee:
+        """A returnee for reading, with the given collections, in as few statements as the data allows: the row and
+        whether each wanted collection has any record (one SELECT), then one SELECT per non-empty collection.
+        Collections not asked for are left unloaded and raise if read (a view showing more than it declared is a
+        bug, not a silent extra query)."""
+        unknown = set(collections) - set(RETURNEE_COLLECTIONS)
+        if unknown:
+            raise ValueError(f"not returnee collections: {sorted(unknown)}")
+        relationships = inspect(Returnee).relationships
+        flags = [
+            exists().where(relationships[name].entity.class_.returnee_id == returnee_id).label(name)
+            for name in collections
+        ]
+        unloaded = [name for name in RETURNEE_COLLECTIONS if name not in collections]
+        stmt = select(Returnee, *flags).where(Returnee.id == returnee_id)
+        if unloaded:
+            stmt = stmt.options(*(raiseload(getattr(Returnee, name)) for name in unloaded))
+        row = self.session.execute(stmt).first()
+        if row is None:
+            raise RecordNotFound(f"No returnee with id {returnee_id}.")
+        returnee: Returnee = row[0]
+        state = inspect(returnee)
+        for position, name in enumerate(collections, start=1):
+            if name not in state.unloaded:  # already in this session with the collection loaded
+                continue
+            relationship = relationships[name]
+            child = relationship.entity.class_
+            items: list[Any] = []
+            if row[position]:
+                items = list(self.session.scalars(
+                    select(child).where(child.returnee_id == returnee_id).order_by(*(relationship.order_by or ()))
+                ))
+                for item in items:
+                    set_committed_value(item, "returnee", returnee)
+            set_committed_value(returnee, name, items)
+        return returnee
 
     def _load_many(self, ids: Iterable[uuid.UUID]) -> list[Returnee]:
         wanted = list(ids)

@@ -7,6 +7,7 @@ view as its own schema under `oneOf`.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from exchange.register.models import (
     Returnee,
     VettingAssessment,
 )
-from exchange.register.services import Page, PageRequest, RegisterService
+from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
 
 blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 
@@ -47,11 +48,31 @@ def service() -> RegisterService:
     return RegisterService(session=db.session)
 
 
-def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
+@functools.cache
+def view_instance(view: type[Schema]) -> Schema:
+    """One instance per view schema, built on first use and shared: dumping keeps no state on the schema (marshmallow
+    builds nested schemas once per instance, lazily, and an identical one if two threads race to it)."""
+    return view()
+
+
+@functools.cache
+def returnee_collections(view: type[Schema]) -> tuple[str, ...]:
+    """The record collections of a returnee that `view` shows: the service loads those and no other."""
+    shown = set(view._declared_fields)
+    if "active_border_instruction" in shown:
+        shown.add("border_instructions")
+    return tuple(name for name in RETURNEE_COLLECTIONS if name in shown)
+
+
+def view_for(caller: Caller, views: AgencyViews) -> type[Schema]:
     view = views.get(caller.agency)
     if view is None:  # the service's policy check refuses first; this is the second lock on the same door
         raise NotPermitted(f"Agency {caller.agency!r} has no view of this record.")
-    data: dict[str, Any] = view().dump(obj)
+    return view
+
+
+def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
+    data: dict[str, Any] = view_instance(view_for(caller, views)).dump(obj)
     return data
 
 
@@ -168,7 +189,10 @@ class ReturneeItem(MethodView):
     def get(self, returnee_id: uuid.UUID) -> Response:
         """Read a returnee (the caller's need-to-know view; ETag carries the version)"""
         caller = current_caller()
-        return record_response(caller, RETURNEE_VIEWS, service().get(caller, Returnee, returnee_id))
+        # the agency's view decides which of the returnee's records are loaded (no view, no read: NotPermitted)
+        collections = returnee_collections(RETURNEE_VIEWS[caller.agency]) if caller.agency in RETURNEE_VIEWS else None
+        returnee = service().get(caller, Returnee, returnee_id, collections=collections)
+        return record_response(caller, RETURNEE_VIEWS, returnee)
 
     @protected(scopes=WRITE)
     @blp.arguments(s.ReturneeUpdateSchema)

@@ -1,0 +1,97 @@
+"""The returnee read path: one SELECT for the returnee (and which of its collections have records), one per non-empty
+collection the caller's view shows, none for the others; view schemas built once. Same JSON as a full load."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.orm import Session
+
+from exchange.auth.caller import Caller
+from exchange.register import schemas as s
+from exchange.register.models import Returnee
+from exchange.register.services import RETURNEE_COLLECTIONS, RegisterService
+from exchange.register.views import RETURNEE_VIEWS, returnee_collections, view_instance
+from tests.conftest import AgencyClient
+from tests.register.test_records import created, crossing_body, hotline_body, instruction_body
+
+INTERIOR = Caller(agency="interior", client_id="t", purpose="register-maintenance")
+BORDER = Caller(agency="border", client_id="t", purpose="border-screening")
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    seen: list[str] = []
+    engine = app.extensions["exchange.db"]
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+@pytest.fixture
+def returnee_with_records(make_returnee: Callable[..., dict[str, Any]], interior: AgencyClient,
+                          border: AgencyClient) -> str:
+    """A returnee with two hotline contacts, an instruction and a crossing (no vetting, no decision)."""
+    rid: str = make_returnee()["id"]
+    created(interior.post("/v1/hotline-contacts", json=hotline_body(rid)))
+    created(interior.post("/v1/hotline-contacts", json=hotline_body(rid, received_at="2015-05-01T09:00:00+00:00")))
+    created(interior.post("/v1/border-instructions", json=instruction_body(rid, "ASSIST_RETURN")))
+    created(border.post("/v1/border-crossings", json=crossing_body(rid)))
+    return rid
+
+
+def test_each_view_names_the_collections_it_shows() -> None:
+    assert returnee_collections(s.InteriorReturneeView) == RETURNEE_COLLECTIONS
+    assert returnee_collections(s.ProsecutorReturneeView) == RETURNEE_COLLECTIONS
+    assert returnee_collections(s.BorderReturneeView) == ("border_instructions", "border_crossings")
+    assert view_instance(s.InteriorReturneeView) is view_instance(s.InteriorReturneeView)
+
+
+def test_read_is_one_select_plus_one_per_non_empty_collection(app: Flask, returnee_with_records: str) -> None:
+    with Session(app.extensions["exchange.db"]) as session, statements(app) as seen:
+        returnee = RegisterService(session=session).get(INTERIOR, Returnee, uuid.UUID(returnee_with_records))
+        assert [c.received_at.isoformat() for c in returnee.hotline_contacts] == sorted(
+            c.received_at.isoformat() for c in returnee.hotline_contacts)
+        assert len(returnee.hotline_contacts) == 2 and len(returnee.border_crossings) == 1
+        assert returnee.vetting_assessments == [] and returnee.prosecutorial_decisions == []
+        assert returnee.hotline_contacts[0].returnee is returnee
+    assert len(seen) == 1 + 3  # the returnee with its flags; contacts, instructions, crossings
+
+
+def test_collections_a_view_does_not_show_are_not_loaded(app: Flask, returnee_with_records: str) -> None:
+    with Session(app.extensions["exchange.db"]) as session, statements(app) as seen:
+        returnee = RegisterService(session=session).get(
+            BORDER, Returnee, uuid.UUID(returnee_with_records), collections=returnee_collections(s.BorderReturneeView))
+        assert len(returnee.border_crossings) == 1 and len(returnee.border_instructions) == 1
+        with pytest.raises(InvalidRequestError):
+            _ = returnee.hotline_contacts
+    assert len(seen) == 3
+
+
+def test_api_read_is_the_full_load_dumped(app: Flask, returnee_with_records: str, as_agency: Callable[..., Any]
+                                          ) -> None:
+    for agency, view in RETURNEE_VIEWS.items():
+        response = as_agency(agency).get(f"/v1/returnees/{returnee_with_records}")
+        assert response.status_code == 200, response.get_json()
+        with Session(app.extensions["exchange.db"]) as session:
+            full = session.get(Returnee, uuid.UUID(returnee_with_records))  # lazy loads: every collection
+            expected = view().dump(full)
+        assert response.get_json() == expected, agency
+
+
+def test_unknown_returnee_is_404(interior: AgencyClient) -> None:
+    response = interior.get(f"/v1/returnees/{uuid.uuid4()}")
+    assert response.status_code == 404 and response.get_json()["code"] == "not_found"
