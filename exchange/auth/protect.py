@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Request
-from sqlalchemy import Select, and_, exists, select
+from sqlalchemy import Row, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from exchange.auth.caller import Caller, ResponseKey, current_caller
@@ -52,7 +52,7 @@ class OAuth2Authenticator:
         # 3. Not revoked, and its client still active (a suspended client's tokens stop working at once): read from
         # the database on every call, in one statement with the client's active `enc` key (responses are sealed to it).
         session = self.session()
-        row = session.execute(client_state(access.client_id, access.jti)).first()
+        row = read_client_state(session, access.client_id, access.jti)
         if row is None:  # no such client; say it is revoked if it is
             if session.scalar(select(exists().where(RevokedToken.jti == access.jti))):
                 raise InvalidToken("The access token has been revoked.")
@@ -74,19 +74,23 @@ class OAuth2Authenticator:
         )
 
 
-def client_state(client_id: str, token_jti: str) -> Select[str, bool, str, str]:
-    """One row for an existing client: `status`, `revoked` (whether the token `token_jti` is revoked), and the kid and
-    `x` of its newest active `enc` key (None when it has none)."""
-    return (
-        select(Client.status, exists().where(RevokedToken.jti == token_jti).label("revoked"), ClientKey.kid,
-               ClientKey.x)
-        .select_from(Client)
-        .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ClientKey.purpose == "enc",
-                                   ClientKey.status == "active"))
-        .where(Client.client_id == client_id)
-        .order_by(ClientKey.created_at.desc())
-        .limit(1)
-    )
+# Built once (constructing a statement costs more than running it here); the values are bound per call.
+CLIENT_STATE = (
+    select(Client.status, exists().where(RevokedToken.jti == bindparam("token_jti")).label("revoked"), ClientKey.kid,
+           ClientKey.x)
+    .select_from(Client)
+    .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ClientKey.purpose == "enc",
+                               ClientKey.status == "active"))
+    .where(Client.client_id == bindparam("client_id"))
+    .order_by(ClientKey.created_at.desc())
+    .limit(1)
+)
+
+
+def read_client_state(session: Session, client_id: str, token_jti: str) -> Row[str, bool, str, str] | None:
+    """One row for an existing client, None for an unknown one: `status`, `revoked` (whether the token `token_jti`
+    is revoked), and the kid and `x` of its newest active `enc` key (None when it has none)."""
+    return session.execute(CLIENT_STATE, {"client_id": client_id, "token_jti": token_jti}).first()
 
 
 def protected(*, scopes: Iterable[str]) -> Callable[[F], F]:

@@ -7,13 +7,14 @@ durable. Views hand in already-validated dictionaries from the marshmallow schem
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, exists, func, inspect, select
+from sqlalchemy import Select, bindparam, delete, exists, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -108,6 +109,35 @@ def _returnee_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
                 part for part in (name["given"], name.get("patronymic"), name["surname"]) if part),
         )
     return columns
+
+
+@functools.cache
+def _returnee_read(collections: tuple[str, ...]) -> Select[*tuple[Any, ...]]:
+    """A returnee by `:returnee_id`, with one flag per collection in `collections` (whether it has any record); the
+    other collections raise if read. Built once per collection set: constructing statements costs more than running
+    these."""
+    unknown = set(collections) - set(RETURNEE_COLLECTIONS)
+    if unknown:
+        raise ValueError(f"not returnee collections: {sorted(unknown)}")
+    relationships = inspect(Returnee).relationships
+    flags = [
+        exists().where(relationships[name].entity.class_.returnee_id == bindparam("returnee_id")).label(name)
+        for name in collections
+    ]
+    stmt: Select[*tuple[Any, ...]] = select(Returnee, *flags).where(Returnee.id == bindparam("returnee_id"))
+    unloaded = [name for name in RETURNEE_COLLECTIONS if name not in collections]
+    if unloaded:
+        stmt = stmt.options(*(raiseload(getattr(Returnee, name)) for name in unloaded))
+    return stmt
+
+
+@functools.cache
+def _collection_read(name: str) -> Select[Any]:
+    """The records of collection `name` of the returnee `:returnee_id`, in the relationship's order."""
+    relationship = inspect(Returnee).relationships[name]
+    child = relationship.entity.class_
+    return select(child).where(child.returnee_id == bindparam("returnee_id")).order_by(
+        *(relationship.order_by or ()))
 
 
 class RegisterService:
@@ -367,19 +397,7 @@ class RegisterService:
         whether each wanted collection has any record (one SELECT), then one SELECT per non-empty collection.
         Collections not asked for are left unloaded and raise if read (a view showing more than it declared is a
         bug, not a silent extra query)."""
-        unknown = set(collections) - set(RETURNEE_COLLECTIONS)
-        if unknown:
-            raise ValueError(f"not returnee collections: {sorted(unknown)}")
-        relationships = inspect(Returnee).relationships
-        flags = [
-            exists().where(relationships[name].entity.class_.returnee_id == returnee_id).label(name)
-            for name in collections
-        ]
-        unloaded = [name for name in RETURNEE_COLLECTIONS if name not in collections]
-        stmt = select(Returnee, *flags).where(Returnee.id == returnee_id)
-        if unloaded:
-            stmt = stmt.options(*(raiseload(getattr(Returnee, name)) for name in unloaded))
-        row = self.session.execute(stmt).first()
+        row = self.session.execute(_returnee_read(collections), {"returnee_id": returnee_id}).first()
         if row is None:
             raise RecordNotFound(f"No returnee with id {returnee_id}.")
         returnee: Returnee = row[0]
@@ -387,13 +405,9 @@ class RegisterService:
         for position, name in enumerate(collections, start=1):
             if name not in state.unloaded:  # already in this session with the collection loaded
                 continue
-            relationship = relationships[name]
-            child = relationship.entity.class_
             items: list[Any] = []
             if row[position]:
-                items = list(self.session.scalars(
-                    select(child).where(child.returnee_id == returnee_id).order_by(*(relationship.order_by or ()))
-                ))
+                items = list(self.session.scalars(_collection_read(name), {"returnee_id": returnee_id}))
                 for item in items:
                     set_committed_value(item, "returnee", returnee)
             set_committed_value(returnee, name, items)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from exchange.auth import jose
 from exchange.auth.models import RevokedToken
-from exchange.auth.protect import client_state
+from exchange.auth.protect import read_client_state
 from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
 from tests.auth.conftest import ISSUER, Partner
@@ -97,7 +97,7 @@ def registered(oauth_app: Flask) -> Callable[..., str]:
 
 def state(app: Flask, client_id: str, jti: str = "j" * 32) -> Any:
     with Session(app.extensions["exchange.db"]) as session:
-        return session.execute(client_state(client_id, jti)).first()
+        return read_client_state(session, client_id, jti)
 
 
 def newest_enc_kid(app: Flask, client_id: str) -> str:
