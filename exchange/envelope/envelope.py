@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import nacl.bindings
 import nacl.exceptions
@@ -91,6 +91,8 @@ MAX_TIME: Final = 2**53 - 1  # JSON integers every language reads exactly
 _REQUEST_MEMBERS: Final = ("v", "suite", "sender", "skid", "recipient", "rkid", "msg_id", "iat", "exp", "method",
                            "target", "ctype")
 _RESPONSE_MEMBERS: Final = ("reply_to", "request_hash", "audit")
+_REQUEST_SET: Final = frozenset(_REQUEST_MEMBERS)
+_RESPONSE_SET: Final = frozenset(_REQUEST_MEMBERS + _RESPONSE_MEMBERS)
 _AUDIT_MEMBERS: Final = frozenset({"index", "leaf_hash"})
 _BODY_MEMBERS: Final = frozenset({"protected", "ciphertext"})
 
@@ -104,6 +106,7 @@ _REPLY_TO = re.compile(r"[\x21-\x7e]{1,256}")
 
 _B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")  # "+", "/" and "=" are not in our base64url: make them invalid
 _B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_UNUSED_BITS: Final = {0: 0, 2: 4, 3: 2}  # len % 4 -> unused low bits of the last character
 
 
 def b64decode(text: str) -> bytes:
@@ -113,6 +116,11 @@ def b64decode(text: str) -> bytes:
         raw = text.encode("ascii")
     except UnicodeEncodeError as e:
         raise ValueError("not base64url") from e
+    return _b64decode_ascii(raw)
+
+
+def _b64decode_ascii(raw: bytes) -> bytes:
+    """`b64decode` of text already encoded as bytes (the body's parts, sliced from the body without a copy to str)."""
     if len(raw) % 4 == 1:
         raise ValueError("not base64url")
     try:
@@ -120,8 +128,8 @@ def b64decode(text: str) -> bytes:
     except binascii.Error as e:
         raise ValueError("not base64url") from e
     # strict_mode checks the alphabet and the padding; the last character may still carry unused bits.
-    unused_bits = {0: 0, 2: 4, 3: 2}[len(raw) % 4]
-    if unused_bits and _B64URL_ALPHABET.index(text[-1]) & ((1 << unused_bits) - 1):
+    unused_bits = _UNUSED_BITS[len(raw) % 4]
+    if unused_bits and _B64URL_ALPHABET.index(chr(raw[-1])) & ((1 << unused_bits) - 1):
         raise ValueError("not canonical base64url")
     return data
 
@@ -141,14 +149,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError("NaN and Infinity are not JSON")
 
 
+# One decoder for every call (as `json.loads` keeps its own default one): `json.loads(text, **hooks)` would build a new
+# decoder and scanner each time, which costs more than parsing a small header. Decoders hold no per-call state.
+_STRICT_DECODER: Final = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+
+
 def parse_json(data: bytes) -> Any:
     """Parse strict JSON (RFC 8259 as UTF-8, no duplicate member names, no NaN/Infinity); raise ValueError.
 
     Python's own `json.loads(bytes)` would also guess UTF-16/32 and accept duplicates (last wins), which lets two
-    parsers read one signed text differently."""
+    parsers read one signed text differently. A leading byte order mark is not JSON whitespace: rejected."""
     try:
         text = data.decode("utf-8")
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        return _STRICT_DECODER.decode(text)
     except RecursionError as e:  # deeply nested arrays or objects
         raise ValueError("JSON nested too deeply") from e
     # UnicodeDecodeError and json.JSONDecodeError are ValueErrors (so is int's digit limit), and propagate as such.
@@ -208,6 +221,11 @@ def signing_input(header_bytes: bytes, plaintext_hash: bytes) -> bytes:
 
 
 # --- header -----------------------------------------------------------------------------------------------------------
+
+# `json.dumps(..., ensure_ascii=False)`'s own string encoder, so that `EnvelopeHeader.to_bytes` escapes as it does.
+_json_string: Final = json.encoder.encode_basestring
+_HEADER_PREFIX: Final = f'{{"v":{VERSION},"suite":{json.dumps(SUITE)},"sender":'
+_CTYPE_JSON: Final = json.dumps(CTYPE)
 
 # 32 bytes in canonical base64url: 43 characters, the last with its 2 unused bits zero (thumbprints, hashes).
 _B64_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
@@ -319,8 +337,25 @@ class EnvelopeHeader:
 
     def to_bytes(self) -> bytes:
         """Compact UTF-8 JSON, members in the order of protocol.md §4. The receiver verifies these bytes as sent and
-        never re-serialises them, so another implementation may order or space its header as it likes."""
-        return dumps_json(self.to_dict())
+        never re-serialises them, so another implementation may order or space its header as it likes.
+
+        Byte for byte `dumps_json(self.to_dict())` (a test holds them equal), written out member by member with the
+        JSON encoder's own string escaping: the generic encoder costs more than the rest of a small seal's Python."""
+        audit = self.audit
+        exact_ints = type(self.iat) is int and type(self.exp) is int and (audit is None or type(audit.index) is int)
+        if not exact_ints:
+            return dumps_json(self.to_dict())  # int subclasses (bool): let the encoder decide, as it always did
+        s = _json_string
+        text = (f'{_HEADER_PREFIX}{s(self.sender)},"skid":{s(self.skid)},"recipient":{s(self.recipient)},'
+                f'"rkid":{s(self.rkid)},"msg_id":{s(self.msg_id)},"iat":{self.iat},"exp":{self.exp},'
+                f'"method":{s(self.method)},"target":{s(self.target)},"ctype":{_CTYPE_JSON}')
+        if audit is not None:
+            reply_to, request_hash = self.reply_to, self.request_hash
+            if reply_to is None or request_hash is None:  # never: a response header has all three (__post_init__)
+                return dumps_json(self.to_dict())
+            text += (f',"reply_to":{s(reply_to)},"request_hash":{s(request_hash)},'
+                     f'"audit":{{"index":{audit.index},"leaf_hash":{s(audit.leaf_hash)}}}')
+        return (text + "}").encode("utf-8")
 
     @classmethod
     def parse(cls, data: bytes) -> EnvelopeHeader:
@@ -350,10 +385,13 @@ class EnvelopeHeader:
 
     @classmethod
     def _from_members(cls, obj: dict[str, Any]) -> EnvelopeHeader:
-        names = set(obj)
-        response = names & set(_RESPONSE_MEMBERS)
-        expected = set(_REQUEST_MEMBERS) | (set(_RESPONSE_MEMBERS) if response else set())
-        if names != expected:
+        names = obj.keys()
+        if names == _REQUEST_SET:
+            response = False
+        elif names == _RESPONSE_SET:
+            response = True
+        else:
+            expected = _RESPONSE_SET if names & _RESPONSE_SET - _REQUEST_SET else _REQUEST_SET
             missing = sorted(expected - names)
             # Never echo the sender's member names: they are arbitrary text of any length.
             detail = f"missing {missing}" if missing else f"{len(names - expected)} unknown member(s)"
@@ -384,6 +422,10 @@ class EnvelopeHeader:
 
 # --- the envelope on the wire -----------------------------------------------------------------------------------------
 
+_BODY_PREFIX: Final = b'{"protected":"'
+_BODY_MIDDLE: Final = b'","ciphertext":"'
+_BODY_SUFFIX: Final = b'"}'
+
 @dataclass(frozen=True, kw_only=True)
 class SealedEnvelope:
     """The body as sent. `from_json` checks it (step 1); the decoded parts are computed once, on first use."""
@@ -393,13 +435,17 @@ class SealedEnvelope:
 
     def to_json(self) -> bytes:
         # Both parts are base64url (checked on the way in, produced by `seal` on the way out): no escaping needed.
-        return f'{{"protected":"{self.protected}","ciphertext":"{self.ciphertext}"}}'.encode("ascii")
+        return b"".join((_BODY_PREFIX, self.protected.encode("ascii"), _BODY_MIDDLE, self.ciphertext.encode("ascii"),
+                         _BODY_SUFFIX))
 
     @classmethod
     def from_json(cls, body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> SealedEnvelope:
         """Step 1: EnvelopeTooLarge (before parsing anything) or EnvelopeMalformed."""
         if len(body) > max_bytes:
             raise EnvelopeTooLarge(f"The envelope is larger than {max_bytes} bytes.")
+        sealed = cls._from_canonical(body)
+        if sealed is not None:
+            return sealed
         try:
             obj = parse_json(body)
         except ValueError as e:
@@ -412,6 +458,29 @@ class SealedEnvelope:
         sealed = cls(protected=protected, ciphertext=ciphertext)
         sealed.header_bytes  # noqa: B018  (decodes and checks both parts now: step 1)
         sealed.sealed_bytes  # noqa: B018
+        return sealed
+
+    @classmethod
+    def _from_canonical(cls, body: bytes) -> SealedEnvelope | None:
+        """The body exactly as `to_json` writes it, read without the JSON parser; None for any other body.
+
+        Only a body of the form `{"protected":"P","ciphertext":"C"}` whose P and C are both canonical base64url is
+        taken here: such a body is that JSON object with those two strings (base64url needs no escapes), so the
+        general path below would return the same envelope. Anything else (other spacing or member order, escapes,
+        bad base64) goes through the general path, which alone decides what is malformed and says why."""
+        if not (body.startswith(_BODY_PREFIX) and body.endswith(_BODY_SUFFIX)):
+            return None
+        middle = body.find(_BODY_MIDDLE, len(_BODY_PREFIX))
+        if middle < 0:
+            return None
+        protected, ciphertext = body[len(_BODY_PREFIX):middle], body[middle + len(_BODY_MIDDLE):-len(_BODY_SUFFIX)]
+        try:
+            header_bytes, sealed_bytes = _b64decode_ascii(protected), _b64decode_ascii(ciphertext)
+        except ValueError:
+            return None
+        sealed = cls(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"))
+        # The decoded parts, as the cached properties below would compute them (they store into __dict__ too).
+        sealed.__dict__.update(header_bytes=header_bytes, sealed_bytes=sealed_bytes)
         return sealed
 
     @functools.cached_property
@@ -590,21 +659,15 @@ def seal_json(
 
 # --- opening ----------------------------------------------------------------------------------------------------------
 
-def _open(
-    body: bytes, *, receiver: str, decrypt_keys: Mapping[str, nacl.public.PrivateKey], method: str, target: str,
-    authenticated_agency: str | None, sender_keys: SenderKeyResolver, replay: ReplayCache, now: int | None,
-    max_bytes: int, request: RequestRef | None,
-) -> OpenedEnvelope:
-    if not decrypt_keys:
-        raise ValueError("refusing to open envelopes with an empty set of decryption keys")
-    now = int(time.time()) if now is None else now
+_Key = TypeVar("_Key")  # a decryption key: PyNaCl's here, another library's in the benchmark's JOSE contender
 
-    # 1. JSON with exactly "protected" and "ciphertext", canonical b64, within the size limit; the header's syntax.
-    sealed = SealedEnvelope.from_json(body, max_bytes=max_bytes)
-    header_bytes = sealed.header_bytes
-    # 2. `v`, `suite` (and `ctype`) known; then the members of version 1 (envelope_malformed).
-    header = EnvelopeHeader.parse(header_bytes)
 
+def check_addressing(
+    header: EnvelopeHeader, *, receiver: str, decrypt_keys: Mapping[str, _Key], now: int, method: str, target: str,
+    authenticated_agency: str | None, request: RequestRef | None,
+) -> _Key:
+    """Steps 3-6 of protocol.md §4 on a parsed header, in order; returns the decryption key `rkid` names. (Its own
+    function so that the benchmark's JOSE contender runs exactly these checks on its replicated header claims.)"""
     # 3. Addressed to this receiver and to one of its decryption keys.
     private_key = decrypt_keys.get(header.rkid)
     if header.recipient != receiver or private_key is None:
@@ -634,10 +697,32 @@ def _open(
     # 6. Sent by the agency that authenticated the request.
     if authenticated_agency is None or header.sender != authenticated_agency:
         raise EnvelopeSenderMismatch()
+    return private_key
+
+
+def _open(
+    body: bytes, *, receiver: str, decrypt_keys: Mapping[str, nacl.public.PrivateKey], method: str, target: str,
+    authenticated_agency: str | None, sender_keys: SenderKeyResolver, replay: ReplayCache, now: int | None,
+    max_bytes: int, request: RequestRef | None,
+) -> OpenedEnvelope:
+    if not decrypt_keys:
+        raise ValueError("refusing to open envelopes with an empty set of decryption keys")
+    now = int(time.time()) if now is None else now
+
+    # 1. JSON with exactly "protected" and "ciphertext", canonical b64, within the size limit; the header's syntax.
+    sealed = SealedEnvelope.from_json(body, max_bytes=max_bytes)
+    header_bytes = sealed.header_bytes
+    # 2. `v`, `suite` (and `ctype`) known; then the members of version 1 (envelope_malformed).
+    header = EnvelopeHeader.parse(header_bytes)
+
+    # 3.-6. Addressing, window, request and sender: the header's checks before any cryptography.
+    private_key = check_addressing(header, receiver=receiver, decrypt_keys=decrypt_keys, now=now, method=method,
+                                   target=target, authenticated_agency=authenticated_agency, request=request)
 
     # 7. Decrypts (and holds a signature).
     try:
-        content = nacl.public.SealedBox(private_key).decrypt(sealed.sealed_bytes)
+        content = nacl.bindings.crypto_box_seal_open(sealed.sealed_bytes, bytes(private_key.public_key),
+                                                     bytes(private_key))
     except nacl.exceptions.CryptoError as e:
         raise EnvelopeUndecryptable() from e
     if len(content) < SIGNATURE_BYTES:

@@ -1,0 +1,151 @@
+"""The envelope's fast paths decide exactly as the general code they stand in for.
+
+- `EnvelopeHeader.to_bytes` writes the header member by member: byte for byte `dumps_json(header.to_dict())`.
+- `SealedEnvelope.from_json` reads a body of exactly `to_json`'s form without the JSON parser: for any body, its
+  outcome (the envelope, or the error's class, code and message) is the general path's.
+- `parse_json` keeps one decoder: it still refuses what it refused (duplicates, NaN, a byte order mark, non-UTF-8).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+import nacl.public
+import nacl.signing
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from exchange.envelope.envelope import (
+    AuditReceipt,
+    EnvelopeHeader,
+    SealedEnvelope,
+    dumps_json,
+    ed25519_kid,
+    new_msg_id,
+    parse_json,
+    seal,
+    x25519_kid,
+)
+from exchange.envelope.errors import EnvelopeError
+from exchange.keys.store import b64url
+
+SIGN = nacl.signing.SigningKey.generate()
+ENC = nacl.public.PrivateKey.generate()
+SKID, RKID = ed25519_kid(SIGN.verify_key), x25519_kid(ENC.public_key)
+NOW = int(time.time())
+
+PARTY = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,20}", fullmatch=True)
+TARGET = st.from_regex(r"/[\x21-\x7e]{0,60}", fullmatch=True)  # quotes and backslashes included: escaped by JSON
+B64_32 = st.binary(min_size=32, max_size=32).map(b64url)
+
+
+@settings(max_examples=300, deadline=None)
+@given(sender=PARTY, recipient=PARTY, target=TARGET, method=st.from_regex(r"[A-Z]{1,16}", fullmatch=True),
+       msg_id=st.binary(min_size=16, max_size=64).map(b64url), iat=st.integers(0, 2**53 - 400),
+       lifetime=st.integers(1, 300), response=st.booleans(), reply_to=st.from_regex(r"[\x21-\x7e]{1,40}",
+                                                                                         fullmatch=True),
+       request_hash=B64_32, index=st.integers(0, 2**53 - 1), leaf_hash=B64_32)
+def test_header_bytes_are_the_json_encoders(
+    sender: str, recipient: str, target: str, method: str, msg_id: str, iat: int, lifetime: int, response: bool,
+    reply_to: str, request_hash: str, index: int, leaf_hash: str,
+) -> None:
+    members: dict[str, Any] = {"sender": sender, "skid": SKID, "recipient": recipient, "rkid": RKID,
+                               "msg_id": msg_id, "iat": iat, "exp": iat + lifetime, "method": method,
+                               "target": target}
+    if response:
+        members |= {"reply_to": reply_to, "request_hash": request_hash,
+                    "audit": AuditReceipt(index=index, leaf_hash=leaf_hash)}
+    header = EnvelopeHeader(**members)
+    assert header.to_bytes() == dumps_json(header.to_dict())
+    assert EnvelopeHeader.parse(header.to_bytes()) == header
+
+
+def test_header_with_int_subclasses_falls_back_to_the_encoder() -> None:
+    header = EnvelopeHeader(sender="interior", skid=SKID, recipient="exchange", rkid=RKID, msg_id=new_msg_id(),
+                            iat=True, exp=200, method="POST", target="/v1/x")
+    assert header.to_bytes() == dumps_json(header.to_dict())
+    assert b'"iat":true' in header.to_bytes()
+
+
+def _body() -> bytes:
+    header = EnvelopeHeader.for_request(sender="interior", skid=SKID, recipient="exchange", rkid=RKID,
+                                        method="POST", target="/v1/returnees", now=NOW)
+    return seal(header=header, plaintext=b'{"a":1}', signing_key=SIGN, recipient_key=ENC.public_key).to_json()
+
+
+BODY = _body()
+
+
+def outcome(read: Callable[[], SealedEnvelope]) -> Any:
+    try:
+        sealed = read()
+    except EnvelopeError as e:
+        return type(e), e.code, str(e)
+    return sealed, sealed.header_bytes, sealed.sealed_bytes
+
+
+def both_paths(body: bytes) -> tuple[Any, Any]:
+    fast = outcome(lambda: SealedEnvelope.from_json(body))
+    with mock.patch.object(SealedEnvelope, "_from_canonical", return_value=None):
+        general = outcome(lambda: SealedEnvelope.from_json(body))
+    return fast, general
+
+
+def test_the_canonical_body_takes_the_fast_path_to_the_same_envelope() -> None:
+    assert SealedEnvelope._from_canonical(BODY) is not None
+    fast, general = both_paths(BODY)
+    assert fast == general
+    assert fast[0].to_json() == BODY
+
+
+@pytest.mark.parametrize("body", [
+    BODY.replace(b'{"protected":"', b'{ "protected":"'),
+    BODY.replace(b'","ciphertext":"', b'", "ciphertext":"'),
+    BODY.replace(b'{"protected":"', b'{"protected":"\\u0041'),  # an escape: the general path decides
+    BODY[:-2] + b'=="}',
+    BODY[:-2] + b'"}"}',
+    BODY.replace(b'","ciphertext":"', b'","ciphertext":"","ciphertext":"'),
+    BODY.replace(b'","ciphertext":"', b'","protected":"x","ciphertext":"'),
+    b'{"protected":"","ciphertext":""}',
+    b'{"protected":"A","ciphertext":"AA"}',
+    b'{"protected":"AA","ciphertext":"AB"}',
+    BODY[:20] + "é".encode() + BODY[20:],
+    BODY[:20] + b"\xff" + BODY[20:],
+    BODY + b" ",
+    b'{"protected":"' + BODY[:-2],
+])
+def test_other_bodies_get_the_general_paths_answer(body: bytes) -> None:
+    fast, general = both_paths(body)
+    assert fast == general
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_edit_of_a_body_gets_the_general_paths_answer(data: st.DataObject) -> None:
+    body = bytearray(BODY)
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(body)))
+        byte = data.draw(st.sampled_from(b'"\\{}:, =A_-/+') | st.integers(0, 255))
+        if data.draw(st.booleans()) and position < len(body):
+            body[position] = byte
+        elif data.draw(st.booleans()) and position < len(body):
+            del body[position]
+        else:
+            body.insert(position, byte)
+    fast, general = both_paths(bytes(body))
+    assert fast == general
+
+
+@pytest.mark.parametrize("text", [b'{"a":1,"a":2}', b"NaN", b"[Infinity]", b"\xef\xbb\xbf{}", b"\xff", b"",
+                                  "\ufeff{}".encode()])
+def test_parse_json_still_refuses(text: bytes) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011  (UnicodeDecodeError and JSONDecodeError are ValueErrors)
+        parse_json(text)
+
+
+def test_parse_json_reads_what_it_read() -> None:
+    assert parse_json(b' {"a":[1,2.5,"\\u00e9",null,true]} ') == {"a": [1, 2.5, "é", None, True]}
