@@ -42,6 +42,7 @@ from exchange.envelope.envelope import (
     decrypt_keyring,
     ed25519_kid,
     open_response,
+    request_hash_of,
     seal_json,
     x25519_kid,
 )
@@ -262,10 +263,15 @@ def seal_request(
     what the response must name. Raises ValueError if the exchange publishes no `envelope-enc` key."""
     if exchange.enc is None or exchange.enc_kid is None:
         raise ValueError("the exchange's JWKS lists no usable envelope-enc key")
-    header = EnvelopeHeader.for_request(sender=agency, skid=keys.sign.kid, recipient=EXCHANGE, rkid=exchange.enc_kid,
-                                        method=method, target=target, now=now)
-    sealed = seal_json(header=header, value=value, signing_key=keys.signing_key, recipient_key=exchange.enc)
-    return sealed.to_json(), RequestRef.of_envelope(sealed)
+    signing_key = keys.signing_key
+    # The skid from the key actually used (the same `sign` key; its thumbprint is memoised by the envelope core).
+    header = EnvelopeHeader.for_request(sender=agency, skid=ed25519_kid(signing_key.verify_key), recipient=EXCHANGE,
+                                        rkid=exchange.enc_kid, method=method, target=target, now=now)
+    sealed = seal_json(header=header, value=value, signing_key=signing_key, recipient_key=exchange.enc)
+    # What `RequestRef.of_envelope(sealed)` would read back from the header just written, without parsing it again.
+    request = RequestRef(method=header.method, target=header.target, reply_to=header.msg_id,
+                         request_hash=request_hash_of(sealed))
+    return sealed.to_json(), request
 
 
 def open_reply(

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from exchange.envelope.envelope import (
     AuditReceipt,
     EnvelopeHeader,
+    RequestRef,
     SealedEnvelope,
     dumps_json,
     ed25519_kid,
@@ -149,3 +150,19 @@ def test_parse_json_still_refuses(text: bytes) -> None:
 
 def test_parse_json_reads_what_it_read() -> None:
     assert parse_json(b' {"a":[1,2.5,"\\u00e9",null,true]} ') == {"a": [1, 2.5, "é", None, True]}
+
+
+def test_seal_request_names_the_request_as_its_envelope_does() -> None:
+    """The client's `seal_request` builds its `RequestRef` from the header it wrote, not by parsing it back."""
+    from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
+
+    exchange_enc = nacl.public.PrivateKey.generate()
+    published = PublishedKeys.from_jwks({"keys": [{
+        "kty": "OKP", "crv": "X25519", "x": b64url(bytes(exchange_enc.public_key)),
+        "kid": x25519_kid(exchange_enc.public_key), "purpose": "envelope-enc"}]}, fetched_at=NOW)
+    keys = PartnerKeys.generate()
+    body, request = seal_request(agency="interior", keys=keys, exchange=published, method="POST",
+                                 target="/v1/returnees?x=1", value={"a": 1}, now=NOW)
+    sealed = SealedEnvelope.from_json(body)
+    assert request == RequestRef.of_envelope(sealed)
+    assert EnvelopeHeader.parse(sealed.header_bytes).skid == keys.sign.kid
