@@ -9,12 +9,13 @@ from __future__ import annotations
 import logging
 import uuid
 import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g
+from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
@@ -130,31 +131,46 @@ class Database:
             if session is not None:
                 session.rollback()  # anything not committed by a service is discarded, never half-written
                 session.close()
+            connection: Connection | None = g.pop("db_connection", None)
+            if connection is not None:
+                connection.close()
 
     def install_unit_of_work(self, app: Flask) -> None:
         """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
 
         Services only flush. A response below 400 is sent only after its changes are committed (an acknowledged
-        write is durable); any error response leaves the database as it was.
+        write is durable); any error response leaves the database as it was. After a successful commit the
+        request's `after_commit` callbacks finish the response, in the order they were registered.
         """
 
         @app.after_request
         def _commit(response: Response) -> Response:
             session: Session | None = g.get("db_session")
-            if session is None:
-                return response
-            if response.status_code >= 400:
-                session.rollback()
-                return response
-            try:
-                session.commit()
-            except SQLAlchemyError:
-                session.rollback()
-                log.error("commit failed", extra={"code": "commit_failed"})
-                return error_response(
-                    status=503, code="commit_failed", message="The change could not be stored; nothing was changed."
-                )
+            callbacks: list[Callable[[Response], Response]] = g.pop("db_after_commit", [])
+            if session is not None:
+                if response.status_code >= 400:
+                    session.rollback()
+                    return response
+                try:
+                    session.commit()
+                except SQLAlchemyError:
+                    session.rollback()
+                    log.error("commit failed", extra={"code": "commit_failed"})
+                    return error_response(
+                        status=503, code="commit_failed",
+                        message="The change could not be stored; nothing was changed.",
+                    )
+            for callback in callbacks:
+                response = callback(response)
             return response
+
+    @staticmethod
+    def after_commit(callback: Callable[[Response], Response]) -> None:
+        """Finish this request's response with `callback(response)` once the unit of work has committed (skipped if
+        the response is an error or the commit fails). The audit log sequences the call's entry this way, then the
+        envelope layer seals the response with that entry's receipt."""
+        callbacks: list[Callable[[Response], Response]] = g.setdefault("db_after_commit", [])
+        callbacks.append(callback)
 
     @staticmethod
     def engine(app: Flask) -> Engine:
@@ -168,7 +184,16 @@ class Database:
         session: Session | None = g.get("db_session")
         if session is None:
             factory: sessionmaker[Session] = current_app.extensions["exchange.sessionmaker"]
-            session = factory()
+            if has_request_context():
+                # One pooled connection for the whole request: its transactions (the request's own, then the audit
+                # entry's sequencing after the commit, a refused call's entry) follow each other on it, checked out
+                # (and pinged) once instead of once per transaction. Long-lived app contexts (the command line's
+                # loops) keep checking out per transaction, and so survive a database restart.
+                connection = self.engine(current_app).connect()
+                g.db_connection = connection
+                session = factory(bind=connection)
+            else:
+                session = factory()
             g.db_session = session
         return session
 

@@ -10,6 +10,11 @@
 - `audit_head`: one row: the size of the log, its frontier (the hashes of the complete subtrees making up the tree,
   largest first) and the size of the latest checkpoint. Locking this row serialises appends.
 - `audit_checkpoints`: every signed checkpoint published, by size.
+- `audit_queue`: entries committed with their call but not yet given an index (deferred sequencing, see
+  `exchange.audit.services`): the leaf with its `index` and `prev_checkpoint_size` still to be filled in, and the
+  columns its entry will have. No index but the key: a call only inserts here, and the sequencer takes rows in key
+  order and deletes them in the transaction that writes their entries. `audit_entries.queue_id` names the queue row
+  an entry came from, so the call that queued it can find its index (searched from the log's size when it queued).
 
 No foreign keys: the log is append-only and each table is written in the same transaction as the others.
 """
@@ -53,6 +58,24 @@ class AuditEntry(Base):
     agency: Mapped[str | None] = mapped_column(String(16))
     client_id: Mapped[str | None] = mapped_column(String(128))
     purpose: Mapped[str | None] = mapped_column(String(64))
+    queue_id: Mapped[int | None] = mapped_column(BigInteger)  # the `audit_queue` row it was sequenced from
+
+
+class AuditQueued(Base):
+    __tablename__ = "audit_queue"
+    # AUTOINCREMENT on SQLite: a key is never given twice, even after the queue was emptied.
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)  # RFC 8785, with "index":-1 and "prev_checkpoint_size":-1
+    time: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(8))
+    agency: Mapped[str | None] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(128))
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    record_ids: Mapped[str] = mapped_column(Text)  # a JSON array of the record ids, once each
 
 
 class AuditEntryRecord(Base):

@@ -1,18 +1,26 @@
 """Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
 
 `install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs before the
-unit of work's commit (Flask runs them in reverse order of registration), and before any hook installed between the
-two (the envelope layer seals responses with the entry's receipt there). For each `/v1/` response:
+unit of work's commit (Flask runs them in reverse order of registration). For each `/v1/` response:
 
-- success (< 400): the entry is appended in the request's own transaction; the unit of work commits it with the
-  request's changes, so both are stored or neither is. If the append fails, the call fails with 503
-  `audit_unavailable` and nothing is committed.
+- success (< 400): the entry is queued in the request's own transaction (`AuditLog.enqueue`: one INSERT, no lock);
+  the unit of work commits it with the request's changes, so both are stored or neither is. If queueing fails, the
+  call fails with 503 `audit_unavailable` and nothing is committed. Right after the commit (`db.after_commit`) the
+  entry is sequenced into the log (`AuditLog.settle`, batched with whatever other workers queued meanwhile) and the
+  response gets its `Audit-Index` and `Audit-Leaf-Hash`; the envelope layer seals the response after that, with
+  the entry's receipt.
+- if that sequencing fails (the database went away between the two transactions), the call's changes and its entry
+  are stored, but the entry has no index yet: the response is 503 `audit_unavailable` with a message saying so, and
+  no data (a data-bearing response cannot be sealed without its receipt). The queued entry is sequenced by the next
+  integration (the next call on any worker, `exchange audit checkpoint`), and the failed response is recorded too.
 - failure (>= 400, including the case above): the request's changes are rolled back, then its entry (a `deny` for
-  401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is appended and
-  committed on its own. If even that fails, the response is 503 `audit_unavailable`.
-- a call whose entry was appended but that fails afterwards (a later hook refuses it, or the commit fails: the entry
-  is rolled back with the changes) is recorded as a failure on its own once its final response is known
-  (Flask's `request_finished` signal, after every after-request hook).
+  401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is queued,
+  committed on its own and sequenced. If even queueing fails, the response is 503 `audit_unavailable`.
+- a call whose entry was queued but that fails afterwards is recorded as a failure on its own once its final
+  response is known (Flask's `request_finished` signal, after every after-request hook): if a later hook refused it
+  or the commit failed, its entry was rolled back with its changes and the failure is its only entry; if it failed
+  after the commit (its response could not be sealed, or its entry not sequenced), the failure is a second entry
+  with the same `request_id`, after the one that records what was committed.
 
 The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 """
@@ -31,7 +39,7 @@ from sqlalchemy.orm import Session
 from exchange.audit import context
 from exchange.audit.checkpoint import NoteVerifier
 from exchange.audit.errors import AuditUnavailable
-from exchange.audit.services import AppendedEntry, AuditLog, Event, Signer
+from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
 from exchange.http_errors import error_response
@@ -44,6 +52,8 @@ INDEX_HEADER = "Audit-Index"
 LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 REGISTER_OWNER = "interior"  # reads by any other agency disclose the register's data to it
 AUDITED_PREFIX = "/v1/"
+NOT_SEQUENCED = ("Your call was carried out and its audit entry stored, but the entry could not be given its place in "
+                 "the audit log yet (it will be); the response is withheld. Check before retrying a write.")
 
 
 # ---- the app's audit key and origin ---------------------------------------------------------------------------------
@@ -204,10 +214,10 @@ def _unavailable() -> Response:
                           message=AuditUnavailable.default_message)
 
 
-def _append_request_entry(session: Session, response: Response) -> AppendedEntry:
-    """Append the request's entry; anything going wrong, whatever it is, is `AuditUnavailable` (fail closed)."""
+def _queue_request_entry(session: Session, response: Response) -> QueuedEntry:
+    """Queue the request's entry; anything going wrong, whatever it is, is `AuditUnavailable` (fail closed)."""
     try:
-        return AuditLog(session=session).append([request_event(response)])[0]
+        return AuditLog(session=session).enqueue([request_event(response)])[0]
     except AuditUnavailable:
         raise
     except Exception as e:
@@ -216,38 +226,56 @@ def _append_request_entry(session: Session, response: Response) -> AppendedEntry
 
 
 def _append_failure(session: Session, response: Response) -> AppendedEntry | None:
-    """Discard the call's changes, then record it as failed in a transaction of its own; None if even that fails."""
+    """Discard the call's changes, then record it as failed in a transaction of its own and sequence that entry;
+    None if it could not be stored or not sequenced (if stored, the next integration sequences it)."""
     session.rollback()
     try:
-        entry = _append_request_entry(session, response)
+        queued = _queue_request_entry(session, response)
         session.commit()
     except (AuditUnavailable, SQLAlchemyError):
         session.rollback()
         log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
-    return entry
+    try:
+        return AuditLog(session=session).settle(queued)
+    except AuditUnavailable:
+        log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
+        return None
+
+
+def _settle_request_entry(response: Response) -> Response:
+    """After the request's commit: sequence its entry and name it in the response."""
+    queued: QueuedEntry = g.audit_queued
+    try:
+        entry = AuditLog(session=db.session).settle(queued)
+    except AuditUnavailable:
+        log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
+        return error_response(status=AuditUnavailable.status, code=AuditUnavailable.code, message=NOT_SEQUENCED)
+    return _with_entry(response, entry)
 
 
 def record_api_call(response: Response) -> Response:
-    """Append the current `/v1/` call's entry (see the module docstring for the order of things)."""
+    """Queue the current `/v1/` call's entry (see the module docstring for the order of things)."""
     session = db.session
     if response.status_code < 400:
         try:
-            entry = _append_request_entry(session, response)
+            queued = _queue_request_entry(session, response)
         except AuditUnavailable:
             log.error("audit append failed", extra={"code": AuditUnavailable.code})
             response = _unavailable()
         else:
-            g.audit_entry = entry  # the unit of work commits it, unless the call still fails (`record_late_failure`)
-            return _with_entry(response, entry)
+            g.audit_queued = queued  # committed by the unit of work, unless the call still fails
+            db.after_commit(_settle_request_entry)
+            return response
     failure = _append_failure(session, response)
     return _with_entry(response, failure) if failure is not None else _unavailable()
 
 
 def record_late_failure(response: Response) -> None:
-    """The call's entry was appended but its final response is an error (a later hook refused it, or the commit
-    failed): the entry was rolled back with the call's changes. Record the failure on its own."""
-    if g.pop("audit_entry", None) is None or response.status_code < 400:
+    """The call's entry was queued but its final response is an error: a later hook refused it or the commit failed
+    (the entry was rolled back with the call's changes), or it failed after the commit (sealing, sequencing).
+    Record the failure on its own."""
+    if g.pop("audit_queued", None) is None or response.status_code < 400:
         return
     failure = _append_failure(db.session, response)
     if failure is not None:

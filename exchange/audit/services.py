@@ -1,17 +1,34 @@
-"""The audit log: append entries under one lock, serve entries, proofs and searches, and sign checkpoints.
+"""The audit log: sequence entries under one lock, serve entries, proofs and searches, and sign checkpoints.
 
-Sequencing. An append locks the single `audit_head` row (PostgreSQL: `SELECT ... FOR UPDATE`; SQLite: the database
-write lock, taken by a write to the head), reads the size and the frontier, gives the new entries the indices
-`size, size + 1, ...`, writes them with the tree nodes they complete, and moves the head, all in the caller's
-transaction. The lock is held until that transaction ends, so two appenders (processes, machines) never read the same
-size: no duplicates, no forks; and since the entry, its index and the head commit or roll back together, no gaps.
-Call `append` last in a transaction: it holds the log's only lock until the commit.
+Deferred sequencing (as Certificate Transparency logs and Trillian do it). A call's entry is made durable in two
+steps:
 
-Batching. `append` takes several events at once: one lock, one frontier read and one write for all of them (on
-PostgreSQL a single statement inserts the entries, their record ids and tree nodes and moves the head), so a
-transaction that records several events pays for the lock, the round trips and the commit once. Events of different
-transactions are never batched together: each call's entry commits with that call's data, and the lock is held
-from reading the size to that commit, so one-entry transactions are bounded by the database's commit latency.
+1. `enqueue`, in the call's own transaction: one INSERT into `audit_queue` of the entry's leaf with its `index` and
+   `prev_checkpoint_size` left open, and the columns it will be searched by. It takes no lock, so calls commit side
+   by side. The committed queue row *is* the durable entry: it commits with the call's data or not at all (fail
+   closed), and an acknowledged call always has it.
+2. `settle`, after that commit, in a transaction of its own: lock the single `audit_head` row (PostgreSQL
+   `SELECT ... FOR UPDATE`; SQLite: the database write lock, taken by a write to the head), take every committed
+   queue row in key order (`integrate`), give them the indices `size, size + 1, ...`, fill in their leaves, write
+   them with the tree nodes they complete, delete them from the queue, move the head, commit. One transaction
+   sequences however many entries were queued meanwhile: the calls of other workers and machines that committed
+   while the lock was held are batched into the next integration. The call then learns its entry's index and leaf
+   hash, from its own integration or, if another worker's integration took its row, from the log
+   (`audit_entries.queue_id`, searched from the log's size when the row was queued).
+
+The lock is in the database, so any number of processes and machines sharing it sequence without gaps, duplicates
+or forks: the head, the entries, their nodes and the deletion of their queue rows commit or roll back together, and
+a queue row is taken by exactly one integration. A row whose call crashed (or whose integration failed) after its
+commit stays queued until the next integration by anyone: the next call, `checkpoint` (`exchange audit checkpoint
+--every`), or a synchronous `append`. Readers (entries, proofs, exports, the verifier) see sequenced entries only.
+
+`append` is the synchronous form, for callers that need the index inside their transaction (tokens, the command
+line): it locks the head in the caller's transaction, integrates what is queued, then appends its own events, and
+holds the lock until the caller commits. Call it last in a transaction.
+
+Batching. Each integration writes all its entries, their record ids and tree nodes, and moves the head in one
+statement on PostgreSQL (one per table on SQLite); the leaves are built before the lock is taken (only the two
+numbers are spliced in under it).
 """
 
 from __future__ import annotations
@@ -25,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import rfc8785
-from sqlalchemy import Select, Table, and_, insert, select, text, tuple_, update
+from sqlalchemy import Select, Table, and_, delete, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -35,7 +52,7 @@ from exchange.audit import merkle
 from exchange.audit.checkpoint import Checkpoint, sign_checkpoint
 from exchange.audit.errors import AuditUnavailable
 from exchange.audit.merkle import ConsistencyProof, Frontier, InclusionProof
-from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode
+from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode, AuditQueued
 from exchange.db import utcnow
 from exchange.errors import ValidationFailed
 from exchange.keys.store import b64url
@@ -58,13 +75,15 @@ _entries = cast(Table, AuditEntry.__table__)
 _records = cast(Table, AuditEntryRecord.__table__)
 _nodes = cast(Table, AuditNode.__table__)
 _head = cast(Table, AuditHead.__table__)
-_ENTRY_COLUMNS = ("idx", "leaf", "time", "action", "outcome", "agency", "client_id", "purpose")
+_queue = cast(Table, AuditQueued.__table__)
+INTEGRATE_BATCH = 5000  # queue rows sequenced per transaction at most (a backlog is worked off in several)
+_ENTRY_COLUMNS = ("idx", "leaf", "time", "action", "outcome", "agency", "client_id", "purpose", "queue_id")
 _PG_WRITE = text("""
 WITH entries AS (
-    INSERT INTO audit_entries (idx, leaf, time, action, outcome, agency, client_id, purpose)
+    INSERT INTO audit_entries (idx, leaf, time, action, outcome, agency, client_id, purpose, queue_id)
     SELECT * FROM unnest(CAST(:idx AS bigint[]), CAST(:leaf AS bytea[]), CAST(:time AS timestamptz[]),
                          CAST(:action AS varchar[]), CAST(:outcome AS varchar[]), CAST(:agency AS varchar[]),
-                         CAST(:client_id AS varchar[]), CAST(:purpose AS varchar[]))
+                         CAST(:client_id AS varchar[]), CAST(:purpose AS varchar[]), CAST(:queue_id AS bigint[]))
 ), records AS (
     INSERT INTO audit_entry_records (record_id, idx)
     SELECT * FROM unnest(CAST(:record_id AS varchar[]), CAST(:record_idx AS bigint[]))
@@ -74,6 +93,37 @@ WITH entries AS (
 )
 UPDATE audit_head SET size = :size, frontier = :frontier WHERE id = 1
 """)
+# Queue an entry and read the log's size in the same statement: the entry's index will be at least that size.
+_PG_ENQUEUE = text("""
+INSERT INTO audit_queue (leaf, time, action, outcome, agency, client_id, purpose, record_ids)
+VALUES (:leaf, :time, :action, :outcome, :agency, :client_id, :purpose, :record_ids)
+RETURNING id, COALESCE((SELECT size FROM audit_head WHERE id = 1), 0)
+""")
+# Under the head lock (`append`, `checkpoint`): take the oldest committed queue rows, skipping rows that a settling
+# call has taken and not committed yet (it waits for this lock next; waiting for its rows here would deadlock).
+_PG_TAKE = text("""
+DELETE FROM audit_queue WHERE id IN (SELECT id FROM audit_queue ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED)
+RETURNING id, leaf, time, action, outcome, agency, client_id, purpose, record_ids
+""")
+# `settle` on PostgreSQL, one statement: take the oldest committed queue rows, then lock and read the head only if
+# it took any. Rows are locked in key order, so two settling calls never wait for each other in a cycle; a row that
+# another settling call took is waited for (until that call commits its entry) and skipped. The head is locked
+# after the rows and read as it is once locked (READ COMMITTED: the latest committed version), and whoever holds it
+# waits for no row, so nothing waits in a cycle. A call whose row another call took holds no lock at all.
+_RAW_SETTLE = """
+WITH taken AS (
+    DELETE FROM audit_queue WHERE id IN (SELECT id FROM audit_queue ORDER BY id LIMIT %(limit)s FOR UPDATE)
+    RETURNING id, leaf, time, action, outcome, agency, client_id, purpose, record_ids
+), head AS (
+    SELECT size, frontier, checkpoint_size FROM audit_head WHERE id = 1 AND EXISTS (SELECT FROM taken) FOR UPDATE
+)
+SELECT taken.*, head.size, head.frontier, head.checkpoint_size FROM taken LEFT JOIN head ON true
+"""
+_RAW_WRITE = re.sub(r"(?<!:):([a-z_]+)", r"%(\1)s", _PG_WRITE.text)
+_RAW_FIND = """
+SELECT e.idx, n.hash FROM audit_entries e JOIN audit_nodes n ON n.level = 0 AND n.idx = e.idx
+WHERE e.idx >= %(floor)s AND e.queue_id = %(queue_id)s
+"""
 _PG_ENTRIES = """
 SELECT e.idx, e.leaf, n.hash FROM audit_entries e LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = e.idx
 WHERE e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT %s
@@ -165,6 +215,72 @@ def encode_entry(members: Mapping[str, Any]) -> bytes:
     return rfc8785.dumps(dict(members))
 
 
+# The two members only the sequencer knows, as they stand in a queued leaf. RFC 8785 writes the members sorted and
+# integers in plain decimal, both are followed by another member ("method", "purpose"), and a `"` inside a string is
+# always escaped, so each of these byte strings occurs exactly once in a queued leaf, at the top level.
+_INDEX_MARK = b'"index":-1,'
+_PREV_MARK = b'"prev_checkpoint_size":-1,'
+
+
+def queue_leaf(event: Event) -> bytes:
+    """The event's leaf with `index` and `prev_checkpoint_size` still open (-1)."""
+    leaf = encode_entry(event.members(index=-1, prev_checkpoint_size=-1))
+    if leaf.count(_INDEX_MARK) != 1 or leaf.count(_PREV_MARK) != 1:
+        raise ValueError("a queued leaf names its index and checkpoint size once")
+    return leaf
+
+
+def fill_leaf(queued: bytes, *, index: int, prev_checkpoint_size: int) -> bytes:
+    """The leaf of a queued entry given its index: the RFC 8785 encoding of the same members with the two numbers
+    (byte for byte what `encode_entry` makes of them)."""
+    before, mark, rest = queued.partition(_INDEX_MARK)
+    middle, mark2, after = rest.partition(_PREV_MARK)
+    if not mark or not mark2 or index < 0 or prev_checkpoint_size < 0:
+        raise ValueError("not a queued leaf")
+    return b"".join((before, b'"index":%d,' % index, middle, b'"prev_checkpoint_size":%d,' % prev_checkpoint_size,
+                     after))
+
+
+def _queue_row(event: Event) -> dict[str, Any]:
+    return {"leaf": queue_leaf(event), "time": event.time, "action": event.action, "outcome": event.outcome,
+            "agency": event.agency, "client_id": event.client_id, "purpose": event.purpose,
+            "record_ids": json.dumps(list(dict.fromkeys(event.record_ids)))}
+
+
+@dataclass(frozen=True, kw_only=True)
+class QueuedEntry:
+    """An entry queued in a transaction: its queue row, and the log's size then (its index will be at least that)."""
+
+    queue_id: int
+    floor: int
+
+
+def _write_parameters(entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
+                      *, size: int, frontier: bytes) -> dict[str, Any]:
+    """The parameters of `_PG_WRITE`: each table's rows as arrays."""
+    return {
+        **{name: [row[name] for row in entries] for name in _ENTRY_COLUMNS},
+        "record_id": [row["record_id"] for row in records], "record_idx": [row["idx"] for row in records],
+        "level": [row["level"] for row in nodes], "node_idx": [row["idx"] for row in nodes],
+        "hash": [row["hash"] for row in nodes], "size": size, "frontier": frontier,
+    }
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Item:
+    """An entry about to be sequenced: its queued leaf and the columns it is searched by (None: not from the queue)."""
+
+    queue_id: int | None
+    leaf: bytes
+    time: datetime
+    action: str
+    outcome: str
+    agency: str | None
+    client_id: str | None
+    purpose: str | None
+    record_ids: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class AppendedEntry:
     index: int
@@ -211,6 +327,9 @@ class _Head:
     checkpoint_size: int
 
 
+_Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[AppendedEntry]]
+
+
 class AuditLog:
     """The log in one session. Writes (`append`, `checkpoint`) flush and lock; the caller commits."""
 
@@ -223,32 +342,169 @@ class AuditLog:
 
     # ---- writing ---------------------------------------------------------------------------------------------------
 
+    def enqueue(self, events: Sequence[Event]) -> list[QueuedEntry]:
+        """Queue the events' entries in the caller's transaction (no lock): once it commits they are stored, and
+        `settle` or any later integration sequences them. Raise `AuditUnavailable` if that fails (the caller's
+        transaction must then roll back)."""
+        try:
+            queued: list[QueuedEntry] = []
+            for event in events:
+                row = _queue_row(event)
+                if self._dialect == "postgresql":
+                    queue_id, floor = self.session.execute(_PG_ENQUEUE, row).one()
+                else:
+                    queue_id = self.session.execute(insert(_queue).values(row).returning(_queue.c.id)).scalar_one()
+                    floor = self.size()
+                queued.append(QueuedEntry(queue_id=queue_id, floor=floor))
+        except (SQLAlchemyError, ValueError) as e:
+            raise AuditUnavailable() from e
+        return queued
+
+    def integrate(self, *, limit: int = INTEGRATE_BATCH) -> dict[int, AppendedEntry]:
+        """Sequence the committed queue rows (at most `limit`, oldest first) in the caller's transaction, holding
+        the head lock until it ends; return each row's entry by queue id ({} if nothing was queued)."""
+        try:
+            head = self._lock_head()
+            items = self._take_queued(limit)
+            if not items:
+                return {}
+            appended = self._sequence(head, items)
+        except (SQLAlchemyError, ValueError) as e:
+            raise AuditUnavailable() from e
+        return {item.queue_id: entry for item, entry in zip(items, appended, strict=True) if item.queue_id is not None}
+
+    def find(self, queued: QueuedEntry) -> AppendedEntry | None:
+        """The entry sequenced from a queue row (None while it is still queued)."""
+        row = self.session.execute(
+            select(_entries.c.idx, _nodes.c.hash)
+            .join(_nodes, and_(_nodes.c.level == 0, _nodes.c.idx == _entries.c.idx))
+            .where(_entries.c.idx >= queued.floor, _entries.c.queue_id == queued.queue_id)
+        ).first()
+        return None if row is None else AppendedEntry(index=row.idx, leaf_hash=row.hash)
+
+    def settle(self, queued: QueuedEntry, *, attempts: int = 3) -> AppendedEntry:
+        """After the commit of the transaction that queued an entry: sequence it (with everything else queued, in
+        transactions of their own) and return its index and leaf hash. A round that fails (a deadlock the database
+        broke, a lost connection) is retried, `attempts` times in all; then `AuditUnavailable` is raised. The entry
+        stays queued (it is stored) and the next integration sequences it."""
+        failures = 0
+        while True:
+            try:
+                if self._dialect == "postgresql":
+                    done, mine = self._settle_round_postgresql(queued)
+                else:
+                    done, mine = self._settle_round(queued)
+            except Exception as e:  # SQLAlchemy's errors, and the driver's own on the PostgreSQL path
+                self.session.rollback()
+                failures += 1
+                if failures >= attempts:
+                    raise AuditUnavailable() from e
+                continue
+            if mine is not None:
+                return mine
+            if not done:  # neither queued nor sequenced: the row was removed behind the log's back
+                raise AuditUnavailable("The audit entry is neither queued nor in the log.")
+
+    def _settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
+        """One integration in a transaction of its own: (whether it sequenced anything, the entry if known)."""
+        integrated = self.integrate()
+        if integrated:
+            self.session.commit()
+        else:
+            self.session.rollback()  # release the lock before looking: whoever took the row has committed
+        return bool(integrated), integrated.get(queued.queue_id) or self.find(queued)
+
+    def _settle_round_postgresql(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
+        """`_settle_round` in two network round trips, through the session's own connection in psycopg's pipeline
+        mode: (1) `_RAW_SETTLE` (take the queued rows, then lock the head), then look for the entry in the log
+        (a statement of its own: its snapshot sees the commit of whoever took the row); (2) write and commit, or
+        roll back. A call whose row another call took only waits for that call's commit and reads its index."""
+        driver = self.session.connection().connection.driver_connection
+        with driver.pipeline():  # type: ignore[union-attr]
+            take = driver.execute(_RAW_SETTLE, {"limit": INTEGRATE_BATCH})  # type: ignore[union-attr]
+            look = driver.execute(_RAW_FIND, {"floor": queued.floor, "queue_id": queued.queue_id})  # type: ignore[union-attr]
+            rows, found = take.fetchall(), look.fetchone()
+        mine = None if found is None else AppendedEntry(index=found[0], leaf_hash=found[1])
+        if not rows:
+            self.session.rollback()
+            return False, mine
+        if rows[0][9] is None:  # an empty log without its head row: create it, then take the rows again
+            self.session.rollback()
+            self._lock_head()
+            self.session.commit()
+            return True, mine
+        items = sorted((_Item(queue_id=r[0], leaf=r[1], time=r[2], action=r[3], outcome=r[4], agency=r[5],
+                              client_id=r[6], purpose=r[7], record_ids=r[8]) for r in rows),
+                       key=lambda item: item.queue_id or 0)
+        head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
+        (entry_rows, record_rows, node_rows, appended), size, frontier = self._rows(head, items)
+        parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
+        with driver.pipeline():  # type: ignore[union-attr]
+            driver.execute(_RAW_WRITE, parameters)  # type: ignore[union-attr]
+            driver.commit()  # type: ignore[union-attr]
+        self.session.commit()  # the driver's transaction is over: this only ends the session's
+        for item, entry in zip(items, appended, strict=True):
+            if item.queue_id == queued.queue_id:
+                mine = entry
+        return True, mine
+
     def append(self, events: Sequence[Event]) -> list[AppendedEntry]:
-        """Give the events the next indices and write them, their tree nodes and the new head; raise
+        """Synchronously: sequence what is queued, then give the events the next indices and write them, their tree
+        nodes and the new head, in the caller's transaction (holding the head lock until it ends); raise
         `AuditUnavailable` if any of it fails (the caller's transaction must then roll back)."""
         if not events:
             return []
         try:
+            own = [_Item(queue_id=None, **_queue_row(event)) for event in events]
             head = self._lock_head()
-            frontier = Frontier.decode(head.size, head.frontier)
-            entry_rows: list[dict[str, Any]] = []
-            record_rows: list[dict[str, Any]] = []
-            node_rows: list[dict[str, Any]] = []
-            appended: list[AppendedEntry] = []
-            for event in events:
-                index = frontier.size
-                leaf = encode_entry(event.members(index=index, prev_checkpoint_size=head.checkpoint_size))
-                leaf_hash = merkle.leaf_hash(leaf)
-                node_rows += [{"level": level, "idx": i, "hash": h} for (level, i), h in frontier.append(leaf_hash)]
-                entry_rows.append({"idx": index, "leaf": leaf, "time": event.time, "action": event.action,
-                                   "outcome": event.outcome, "agency": event.agency, "client_id": event.client_id,
-                                   "purpose": event.purpose})
-                record_rows += [{"record_id": r, "idx": index} for r in dict.fromkeys(event.record_ids)]
-                appended.append(AppendedEntry(index=index, leaf_hash=leaf_hash))
-            self._write(entry_rows, record_rows, node_rows, size=frontier.size, frontier=frontier.encode())
+            queued = self._take_queued(INTEGRATE_BATCH)
+            appended = self._sequence(head, [*queued, *own])
         except (SQLAlchemyError, ValueError) as e:
             raise AuditUnavailable() from e
+        return appended[len(queued):]
+
+    def _take_queued(self, limit: int) -> list[_Item]:
+        """Remove up to `limit` committed queue rows, oldest first, under the head lock, and return them."""
+        if self._dialect == "postgresql":
+            rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
+            items = [_Item(queue_id=r.id, leaf=r.leaf, time=r.time, action=r.action, outcome=r.outcome,
+                           agency=r.agency, client_id=r.client_id, purpose=r.purpose, record_ids=r.record_ids)
+                     for r in rows]
+            items.sort(key=lambda item: item.queue_id or 0)
+            return items
+        # SQLite: the head lock is the database write lock, so no other transaction can be adding rows.
+        rows = self.session.execute(select(_queue).order_by(_queue.c.id).limit(limit)).all()
+        if rows:
+            self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
+        return [_Item(queue_id=r.id, leaf=r.leaf, time=r.time, action=r.action, outcome=r.outcome, agency=r.agency,
+                      client_id=r.client_id, purpose=r.purpose, record_ids=r.record_ids) for r in rows]
+
+    def _sequence(self, head: _Head, items: Sequence[_Item]) -> list[AppendedEntry]:
+        """Give the items the indices after `head`, and write them, their tree nodes and the new head (locked)."""
+        (entry_rows, record_rows, node_rows, appended), size, frontier = self._rows(head, items)
+        if items:
+            self._write(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
         return appended
+
+    @staticmethod
+    def _rows(head: _Head, items: Sequence[_Item]) -> tuple[_Rows, int, bytes]:
+        """The rows sequencing the items after `head` writes, the new size and the new frontier."""
+        frontier = Frontier.decode(head.size, head.frontier)
+        entry_rows: list[dict[str, Any]] = []
+        record_rows: list[dict[str, Any]] = []
+        node_rows: list[dict[str, Any]] = []
+        appended: list[AppendedEntry] = []
+        for item in items:
+            index = frontier.size
+            leaf = fill_leaf(item.leaf, index=index, prev_checkpoint_size=head.checkpoint_size)
+            leaf_hash = merkle.leaf_hash(leaf)
+            node_rows += [{"level": level, "idx": i, "hash": h} for (level, i), h in frontier.append(leaf_hash)]
+            entry_rows.append({"idx": index, "leaf": leaf, "time": item.time, "action": item.action,
+                               "outcome": item.outcome, "agency": item.agency, "client_id": item.client_id,
+                               "purpose": item.purpose, "queue_id": item.queue_id})
+            record_rows += [{"record_id": r, "idx": index} for r in json.loads(item.record_ids)]
+            appended.append(AppendedEntry(index=index, leaf_hash=leaf_hash))
+        return (entry_rows, record_rows, node_rows, appended), frontier.size, frontier.encode()
 
     def _write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
                *, size: int, frontier: bytes) -> None:
@@ -256,12 +512,7 @@ class AuditLog:
         if self._dialect == "postgresql":
             # One statement, compiled once for any batch size: each table's rows as arrays, unnested by a
             # data-modifying WITH query (those run exactly once, whether or not the main statement reads them).
-            self.session.execute(_PG_WRITE, {
-                **{name: [row[name] for row in entries] for name in _ENTRY_COLUMNS},
-                "record_id": [row["record_id"] for row in records], "record_idx": [row["idx"] for row in records],
-                "level": [row["level"] for row in nodes], "node_idx": [row["idx"] for row in nodes],
-                "hash": [row["hash"] for row in nodes], "size": size, "frontier": frontier,
-            })
+            self.session.execute(_PG_WRITE, _write_parameters(entries, records, nodes, size=size, frontier=frontier))
             return
         for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
             if rows:
@@ -284,6 +535,11 @@ class AuditLog:
             row = locked
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
 
+    def _read_head(self) -> _Head:
+        row = self.session.execute(select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size)
+                                   .where(AuditHead.id == 1)).one()
+        return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
+
     def _create_head(self) -> Any:
         insert_ = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
         return insert_(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
@@ -291,9 +547,13 @@ class AuditLog:
         )
 
     def checkpoint(self, *, signer: Signer, origin: str, now: datetime | None = None) -> AuditCheckpoint:
-        """The latest checkpoint, after signing a new one if the log grew since it (holds the head lock)."""
+        """The latest checkpoint, after sequencing what is queued and signing a new one if the log grew since it
+        (holds the head lock until the caller's transaction ends)."""
         try:
             head = self._lock_head()
+            while queued := self._take_queued(INTEGRATE_BATCH):
+                self._sequence(head, queued)
+                head = self._read_head()
             latest = self.latest_checkpoint()
             if latest is not None and latest.size == head.size:
                 return latest

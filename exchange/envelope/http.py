@@ -182,16 +182,20 @@ def seal_response(response: Response) -> Response:
 
 def install_envelopes(app: Flask) -> None:
     """Call between `db.install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
-    reverse order, so responses are sealed after their audit entry is appended."""
+    reverse order, so the audit hook queues the call's entry first; responses are sealed after the commit, once the
+    entry has its index (`db.after_commit`, run in the order registered: the audit log's first)."""
     app.config.setdefault("ENVELOPE_MAX_BYTES", 1024 * 1024)
 
-    @app.after_request
-    def _seal(response: Response) -> Response:
-        if not envelopes_required(app) or not request.path.startswith(API_PREFIX):
-            return response
+    def _seal_committed(response: Response) -> Response:
         try:
             return seal_response(response)
         except ExchangeError as e:
             from exchange.http_errors import error_response
 
             return error_response(status=e.status, code=e.code, message=e.message)
+
+    @app.after_request
+    def _seal(response: Response) -> Response:
+        if envelopes_required(app) and request.path.startswith(API_PREFIX):
+            db.after_commit(_seal_committed)
+        return response

@@ -1,6 +1,7 @@
-"""Four processes append to one PostgreSQL log at once, as four gunicorn workers (or four machines) would: single
-entries and batches, each in its own transaction, with checkpoints signed in between. The log ends gap-free, every
-index given once, and its root equals a recomputation from the leaves."""
+"""Four processes append to one PostgreSQL log at once, as four gunicorn workers (or four machines) would: entries
+queued and sequenced after their commit as every API call does it (some left queued, as by a worker that crashed
+after its commit), synchronous single entries and batches, each in its own transaction, with checkpoints signed in
+between. The log ends gap-free, every index given once, and its root equals a recomputation from the leaves."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from exchange.audit import merkle
 from exchange.audit.checkpoint import NoteVerifier
 from exchange.audit.recorder import record_event
-from exchange.audit.services import AuditLog
+from exchange.audit.services import AuditLog, QueuedEntry
 from exchange.audit.verify import DatabaseSource, verify_log
 from exchange.auth.caller import Caller
 from exchange.db import make_engine
@@ -24,7 +25,8 @@ from exchange.keys.store import ExchangeKey
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
 
 WORKERS = 4
-ROUNDS = 150  # per worker: one single entry and one batch of four per round -> 750 entries per worker
+ROUNDS = 150  # per worker: two queued entries, one single entry and a batch of four per round -> 1050 per worker
+PER_ROUND = 7
 ORIGIN = "exchange.test/audit"
 SEED = bytes(range(32))
 
@@ -40,24 +42,37 @@ def audit_key() -> ExchangeKey:
 
 
 def append_worker(url: str, worker: int) -> list[int]:
-    """One process: ROUNDS x (a single entry through record_event, then a batch of four), a transaction each;
-    worker 0 also signs a checkpoint every 25 rounds."""
+    """One process: ROUNDS x (two entries queued and sequenced as an API call does, a single entry through
+    record_event, then a batch of four), a transaction each; every 10th round one queued entry is left unsequenced
+    (a crash after its commit: any later integration takes it) and looked for at the end; worker 0 also signs a
+    checkpoint every 25 rounds."""
     engine = make_engine(url)
     indices: list[int] = []
+    orphans: list[QueuedEntry] = []
     caller = Caller(agency="border", client_id=f"worker-{worker}", purpose="border-screening")
     try:
         with Session(engine) as session:
+            log = AuditLog(session=session)
             for round_ in range(ROUNDS):
+                for call in range(2):
+                    [queued] = log.enqueue([event(worker * 100_000 + round_ * 10 + call)])
+                    session.commit()
+                    if call == 1 and round_ % 10 == 9:
+                        orphans.append(queued)  # "crashed" between its commit and its sequencing
+                        continue
+                    indices.append(log.settle(queued).index)
                 entry = record_event(session, action="consult", outcome="success", status=200, caller=caller,
                                      request_id=f"{worker}-{round_}", method="GET", path="/v1/returnees")
                 session.commit()
-                batch = AuditLog(session=session).append([event(worker * 10_000 + round_ * 4 + n) for n in range(4)])
+                batch = log.append([event(worker * 100_000 + round_ * 10 + 2 + n) for n in range(4)])
                 session.commit()
                 indices += [entry.index, *(e.index for e in batch)]
                 assert [e.index for e in batch] == list(range(batch[0].index, batch[0].index + 4))
                 if worker == 0 and round_ % 25 == 24:
-                    AuditLog(session=session).checkpoint(signer=audit_key(), origin=ORIGIN)
+                    log.checkpoint(signer=audit_key(), origin=ORIGIN)
                     session.commit()
+            for orphan in orphans:  # sequenced meanwhile by any call, append or checkpoint, or now
+                indices.append(log.settle(orphan).index)
     finally:
         engine.dispose()
     return indices
@@ -67,7 +82,7 @@ def test_four_processes_append_without_gaps_duplicates_or_forks(app: Flask, data
     context = multiprocessing.get_context("spawn")
     with context.Pool(WORKERS) as pool:
         results = pool.starmap(append_worker, [(database_url, w) for w in range(WORKERS)])
-    total = WORKERS * ROUNDS * 5
+    total = WORKERS * ROUNDS * PER_ROUND
     given = Counter(i for indices in results for i in indices)
     assert sorted(given) == list(range(total)) and set(given.values()) == {1}, "every index exactly once"
     entries = stored_entries(app)

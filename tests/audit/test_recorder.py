@@ -18,13 +18,14 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import merkle
 from exchange.audit.errors import AuditUnavailable
-from exchange.audit.models import AuditHead
+from exchange.audit.models import AuditHead, AuditQueued
 from exchange.audit.recorder import record_event
-from exchange.audit.services import ENTRY_MEMBERS, AuditLog
+from exchange.audit.services import ENTRY_MEMBERS, AuditLog, encode_entry, fill_leaf, queue_leaf
 from exchange.auth.caller import Caller
 from exchange.db import db
 from exchange.register.models import Returnee
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
+from tests.audit.test_concurrency import audit_key
 from tests.conftest import AgencyClient, returnee_body
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -143,7 +144,7 @@ def test_fail_closed_when_the_entry_cannot_be_written(
     def broken(self: AuditLog, events: Any) -> Any:
         raise AuditUnavailable()
 
-    monkeypatch.setattr(AuditLog, "append", broken)
+    monkeypatch.setattr(AuditLog, "enqueue", broken)
     response = interior.post("/v1/returnees", json=returnee_body())
     assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
     assert "Audit-Index" not in response.headers
@@ -154,7 +155,7 @@ def test_fail_closed_when_the_entry_cannot_be_written(
 def test_when_only_the_append_fails_the_failure_is_recorded(
     app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = AuditLog.append
+    real = AuditLog.enqueue
     calls: list[int] = []
 
     def fails_once(self: AuditLog, events: Any) -> Any:
@@ -164,7 +165,7 @@ def test_when_only_the_append_fails_the_failure_is_recorded(
             raise AuditUnavailable()
         return real(self, events)
 
-    monkeypatch.setattr(AuditLog, "append", fails_once)
+    monkeypatch.setattr(AuditLog, "enqueue", fails_once)
     response = interior.post("/v1/returnees", json=returnee_body())
     assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
     assert returnee_count(app) == 0
@@ -256,3 +257,91 @@ def test_concurrent_calls_get_gap_free_indices_and_one_tree(
         assert log.size() == 31
         frontier = merkle.Frontier.decode(31, session.scalars(select(AuditHead.frontier)).one())
     assert frontier.root() == merkle.root_of(merkle.leaf_hash(leaf) for leaf in leaves)
+
+
+# ---- deferred sequencing: entries queued with their call's data, sequenced after its commit ------------------------
+
+
+def queue_count(app: Flask) -> int:
+    with Session(engine_of(app)) as session:
+        return session.scalar(select(func.count()).select_from(AuditQueued)) or 0
+
+
+def test_an_entry_committed_but_not_sequenced_is_sequenced_by_the_next_call(app: Flask, interior: AgencyClient) -> None:
+    with Session(engine_of(app)) as session:  # a worker that crashed between its commit and sequencing its entry
+        [orphan] = AuditLog(session=session).enqueue([event(0)])
+        session.commit()
+    assert stored_entries(app) == [] and queue_count(app) == 1, "stored, but not in the log yet"
+    with Session(engine_of(app)) as session:
+        assert AuditLog(session=session).size() == 0
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert response.status_code == 201 and response.headers["Audit-Index"] == "1"
+    entries = stored_entries(app)
+    assert [(e["index"], e["request_id"], e["action"]) for e in entries] == [
+        (0, event(0).request_id, "consult"), (1, response.headers["X-Request-ID"], "collect")]
+    assert queue_count(app) == 0
+    with Session(engine_of(app)) as session:
+        found = AuditLog(session=session).find(orphan)
+    assert found is not None and found.index == 0 and found.leaf_hash == merkle.leaf_hash(stored_leaves(app)[0])
+
+
+def test_a_checkpoint_sequences_what_is_queued(app: Flask) -> None:
+    with Session(engine_of(app)) as session:
+        log = AuditLog(session=session)
+        log.enqueue([event(n) for n in range(3)])
+        session.commit()
+        assert log.size() == 0
+        checkpoint = log.checkpoint(signer=audit_key(), origin="exchange.test/audit")
+        session.commit()
+        size, root = checkpoint.size, checkpoint.root
+    assert size == 3 and queue_count(app) == 0
+    assert [e["request_id"] for e in stored_entries(app)] == [event(n).request_id for n in range(3)]
+    assert root == merkle.root_of(merkle.leaf_hash(leaf) for leaf in stored_leaves(app))
+
+
+def test_a_call_whose_entry_another_worker_sequenced_finds_it(app: Flask) -> None:
+    with Session(engine_of(app)) as first, Session(engine_of(app)) as second:
+        [mine] = AuditLog(session=first).enqueue([event(1, time=event(9).time)])
+        first.commit()
+        [theirs] = AuditLog(session=second).enqueue([event(2)])
+        second.commit()
+        sequenced_theirs = AuditLog(session=second).settle(theirs)  # takes both, in queue order
+        sequenced_mine = AuditLog(session=first).settle(mine)  # finds its own in the log
+    assert (sequenced_mine.index, sequenced_theirs.index) == (0, 1)
+    entries = stored_entries(app)
+    assert [e["time"] for e in entries] == ["2026-01-01T00:00:09.000000Z", "2026-01-01T00:00:02.000000Z"]
+    assert [merkle.leaf_hash(leaf) for leaf in stored_leaves(app)] == [sequenced_mine.leaf_hash,
+                                                                       sequenced_theirs.leaf_hash]
+
+
+def test_a_queued_leaf_is_filled_in_exactly_as_the_encoder_writes_it() -> None:
+    tricky = event(5, path='/v1/"index":-1,\\/\u2028\x1f\x7f/Халимов/😀', reason="x", outcome="failure",
+                   record_ids=('"prev_checkpoint_size":-1,', "b"))
+    queued = queue_leaf(tricky)
+    assert fill_leaf(queued, index=12, prev_checkpoint_size=7) == encode_entry(
+        tricky.members(index=12, prev_checkpoint_size=7))
+
+
+def test_when_sequencing_fails_after_the_commit_the_call_is_stored_and_sequenced_later(
+    app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = AuditLog.settle
+    calls: list[int] = []
+
+    def fails_once(self: AuditLog, queued: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # the database went away between the call's commit and its entry's sequencing
+            raise AuditUnavailable()
+        return real(self, queued, **kwargs)
+
+    monkeypatch.setattr(AuditLog, "settle", fails_once)
+    response = interior.post("/v1/returnees", json=returnee_body())
+    assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
+    assert "stored" in response.get_json()["message"], "the response says the call was carried out"
+    assert returnee_count(app) == 1, "committed with its entry before the sequencing failed"
+    entries = stored_entries(app)
+    # The committed entry was sequenced by the next integration (here: the one recording the failed response).
+    assert [(e["action"], e["outcome"], e["status"], e["reason"]) for e in entries] == [
+        ("collect", "success", 201, None), ("collect", "failure", 503, "audit_unavailable")]
+    assert entries[0]["request_id"] == entries[1]["request_id"] == response.headers["X-Request-ID"]
+    assert response.headers["Audit-Index"] == "1" and queue_count(app) == 0
