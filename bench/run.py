@@ -1,7 +1,8 @@
 """Benchmark the exchange against a bare Flask endpoint measured in the same run.
 
-    .venv/bin/python bench/run.py [--duration 10] [--concurrency 8] [--workers 2] [--warmup 1]
+    .venv/bin/python bench/run.py [--duration 10] [--concurrency 8] [--workers 2[,4]] [--warmup 1]
                                   [--database-url postgresql+psycopg://root@127.0.0.1:5432/test]
+                                  [--redis-url redis://127.0.0.1:6379/0]
                                   [--case NAME ...] [--rounds 1] [--returnees 100] [--json out.json]
 
 Sets up a scratch database (a temporary SQLite file, or a scratch `exchange_bench_<random>` database on the given
@@ -9,6 +10,8 @@ PostgreSQL server, dropped at the end) with demo returnees and an interior clien
 a temporary keys folder, serves the apps under gunicorn on 127.0.0.1, and measures
 in the order baseline, case 1, baseline, case 2, ..., baseline (`--rounds` repeats it). Each case's ratio is taken
 against the baseline runs just before and after its own runs; the table's baseline row is all baseline runs together.
+`--workers 2,4` runs the whole schedule once per worker count (baseline and cases alike: a ratio always compares
+servers with the same number of workers) and prints one table per count, then the per-case ratios side by side.
 Exit status: 0, 1 when any request failed, 2 when the set-up failed.
 
 To add a case, append a `Case` to `CASES` (see the README).
@@ -272,6 +275,33 @@ class Prepared:
     spec: RequestSpec
 
 
+DEFAULT_WORKERS = 2
+PRODUCTION_WORKERS = 4  # wsgi.py: gunicorn --workers 4
+
+
+def _worker_counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a worker count (or comma-separated counts): {text!r}") from e
+    if not counts:
+        raise argparse.ArgumentTypeError("give at least one worker count")
+    return list(dict.fromkeys(counts))
+
+
+@dataclass
+class WorkerRun:
+    """One pass of the schedule with `workers` sync workers per server."""
+
+    workers: int
+    baseline_runs: list[Result]
+    pairs: list[tuple[Result, Result]]
+
+    @property
+    def baseline(self) -> Result:
+        return Result.combine(BASELINE.name, self.baseline_runs)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Requests/s and latency of the exchange next to a bare Flask endpoint, measured in the same run.",
@@ -280,14 +310,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run (default 10)")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load before each run")
     parser.add_argument("--concurrency", type=int, default=8, help="client threads, one connection each (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per server (default 2)")
+    parser.add_argument("--workers", type=_worker_counts, default=[DEFAULT_WORKERS], metavar="N[,N...]",
+                        help=f"gunicorn sync workers per server, baseline and cases alike (default {DEFAULT_WORKERS}); "
+                             f"several counts (e.g. 2,{PRODUCTION_WORKERS}: wsgi.py's production setting) run the "
+                             "schedule once per count")
+    parser.add_argument("--redis-url", help="serve the exchange with EXCHANGE_REDIS_URL set (the replay cache in "
+                                            "Redis instead of the database), e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--database-url", help="PostgreSQL server to create a scratch database on (default: SQLite)")
     parser.add_argument("--rounds", type=int, default=1, help="repeat the interleaved schedule this many times")
     parser.add_argument("--returnees", type=int, default=100, help="about this many demo returnees (default 100)")
     parser.add_argument("--case", action="append", metavar="NAME", help="run only this case (repeatable)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    if not 1 <= args.workers <= 64:
+    if not all(1 <= n <= 64 for n in args.workers):
         parser.error("--workers must be in [1, 64]")
     if not 1 <= args.rounds <= 20:
         parser.error("--rounds must be in [1, 20]")
@@ -369,74 +404,105 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "EXCHANGE_MASTER_KEY": master_key,
                 "EXCHANGE_LOG_LEVEL": "WARNING",  # no per-request access log lines
             }
-            # EXCHANGE_ISSUER = each server's own base URL, which the signers use too (DPoP htu, assertion aud).
-            with ServerPool(workers=args.workers, env=env, port_env=issuer_env) as pool:
-                try:
-                    prepared = []
-                    for case in [BASELINE, *selected]:
-                        server = pool.get(case.target, case.env)
-                        spec = case.request(replace(data, base_url=server.base_url))
-                        size = check_request(server.port, spec)
-                        progress.print(f"{case.name}: {case.target} on 127.0.0.1:{server.port}, "
-                                       f"{len(spec.paths)} path(s), first response {size} bytes")
-                        prepared.append(Prepared(case, server.port, spec))
-                except (ServerError, RequestCheckError) as e:
-                    progress.print(f"[red]set-up failed:[/] {e}", highlight=False)
-                    return 2
-                progress.print(
-                    f"{settings.duration:g}s measured after {settings.warmup:g}s warm-up per run, concurrency "
-                    f"{settings.concurrency}, {args.workers} sync workers, {len(data.returnee_ids)} returnees, "
-                    f"{machine_info()['cpu_count']} CPUs"
-                )
-                try:
-                    baseline_runs, pairs = run_schedule(prepared[0], prepared[1:], settings, progress, args.rounds)
-                except LoadGeneratorError as e:
-                    progress.print(f"[red]load generator failed:[/] {e}", highlight=False)
-                    return 2
+            if args.redis_url:
+                env["EXCHANGE_REDIS_URL"] = args.redis_url
+            runs: list[WorkerRun] = []
+            for workers in args.workers:
+                outcome = run_with_workers(workers, env, data, selected, settings, args.rounds, progress)
+                if isinstance(outcome, int):
+                    return outcome
+                runs.append(outcome)
 
-    baseline = Result.combine(BASELINE.name, baseline_runs)
-    print_results(
-        baseline,
-        pairs,
-        baseline_runs=baseline_runs,
-        title=f"{backend}, {args.workers} sync workers, concurrency {settings.concurrency}, "
-              f"{settings.duration:g}s per run",
-        console=console,
-        comparisons=COMPARISONS,
-        targets=TARGETS,
-    )
-    units = {case.name: case.unit for case in selected}
-    for result, _ in pairs:
-        if units.get(result.name, "req") != "req":
-            console.print(f"{result.name}: {result.rps:.0f} {units[result.name]}/s")
+    replay = "redis" if args.redis_url else "database"
+    for run in runs:
+        print_results(
+            run.baseline,
+            run.pairs,
+            baseline_runs=run.baseline_runs,
+            title=f"{backend}, {run.workers} sync workers, concurrency {settings.concurrency}, "
+                  f"{settings.duration:g}s per run" + (", replay cache in Redis" if args.redis_url else ""),
+            console=console,
+            comparisons=COMPARISONS,
+            targets=TARGETS,
+        )
+        units = {case.name: case.unit for case in selected}
+        for result, _ in run.pairs:
+            if units.get(result.name, "req") != "req":
+                console.print(f"{result.name}: {result.rps:.0f} {units[result.name]}/s")
+    if len(runs) > 1:
+        console.print("[bold]by worker count[/] (each ratio against the baseline served with as many workers):")
+        for i, case in enumerate(selected):
+            figures = ", ".join(f"{ratio(*run.pairs[i]):.2f}x ({run.workers} workers)" for run in runs)
+            console.print(f"  {case.name} / {BASELINE.name}: {figures}")
     if args.json:
-        report: dict[str, Any] = {
-            "settings": {**asdict(settings), "workers": args.workers, "rounds": args.rounds, "database": backend,
-                         "returnees": len(data.returnee_ids)},
-            "machine": machine_info(),
-            "baseline": {**baseline.to_dict(), "run_results": [r.to_dict() for r in baseline_runs]},
-            "cases": [
-                {**result.to_dict(), "baseline_rps": round(around.rps, 1), "ratio": round(ratio(result, around), 4)}
-                for result, around in pairs
-            ],
-            "comparisons": [
-                {"label": c.label or f"{c.numerator} / {c.denominator}", "numerator": c.numerator,
-                 "denominator": c.denominator, "ratio": round(value[0], 4)}
-                for c in COMPARISONS if (value := c.value(pairs)) is not None
-            ],
-            "targets": [
-                {"case": t.case, "minimum": t.minimum, "ratio": round(ratio(result, around), 4),
-                 "met": t.met(ratio(result, around))}
-                for t in TARGETS for result, around in pairs if result.name == t.case
-            ],
-        }
+        reports = [run_report(run, settings, args.rounds, backend, replay, len(data.returnee_ids)) for run in runs]
+        report = reports[0] if len(reports) == 1 else {"by_workers": reports}
         args.json.write_text(json.dumps(report, indent=2) + "\n")
         progress.print(f"wrote {args.json}")
-    errors = sum(r.errors for r in baseline_runs) + sum(r.errors for r, _ in pairs)
+    errors = sum(sum(r.errors for r in run.baseline_runs) + sum(r.errors for r, _ in run.pairs) for run in runs)
     if errors:
         console.print(f"[red]{errors} request(s) failed[/]")
         return 1
     return 0
+
+
+def run_with_workers(
+    workers: int, env: Mapping[str, str], data: BenchData, selected: Sequence[Case], settings: LoadSettings,
+    rounds: int, progress: Console,
+) -> WorkerRun | int:
+    """Start the servers with `workers` sync workers each, check every case's first request, run the schedule, stop
+    the servers. Returns the runs, or the exit status of a failed set-up (2)."""
+    # EXCHANGE_ISSUER = each server's own base URL, which the signers use too (DPoP htu, assertion aud).
+    with ServerPool(workers=workers, env=env, port_env=issuer_env) as pool:
+        try:
+            prepared = []
+            for case in [BASELINE, *selected]:
+                server = pool.get(case.target, case.env)
+                spec = case.request(replace(data, base_url=server.base_url))
+                size = check_request(server.port, spec)
+                progress.print(f"{case.name}: {case.target} on 127.0.0.1:{server.port}, "
+                               f"{len(spec.paths)} path(s), first response {size} bytes")
+                prepared.append(Prepared(case, server.port, spec))
+        except (ServerError, RequestCheckError) as e:
+            progress.print(f"[red]set-up failed:[/] {e}", highlight=False)
+            return 2
+        progress.print(
+            f"{settings.duration:g}s measured after {settings.warmup:g}s warm-up per run, concurrency "
+            f"{settings.concurrency}, {workers} sync workers, {len(data.returnee_ids)} returnees, "
+            f"{machine_info()['cpu_count']} CPUs"
+        )
+        try:
+            baseline_runs, pairs = run_schedule(prepared[0], prepared[1:], settings, progress, rounds)
+        except LoadGeneratorError as e:
+            progress.print(f"[red]load generator failed:[/] {e}", highlight=False)
+            return 2
+    return WorkerRun(workers=workers, baseline_runs=baseline_runs, pairs=pairs)
+
+
+def run_report(run: WorkerRun, settings: LoadSettings, rounds: int, backend: str, replay: str,
+               returnees: int) -> dict[str, Any]:
+    """One worker count's results as JSON (settings, machine, every run, comparisons, targets)."""
+    pairs = run.pairs
+    return {
+        "settings": {**asdict(settings), "workers": run.workers, "rounds": rounds, "database": backend,
+                     "replay_cache": replay, "returnees": returnees},
+        "machine": machine_info(),
+        "baseline": {**run.baseline.to_dict(), "run_results": [r.to_dict() for r in run.baseline_runs]},
+        "cases": [
+            {**result.to_dict(), "baseline_rps": round(around.rps, 1), "ratio": round(ratio(result, around), 4)}
+            for result, around in pairs
+        ],
+        "comparisons": [
+            {"label": c.label or f"{c.numerator} / {c.denominator}", "numerator": c.numerator,
+             "denominator": c.denominator, "ratio": round(value[0], 4)}
+            for c in COMPARISONS if (value := c.value(pairs)) is not None
+        ],
+        "targets": [
+            {"case": t.case, "minimum": t.minimum, "ratio": round(ratio(result, around), 4),
+             "met": t.met(ratio(result, around))}
+            for t in TARGETS for result, around in pairs if result.name == t.case
+        ],
+    }
 
 
 if __name__ == "__main__":

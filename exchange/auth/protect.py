@@ -90,7 +90,8 @@ CLIENT_STATE = (
 def read_client_state(session: Session, client_id: str, token_jti: str) -> Row[str, bool, str, str] | None:
     """One row for an existing client, None for an unknown one: `status`, `revoked` (whether the token `token_jti`
     is revoked), and the kid and `x` of its newest active `enc` key (None when it has none)."""
-    return session.execute(CLIENT_STATE, {"client_id": client_id, "token_jti": token_jti}).first()
+    # Core execution on the session's connection (its transaction): no ORM entities here, so no ORM overhead.
+    return session.connection().execute(CLIENT_STATE, {"client_id": client_id, "token_jti": token_jti}).first()
 
 
 def protected(*, scopes: Iterable[str]) -> Callable[[F], F]:

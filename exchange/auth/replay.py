@@ -21,6 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from exchange.auth.errors import Replayed
 from exchange.auth.models import SeenJti
 
+_CLAIM = insert(SeenJti)  # built once; the values are bound per claim
+
 
 class ReplayCache(Protocol):
     def claim(self, namespace: str, jti: str, expires_at: int) -> None:
@@ -39,7 +41,7 @@ class DatabaseReplayCache:
             with self.engine.begin() as connection:
                 if random.random() < self.purge_probability:  # noqa: S311  (load spreading, not security)
                     connection.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))
-                connection.execute(insert(SeenJti).values(namespace=namespace, jti=jti, expires_at=expires))
+                connection.execute(_CLAIM, {"namespace": namespace, "jti": jti, "expires_at": expires})
         except IntegrityError as e:
             raise Replayed(jti) from e
 
