@@ -8,17 +8,18 @@ durable. Views hand in already-validated dictionaries from the marshmallow schem
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, bindparam, delete, exists, func, inspect, select
+from sqlalchemy import Select, bindparam, delete, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, raiseload, selectinload
+from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -45,6 +46,9 @@ Clock = Callable[[], datetime]
 R = TypeVar("R", bound=Record)
 
 # A returnee's record collections (relationship names), each loaded with it by `_load` for writes and screening.
+# A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
+# of their sizes; typical records have one or two of each), and reads them one statement each beyond.
+JOINED_ROWS_LIMIT = 16
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -113,22 +117,30 @@ def _returnee_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _returnee_read(collections: tuple[str, ...]) -> Select[*tuple[Any, ...]]:
-    """A returnee by `:returnee_id`, with one flag per collection in `collections` (whether it has any record); the
-    other collections raise if read. Built once per collection set: constructing statements costs more than running
-    these."""
+    """A returnee by `:returnee_id`, with the number of records of each collection in `collections`; the other
+    collections raise if read. Built once per collection set: constructing statements costs more than running these."""
     unknown = set(collections) - set(RETURNEE_COLLECTIONS)
     if unknown:
         raise ValueError(f"not returnee collections: {sorted(unknown)}")
     relationships = inspect(Returnee).relationships
-    flags = [
-        exists().where(relationships[name].entity.class_.returnee_id == bindparam("returnee_id")).label(name)
+    counts = [
+        select(func.count()).where(relationships[name].entity.class_.returnee_id == bindparam("returnee_id"))
+        .scalar_subquery().label(name)
         for name in collections
     ]
-    stmt: Select[*tuple[Any, ...]] = select(Returnee, *flags).where(Returnee.id == bindparam("returnee_id"))
+    stmt: Select[*tuple[Any, ...]] = select(Returnee, *counts).where(Returnee.id == bindparam("returnee_id"))
     unloaded = [name for name in RETURNEE_COLLECTIONS if name not in collections]
     if unloaded:
         stmt = stmt.options(*(raiseload(getattr(Returnee, name)) for name in unloaded))
     return stmt
+
+
+@functools.cache
+def _collections_read(names: tuple[str, ...]) -> Select[Any]:
+    """The returnee `:returnee_id` joined with the records of the collections `names`, in one statement (their
+    relationships' order). Rows: the product of the collections' sizes, so only for small ones (JOINED_ROWS_LIMIT)."""
+    return select(Returnee).where(Returnee.id == bindparam("returnee_id")).options(
+        *(joinedload(getattr(Returnee, name)) for name in names))
 
 
 @functools.cache
@@ -397,20 +409,26 @@ class RegisterService:
         whether each wanted collection has any record (one SELECT), then one SELECT per non-empty collection.
         Collections not asked for are left unloaded and raise if read (a view showing more than it declared is a
         bug, not a silent extra query)."""
-        row = self.session.execute(_returnee_read(collections), {"returnee_id": returnee_id}).first()
+        params = {"returnee_id": returnee_id}
+        row = self.session.execute(_returnee_read(collections), params).first()
         if row is None:
             raise RecordNotFound(f"No returnee with id {returnee_id}.")
         returnee: Returnee = row[0]
-        state = inspect(returnee)
-        for position, name in enumerate(collections, start=1):
-            if name not in state.unloaded:  # already in this session with the collection loaded
-                continue
-            items: list[Any] = []
-            if row[position]:
-                items = list(self.session.scalars(_collection_read(name), {"returnee_id": returnee_id}))
+        unloaded = inspect(returnee).unloaded  # all of them, unless this session had the returnee already
+        sizes = {name: row[position] for position, name in enumerate(collections, start=1) if name in unloaded}
+        for name, size in sizes.items():
+            if not size:
+                set_committed_value(returnee, name, [])
+        wanted = tuple(name for name, size in sizes.items() if size)
+        if len(wanted) > 1 and math.prod(sizes[name] for name in wanted) <= JOINED_ROWS_LIMIT:
+            # one statement for them all; it fills the unloaded collections of the returnee already in the session
+            self.session.execute(_collections_read(wanted), params).unique().all()
+        else:
+            for name in wanted:
+                items = list(self.session.scalars(_collection_read(name), params))
                 for item in items:
                     set_committed_value(item, "returnee", returnee)
-            set_committed_value(returnee, name, items)
+                set_committed_value(returnee, name, items)
         return returnee
 
     def _load_many(self, ids: Iterable[uuid.UUID]) -> list[Returnee]:

@@ -1,5 +1,6 @@
-"""The returnee read path: one SELECT for the returnee (and which of its collections have records), one per non-empty
-collection the caller's view shows, none for the others; view schemas built once. Same JSON as a full load."""
+"""The returnee read path: one SELECT for the returnee (and how many records each of its collections has), then one
+joining the non-empty collections the caller's view shows (or one per collection when joining would multiply rows
+beyond JOINED_ROWS_LIMIT), none for the others; view schemas built once. Same JSON as a full load either way."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from exchange.auth.caller import Caller
 from exchange.register import schemas as s
+from exchange.register import services
 from exchange.register.models import Returnee
 from exchange.register.services import RETURNEE_COLLECTIONS, RegisterService
 from exchange.register.views import RETURNEE_VIEWS, returnee_collections, view_instance
@@ -60,15 +62,32 @@ def test_each_view_names_the_collections_it_shows() -> None:
     assert view_instance(s.InteriorReturneeView) is view_instance(s.InteriorReturneeView)
 
 
-def test_read_is_one_select_plus_one_per_non_empty_collection(app: Flask, returnee_with_records: str) -> None:
+@pytest.mark.parametrize(("joined_rows_limit", "statement_count"), [
+    (16, 1 + 1),  # the returnee with its counts; contacts, instructions and crossings joined (2 x 1 x 1 rows)
+    (1, 1 + 3),  # beyond the limit: one statement per non-empty collection
+])
+def test_read_is_two_selects_or_one_per_non_empty_collection(
+    app: Flask, returnee_with_records: str, monkeypatch: pytest.MonkeyPatch, joined_rows_limit: int,
+    statement_count: int,
+) -> None:
+    monkeypatch.setattr(services, "JOINED_ROWS_LIMIT", joined_rows_limit)
     with Session(app.extensions["exchange.db"]) as session, statements(app) as seen:
         returnee = RegisterService(session=session).get(INTERIOR, Returnee, uuid.UUID(returnee_with_records))
-        assert [c.received_at.isoformat() for c in returnee.hotline_contacts] == sorted(
-            c.received_at.isoformat() for c in returnee.hotline_contacts)
-        assert len(returnee.hotline_contacts) == 2 and len(returnee.border_crossings) == 1
+        received = [c.received_at for c in returnee.hotline_contacts]
+        assert len(received) == 2 and received == sorted(received)
+        assert len(returnee.border_crossings) == 1 and len(returnee.border_instructions) == 1
         assert returnee.vetting_assessments == [] and returnee.prosecutorial_decisions == []
         assert returnee.hotline_contacts[0].returnee is returnee
-    assert len(seen) == 1 + 3  # the returnee with its flags; contacts, instructions, crossings
+    assert len(seen) == statement_count
+
+
+def test_a_returnee_already_in_the_session_keeps_its_loaded_collections(app: Flask, returnee_with_records: str
+                                                                        ) -> None:
+    with Session(app.extensions["exchange.db"]) as session:
+        loaded = session.get(Returnee, uuid.UUID(returnee_with_records))
+        assert loaded is not None and len(loaded.hotline_contacts) == 2
+        returnee = RegisterService(session=session).get(INTERIOR, Returnee, uuid.UUID(returnee_with_records))
+        assert returnee is loaded and len(returnee.hotline_contacts) == 2 and len(returnee.border_crossings) == 1
 
 
 def test_collections_a_view_does_not_show_are_not_loaded(app: Flask, returnee_with_records: str) -> None:
@@ -78,11 +97,13 @@ def test_collections_a_view_does_not_show_are_not_loaded(app: Flask, returnee_wi
         assert len(returnee.border_crossings) == 1 and len(returnee.border_instructions) == 1
         with pytest.raises(InvalidRequestError):
             _ = returnee.hotline_contacts
-    assert len(seen) == 3
+    assert len(seen) == 2  # the returnee with its counts; instructions and crossings joined
 
 
-def test_api_read_is_the_full_load_dumped(app: Flask, returnee_with_records: str, as_agency: Callable[..., Any]
-                                          ) -> None:
+@pytest.mark.parametrize("joined_rows_limit", [16, 1])
+def test_api_read_is_the_full_load_dumped(app: Flask, returnee_with_records: str, as_agency: Callable[..., Any],
+                                          monkeypatch: pytest.MonkeyPatch, joined_rows_limit: int) -> None:
+    monkeypatch.setattr(services, "JOINED_ROWS_LIMIT", joined_rows_limit)
     for agency, view in RETURNEE_VIEWS.items():
         response = as_agency(agency).get(f"/v1/returnees/{returnee_with_records}")
         assert response.status_code == 200, response.get_json()
