@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -345,3 +346,27 @@ def test_when_sequencing_fails_after_the_commit_the_call_is_stored_and_sequenced
         ("collect", "success", 201, None), ("collect", "failure", 503, "audit_unavailable")]
     assert entries[0]["request_id"] == entries[1]["request_id"] == response.headers["X-Request-ID"]
     assert response.headers["Audit-Index"] == "1" and queue_count(app) == 0
+
+
+def test_the_entry_encoder_is_rfc8785_for_every_string_an_entry_may_hold() -> None:
+    """`encode_entry` uses Python's C JSON encoder; it must agree with RFC 8785 byte for byte (escapes, UTF-8,
+    member order, integers), and refuse what it cannot encode the same way."""
+    rng = random.Random(8785)
+    alphabet = ['"', "\\", "\b", "\f", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\u2028", "\u2029", "é", "Х", "😀",
+                "\ufeff", "/", "<", "&", "'", "a", "\u0080", "\u00ad", "\uffff"]
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randrange(n)))
+
+    for _ in range(2000):
+        members: dict[str, Any] = dict.fromkeys(ENTRY_MEMBERS)
+        members |= {"v": 1, "status": rng.randrange(100, 600), "index": rng.randrange(-1, 2**53),
+                    "prev_checkpoint_size": rng.randrange(-1, 2**40), "path": text(12), "reason": text(4),
+                    "agency": text(3), "record_ids": [text(6) for _ in range(rng.randrange(3))],
+                    "envelope": {"msg_id": text(5), "sig": text(3), "protected_hash": "h", "plaintext_hash": "p"}
+                    if rng.random() < 0.5 else None}
+        assert encode_entry(members) == rfc8785.dumps(members)
+    for bad in [{"status": 2**53}, {"status": 1.5}, {"status": True}, {"path": "\ud800"}, {"record_ids": [1]},
+                {"envelope": {"msg_id": 1}}]:
+        with pytest.raises(ValueError):
+            encode_entry(dict.fromkeys(ENTRY_MEMBERS) | {"v": 1} | bad)
