@@ -279,7 +279,9 @@ def export_command(start: int, end: int | None, output: Any, officer: str | None
                                         "interrupted.")
 @with_appcontext
 def checkpoint_command(every: float | None) -> None:
-    """Sign and publish a checkpoint if the log grew since the last one, and print it (from cron, or --every)."""
+    """Sequence any entries still queued, sign and publish a checkpoint if the log grew since the last one, and print
+    it (from cron, or --every). Entries are queued with their call and sequenced right after its commit; one whose
+    worker died in between is sequenced here at the latest."""
     app = _app()
     interval = (every or float(app.config.get("AUDIT_CHECKPOINT_SECONDS", 10))) if every is not None else None
     try:
