@@ -453,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(width=170)
     console.print(table)
-    verify = type(theirs.jws_registry).algorithms[jose.ALG].verify
-    verifier = ("joserfc's (OpenSSL)" if verify is EdDSAAlgorithm.verify
+    verify = type(type(theirs.jws_registry).algorithms[jose.ALG]).verify
+    verifier = ("joserfc's own (OpenSSL via cryptography)" if verify is EdDSAAlgorithm.verify
                 else f"{verify.__module__}.{verify.__qualname__}")
     print(f"python {platform.python_version()} on {platform.machine()}, {args.rounds} rounds × {args.seconds} s per "
           f"cell; ratio = ours / JOSE round trips per second, CPU ratio = JOSE / ours CPU µs per round trip, each "
