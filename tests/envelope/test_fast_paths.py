@@ -166,3 +166,38 @@ def test_seal_request_names_the_request_as_its_envelope_does() -> None:
     sealed = SealedEnvelope.from_json(body)
     assert request == RequestRef.of_envelope(sealed)
     assert EnvelopeHeader.parse(sealed.header_bytes).skid == keys.sign.kid
+
+
+def test_the_shared_decoder_parses_correctly_from_many_threads() -> None:
+    """`parse_json` shares one decoder, whose duplicate check runs Python code mid-parse (so threads switch there)."""
+    import json
+    import sys
+    import threading
+
+    documents = [dumps_json([{"n": i, "name": "Фарҳод", "tags": ["a", "b"], "nested": {"k": [i, None]}}
+                             for i in range(count)]) for count in (1, 10, 200)]
+    expected = [json.loads(document) for document in documents]
+    failures: list[str] = []
+
+    def work(offset: int) -> None:
+        for i in range(60):
+            index = (i + offset) % len(documents)
+            if parse_json(documents[index]) != expected[index]:
+                failures.append("a document parsed differently")
+            try:
+                parse_json(b'{"a":1,"a":2}')
+                failures.append("a duplicate member was accepted")
+            except ValueError:
+                pass
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(offset,)) for offset in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []
