@@ -471,9 +471,10 @@ class AuditLog:
                                key=lambda item: item.queue_id or 0)
                 head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
                 (entry_rows, record_rows, node_rows, appended), size, frontier = self._rows(head, items)
-                driver.execute(_RAW_WRITE, _write_parameters(entry_rows, record_rows, node_rows, size=size,
-                                                             frontier=frontier))
-                driver.commit()
+                parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
+                with driver.pipeline():  # the write and the COMMIT in one round trip: the head is locked meanwhile
+                    driver.execute(_RAW_WRITE, parameters)
+                    driver.commit()
                 for item, entry in zip(items, appended, strict=True):
                     if item.queue_id == queued.queue_id:
                         mine = entry
