@@ -17,6 +17,7 @@ security officer registers (`POST /v1/clients`, public parts only).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -161,9 +162,9 @@ class PartnerKeys:
         return [{"purpose": "auth", "jwk": self.auth.public_jwk}, {"purpose": "sign", "jwk": self.sign.public_jwk},
                 {"purpose": "enc", "jwk": self.enc.public_jwk}]
 
-    @property
+    @functools.cached_property
     def signing_key(self) -> nacl.signing.SigningKey:
-        """The `sign` key as PyNaCl's signing key (what `seal` takes)."""
+        """The `sign` key as PyNaCl's signing key (what `seal` takes); parsed once (the keys never change)."""
         return nacl.signing.SigningKey(_key_bytes(self.sign.key.as_dict(private=True)["d"], "d"))
 
 
