@@ -123,6 +123,11 @@ def _append_worker(url: str, mode: str, batch: int, start_at: float, duration: f
 MODES = ("ceiling", "call", "single", "batch")
 
 
+def _warm(_: int) -> int:
+    time.sleep(0.2)
+    return os.getpid()
+
+
 def measure_appends(url: str, *, workers: int, duration: float, batch: int, rounds: int) -> dict[str, Any]:
     """Each mode for `duration` s, the modes interleaved, `rounds` times: on a shared machine the load drifts, and
     interleaving gives every mode the same share of it. Returns each mode's rate over all its rounds, and per round."""
@@ -135,6 +140,7 @@ def measure_appends(url: str, *, workers: int, duration: float, batch: int, roun
     per_round: dict[str, list[float]] = {mode: [] for mode in MODES}
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers) as pool:
+        pool.map(_warm, range(workers * 4))  # every process started and this module imported before any timing
         for round_ in range(rounds):
             for mode in MODES:
                 console.print(f"appending: {mode}, {workers} workers, {duration:g} s (round {round_ + 1}/{rounds})")
@@ -348,8 +354,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{rates['call']:,.0f}", ">= 3,000")
         table.add_row(f"  ceiling: lock + update + commit, {args.workers} workers", f"{rates['ceiling']:,.0f}/s", "")
         table.add_row("  API-call appends / ceiling (per round)", f"{rates['call'] / rates['ceiling']:.2f}x ("
-                      + ", ".join(f"{c / max(x, 1e-9):.2f}" for c, x in zip(rounds["call"], rounds["ceiling"],
-                                                                          strict=True)) + ")", "")
+                      + ", ".join(f"{c / x:.2f}" if x else "-" for c, x in zip(rounds["call"], rounds["ceiling"],
+                                                                               strict=True)) + ")", "")
         table.add_row(f"appends/s, {args.workers} workers, synchronous, 1 entry per transaction (record_event)",
                       f"{rates['single']:,.0f}", "")
         table.add_row(f"appends/s, {args.workers} workers, synchronous, {args.batch} entries per transaction",
