@@ -8,7 +8,9 @@ unit of work's commit (Flask runs them in reverse order of registration). For ea
   call fails with 503 `audit_unavailable` and nothing is committed. Right after the commit (`db.after_commit`) the
   entry is sequenced into the log (`AuditLog.settle`, batched with whatever other workers queued meanwhile) and the
   response gets its `Audit-Index` and `Audit-Leaf-Hash`; the envelope layer seals the response after that, with
-  the entry's receipt.
+  the entry's receipt. On SQLite (one writer at a time) the entry is appended in the request's own transaction
+  instead (`AuditLog.append`), as before: there it costs no lock the request does not hold already, and a second
+  transaction would only add a commit (`deferred`).
 - if that sequencing fails (the database went away between the two transactions), the call's changes and its entry
   are stored, but the entry has no index yet: the response is 503 `audit_unavailable` with a message saying so, and
   no data (a data-bearing response cannot be sealed without its receipt). The queued entry is sequenced by the next
@@ -214,10 +216,20 @@ def _unavailable() -> Response:
                           message=AuditUnavailable.default_message)
 
 
-def _queue_request_entry(session: Session, response: Response) -> QueuedEntry:
-    """Queue the request's entry; anything going wrong, whatever it is, is `AuditUnavailable` (fail closed)."""
+def deferred(session: Session) -> bool:
+    """Whether calls queue their entries and sequence them after the commit (PostgreSQL), or append them in their
+    own transaction (SQLite: one writer at a time, whose request transaction already holds the database's write
+    lock, so a second transaction per call would only add a commit)."""
+    return session.get_bind().dialect.name != "sqlite"
+
+
+def _request_entry(session: Session, response: Response) -> QueuedEntry | AppendedEntry:
+    """Queue (or, on SQLite, append) the request's entry; anything going wrong, whatever it is, is
+    `AuditUnavailable` (fail closed)."""
     try:
-        return AuditLog(session=session).enqueue([request_event(response)])[0]
+        log_ = AuditLog(session=session)
+        event = request_event(response)
+        return log_.enqueue([event])[0] if deferred(session) else log_.append([event])[0]
     except AuditUnavailable:
         raise
     except Exception as e:
@@ -226,18 +238,20 @@ def _queue_request_entry(session: Session, response: Response) -> QueuedEntry:
 
 
 def _append_failure(session: Session, response: Response) -> AppendedEntry | None:
-    """Discard the call's changes, then record it as failed in a transaction of its own and sequence that entry;
+    """Discard the call's changes, then record it as failed in a transaction of its own (and sequence that entry);
     None if it could not be stored or not sequenced (if stored, the next integration sequences it)."""
     session.rollback()
     try:
-        queued = _queue_request_entry(session, response)
+        entry = _request_entry(session, response)
         session.commit()
     except (AuditUnavailable, SQLAlchemyError):
         session.rollback()
         log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
+    if isinstance(entry, AppendedEntry):
+        return entry
     try:
-        return AuditLog(session=session).settle(queued)
+        return AuditLog(session=session).settle(entry)
     except AuditUnavailable:
         log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
         return None
@@ -245,7 +259,7 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
 
 def _settle_request_entry(response: Response) -> Response:
     """After the request's commit: sequence its entry and name it in the response."""
-    queued: QueuedEntry = g.audit_queued
+    queued: QueuedEntry = g.audit_entry
     try:
         entry = AuditLog(session=db.session).settle(queued)
     except AuditUnavailable:
@@ -259,12 +273,14 @@ def record_api_call(response: Response) -> Response:
     session = db.session
     if response.status_code < 400:
         try:
-            queued = _queue_request_entry(session, response)
+            entry = _request_entry(session, response)
         except AuditUnavailable:
             log.error("audit append failed", extra={"code": AuditUnavailable.code})
             response = _unavailable()
         else:
-            g.audit_queued = queued  # committed by the unit of work, unless the call still fails
+            g.audit_entry = entry  # committed by the unit of work, unless the call still fails
+            if isinstance(entry, AppendedEntry):  # SQLite: appended in the request's transaction
+                return _with_entry(response, entry)
             db.after_commit(_settle_request_entry)
             return response
     failure = _append_failure(session, response)
@@ -272,10 +288,10 @@ def record_api_call(response: Response) -> Response:
 
 
 def record_late_failure(response: Response) -> None:
-    """The call's entry was queued but its final response is an error: a later hook refused it or the commit failed
-    (the entry was rolled back with the call's changes), or it failed after the commit (sealing, sequencing).
-    Record the failure on its own."""
-    if g.pop("audit_queued", None) is None or response.status_code < 400:
+    """The call's entry was queued (or appended) but its final response is an error: a later hook refused it or the
+    commit failed (the entry was rolled back with the call's changes), or it failed after the commit (sealing,
+    sequencing). Record the failure on its own."""
+    if g.pop("audit_entry", None) is None or response.status_code < 400:
         return
     failure = _append_failure(db.session, response)
     if failure is not None:

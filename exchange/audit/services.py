@@ -416,7 +416,11 @@ class AuditLog:
         """After the commit of the transaction that queued an entry: sequence it (with everything else queued, in
         transactions of their own) and return its index and leaf hash. A round that fails (a deadlock the database
         broke, a lost connection) is retried, `attempts` times in all; then `AuditUnavailable` is raised. The entry
-        stays queued (it is stored) and the next integration sequences it."""
+        stays queued (it is stored) and the next integration sequences it.
+
+        Call it between transactions (it commits its own): an open transaction's work would be committed with it."""
+        if self.session.in_transaction():
+            raise RuntimeError("settle runs after the commit of the transaction that queued the entry")
         failures = 0
         while True:
             try:

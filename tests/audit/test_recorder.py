@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
+from exchange.audit import merkle, recorder
 from exchange.audit.errors import AuditUnavailable
 from exchange.audit.models import AuditHead, AuditQueued
 from exchange.audit.recorder import record_event
@@ -145,7 +145,8 @@ def test_fail_closed_when_the_entry_cannot_be_written(
     def broken(self: AuditLog, events: Any) -> Any:
         raise AuditUnavailable()
 
-    monkeypatch.setattr(AuditLog, "enqueue", broken)
+    monkeypatch.setattr(AuditLog, "enqueue", broken)  # PostgreSQL: queued with the call
+    monkeypatch.setattr(AuditLog, "append", broken)  # SQLite: appended in the call's transaction
     response = interior.post("/v1/returnees", json=returnee_body())
     assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
     assert "Audit-Index" not in response.headers
@@ -156,17 +157,19 @@ def test_fail_closed_when_the_entry_cannot_be_written(
 def test_when_only_the_append_fails_the_failure_is_recorded(
     app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = AuditLog.enqueue
     calls: list[int] = []
 
-    def fails_once(self: AuditLog, events: Any) -> Any:
-        calls.append(1)
-        if len(calls) == 1:
-            self.session.execute(select(1))
-            raise AuditUnavailable()
-        return real(self, events)
+    def fails_once(real: Any) -> Any:
+        def patched(self: AuditLog, events: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                self.session.execute(select(1))
+                raise AuditUnavailable()
+            return real(self, events)
+        return patched
 
-    monkeypatch.setattr(AuditLog, "enqueue", fails_once)
+    monkeypatch.setattr(AuditLog, "enqueue", fails_once(AuditLog.enqueue))
+    monkeypatch.setattr(AuditLog, "append", fails_once(AuditLog.append))
     response = interior.post("/v1/returnees", json=returnee_body())
     assert (response.status_code, response.get_json()["code"]) == (503, "audit_unavailable")
     assert returnee_count(app) == 0
@@ -268,7 +271,11 @@ def queue_count(app: Flask) -> int:
         return session.scalar(select(func.count()).select_from(AuditQueued)) or 0
 
 
-def test_an_entry_committed_but_not_sequenced_is_sequenced_by_the_next_call(app: Flask, interior: AgencyClient) -> None:
+@pytest.mark.parametrize("deferred", [True, False], ids=["queued-call", "appending-call"])
+def test_an_entry_committed_but_not_sequenced_is_sequenced_by_the_next_call(
+    app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch, deferred: bool
+) -> None:
+    monkeypatch.setattr(recorder, "deferred", lambda session: deferred)
     with Session(engine_of(app)) as session:  # a worker that crashed between its commit and sequencing its entry
         [orphan] = AuditLog(session=session).enqueue([event(0)])
         session.commit()
@@ -326,6 +333,7 @@ def test_a_queued_leaf_is_filled_in_exactly_as_the_encoder_writes_it() -> None:
 def test_when_sequencing_fails_after_the_commit_the_call_is_stored_and_sequenced_later(
     app: Flask, interior: AgencyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(recorder, "deferred", lambda session: True)  # as on PostgreSQL, also on SQLite
     real = AuditLog.settle
     calls: list[int] = []
 
