@@ -204,7 +204,9 @@ class RegisterService:
             self.session.flush()
         except IntegrityError as e:  # a concurrent writer took the number; the request's transaction rolls back
             raise taken from e
-        self._reindex(returnee)
+        for name in RETURNEE_COLLECTIONS:  # a new returnee has no records yet: nothing to load when it is shown
+            set_committed_value(returnee, name, [])
+        self._reindex(returnee, new=True)
         return returnee
 
     def update_returnee(
@@ -516,9 +518,11 @@ class RegisterService:
         number: int = self.session.execute(stmt).scalar_one()
         return number
 
-    def _reindex(self, returnee: Returnee) -> None:
-        """Rewrite the returnee's screening keys (names in every script, document numbers)."""
-        self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
+    def _reindex(self, returnee: Returnee, *, new: bool = False) -> None:
+        """Rewrite the returnee's screening keys (names in every script, document numbers); a `new` returnee has
+        none to delete."""
+        if not new:
+            self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
         birth_year = parse_partial_date(returnee.birth_date)[0] if returnee.birth_date else None
         names = [returnee.full_name, f"{returnee.given_name} {returnee.surname}"]
         names += [v["value"] for v in returnee.name_variants]

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
 from exchange.auth.caller import Caller
 from exchange.register import schemas as s
 from exchange.register import services
-from exchange.register.models import Returnee
+from exchange.register.models import Returnee, ReturneeSearchKey
 from exchange.register.services import RETURNEE_COLLECTIONS, RegisterService
 from exchange.register.views import RETURNEE_VIEWS, returnee_collections, view_instance
-from tests.conftest import AgencyClient
+from tests.conftest import AgencyClient, returnee_body
 from tests.register.test_records import created, crossing_body, hotline_body, instruction_body
 
 INTERIOR = Caller(agency="interior", client_id="t", purpose="register-maintenance")
@@ -116,3 +116,19 @@ def test_api_read_is_the_full_load_dumped(app: Flask, returnee_with_records: str
 def test_unknown_returnee_is_404(interior: AgencyClient) -> None:
     response = interior.get(f"/v1/returnees/{uuid.uuid4()}")
     assert response.status_code == 404 and response.get_json()["code"] == "not_found"
+
+
+def test_a_new_returnee_is_shown_without_reading_its_empty_collections(app: Flask) -> None:
+    with Session(app.extensions["exchange.db"]) as session, statements(app) as seen:
+        service = RegisterService(session=session)
+        returnee = service.create_returnee(INTERIOR, {**returnee_body(), "person_name": {"given": "A", "surname": "B"}})
+        shown = view_instance(s.InteriorReturneeView).dump(returnee)
+        returnee_id = returnee.id
+        session.commit()
+    assert shown["hotline_contacts"] == [] and shown["active_border_instruction"] is None
+    children = [statement for statement in seen if any(f"FROM {name}" in statement for name in RETURNEE_COLLECTIONS)]
+    assert children == []
+    assert not any(statement.startswith("DELETE FROM returnee_search_keys") for statement in seen)
+    with Session(app.extensions["exchange.db"]) as session:  # its screening keys are there all the same
+        keys = session.scalars(select(ReturneeSearchKey.kind).where(ReturneeSearchKey.returnee_id == returnee_id))
+        assert sorted(set(keys)) == ["document", "name"]
