@@ -76,6 +76,34 @@ def issuer_env(port: int) -> dict[str, str]:
     return {"EXCHANGE_ISSUER": base_url(port)}
 
 
+def children_of(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc; empty elsewhere)."""
+    children = []
+    for entry in Path("/proc").iterdir() if Path("/proc").is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def process_cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU time the processes have used so far (Linux /proc; NaN when unreadable)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return math.nan
+        utime, stime = fields[fields.rindex(")") + 2:].split()[11:13]
+        ticks += int(utime) + int(stime)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 class GunicornServer:
     """`gunicorn <target>` in a subprocess, bound to 127.0.0.1 on a free port, sync workers, no access log.
 
@@ -164,6 +192,12 @@ class GunicornServer:
     @property
     def base_url(self) -> str:
         return base_url(self.port)
+
+    def pids(self) -> tuple[int, ...]:
+        """The gunicorn master and its workers (for `process_cpu_seconds`); empty when not running."""
+        if self._process is None or self._process.poll() is not None:
+            return ()
+        return (self._process.pid, *children_of(self._process.pid))
 
     def _is_ready(self) -> bool:
         conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=2)
@@ -317,6 +351,7 @@ class LoadOutcome:
     error_samples: list[str]
     body_bytes: int
     elapsed: float  # from the start of the measured window until the last thread stopped
+    server_cpu_s: float = math.nan  # CPU time the server's processes used in the measured window, if given their pids
 
 
 def _load_thread(
@@ -383,14 +418,27 @@ def _load_thread(
         out["stopped"] = perf_counter()
 
 
-def generate_load(port: int, spec: RequestSpec, settings: LoadSettings) -> LoadOutcome:
+def generate_load(port: int, spec: RequestSpec, settings: LoadSettings,
+                  server_pids: Sequence[int] = ()) -> LoadOutcome:
     """Drive 127.0.0.1:`port` with `settings.concurrency` threads: warm up, then measure for `settings.duration`.
+    With `server_pids`, also the CPU time those processes use from the start to the end of the measured window.
 
     Runs in whatever process calls it; `measure()` calls it in a spawned process.
     """
     start = time.perf_counter()
     measure_from = start + settings.warmup
     stop_at = measure_from + settings.duration
+    cpu: dict[str, float] = {}
+
+    def sample_cpu() -> None:
+        time.sleep(max(0.0, measure_from - time.perf_counter()))
+        cpu["from"] = process_cpu_seconds(server_pids)
+        time.sleep(max(0.0, stop_at - time.perf_counter()))
+        cpu["to"] = process_cpu_seconds(server_pids)
+
+    sampler = threading.Thread(target=sample_cpu, name="cpu-sampler", daemon=True)
+    if server_pids:
+        sampler.start()
     outputs: list[dict[str, Any]] = [{} for _ in range(settings.concurrency)]
     threads = [
         threading.Thread(
@@ -421,18 +469,22 @@ def generate_load(port: int, spec: RequestSpec, settings: LoadSettings) -> LoadO
         samples.extend(out["samples"])
         body_bytes += out["body_bytes"]
         stopped = max(stopped, out["stopped"])
+    if server_pids:
+        sampler.join(timeout=5)
     return LoadOutcome(
         latencies=latencies,
         errors=errors,
         error_samples=list(dict.fromkeys(samples))[:MAX_ERROR_SAMPLES],
         body_bytes=body_bytes,
         elapsed=max(stopped - measure_from, 1e-9),
+        server_cpu_s=cpu.get("to", math.nan) - cpu.get("from", math.nan),
     )
 
 
-def _load_process_main(port: int, spec: RequestSpec, settings: LoadSettings, results: Any) -> None:
+def _load_process_main(port: int, spec: RequestSpec, settings: LoadSettings, results: Any,
+                       server_pids: Sequence[int] = ()) -> None:
     try:
-        results.put(("ok", generate_load(port, spec, settings)))
+        results.put(("ok", generate_load(port, spec, settings, server_pids)))
     except BaseException as e:  # reported to the parent instead of dying silently
         results.put(("error", f"{type(e).__name__}: {e}"))
 
@@ -441,12 +493,14 @@ class LoadGeneratorError(RuntimeError):
     """The load-generator process failed or overran its time bound."""
 
 
-def run_load_process(port: int, spec: RequestSpec, settings: LoadSettings) -> LoadOutcome:
+def run_load_process(port: int, spec: RequestSpec, settings: LoadSettings,
+                     server_pids: Sequence[int] = ()) -> LoadOutcome:
     """`generate_load` in a separate process (spawn), bounded in time; the process is killed if it overruns."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     process = context.Process(
-        target=_load_process_main, args=(port, spec, settings, results), name="bench-load", daemon=True
+        target=_load_process_main, args=(port, spec, settings, results, tuple(server_pids)), name="bench-load",
+        daemon=True,
     )
     # Interpreter start-up, the run itself, and the threads' own join bound (see generate_load).
     bound = 30 + settings.warmup + settings.duration + 3 * settings.request_timeout + 5
@@ -509,11 +563,20 @@ class Result:
     runs: int = 1
     error_samples: list[str] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list, repr=False)  # seconds, sorted; not exported
+    server_cpu_s: float = math.nan  # CPU time of the server's processes over the measured window(s)
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU per successful response, milliseconds (all its workers together): what one request costs the
+        server whatever else competes for the cores, unlike req/s (NaN when not measured)."""
+        return self.server_cpu_s * 1000 / self.requests if self.requests else math.nan
 
     @classmethod
     def from_outcome(cls, name: str, outcome: LoadOutcome) -> Result:
-        return cls._build(name, outcome.latencies, outcome.errors, outcome.elapsed, outcome.body_bytes,
-                          outcome.error_samples, runs=1)
+        result = cls._build(name, outcome.latencies, outcome.errors, outcome.elapsed, outcome.body_bytes,
+                            outcome.error_samples, runs=1)
+        result.server_cpu_s = outcome.server_cpu_s
+        return result
 
     @classmethod
     def combine(cls, name: str, results: Sequence[Result]) -> Result:
@@ -524,8 +587,10 @@ class Result:
         latencies = [x for r in results for x in r.latencies]
         body_bytes = sum(r.mean_bytes * r.requests for r in results)
         samples = list(dict.fromkeys(s for r in results for s in r.error_samples))[:MAX_ERROR_SAMPLES]
-        return cls._build(name, latencies, sum(r.errors for r in results), sum(r.duration_s for r in results),
-                          round(body_bytes), samples, runs=sum(r.runs for r in results))
+        combined = cls._build(name, latencies, sum(r.errors for r in results), sum(r.duration_s for r in results),
+                              round(body_bytes), samples, runs=sum(r.runs for r in results))
+        combined.server_cpu_s = sum(r.server_cpu_s for r in results)  # NaN if any run lacks it
+        return combined
 
     @classmethod
     def _build(cls, name: str, latencies: Iterable[float], errors: int, elapsed: float, body_bytes: int,
@@ -557,12 +622,15 @@ class Result:
             "duration_s": round(self.duration_s, 3), "rps": round(self.rps, 1),
             "p50_ms": num(self.p50_ms), "p90_ms": num(self.p90_ms), "p99_ms": num(self.p99_ms),
             "max_ms": num(self.max_ms), "mean_bytes": round(self.mean_bytes), "error_samples": self.error_samples,
+            "server_cpu_ms_per_request": num(self.cpu_ms),
         }
 
 
-def measure(name: str, port: int, spec: RequestSpec, settings: LoadSettings) -> Result:
-    """One warm-up + measured run against 127.0.0.1:`port`, load generated in a separate process."""
-    return Result.from_outcome(name, run_load_process(port, spec, settings))
+def measure(name: str, port: int, spec: RequestSpec, settings: LoadSettings,
+            server_pids: Sequence[int] = ()) -> Result:
+    """One warm-up + measured run against 127.0.0.1:`port`, load generated in a separate process; with the server's
+    `server_pids` (`GunicornServer.pids()`), also its CPU time per request."""
+    return Result.from_outcome(name, run_load_process(port, spec, settings, server_pids))
 
 
 def ratio(case: Result, baseline: Result) -> float:
@@ -633,6 +701,7 @@ def results_table(baseline: Result, cases: Sequence[tuple[Result, Result]], *, t
     table.add_column("max ms", justify="right")
     table.add_column("errors", justify="right")
     table.add_column("bytes/resp", justify="right")
+    table.add_column("cpu ms/req", justify="right")
     table.add_column("x baseline", justify="right")
 
     def row(result: Result, against: Result | None, style: str | None = None) -> None:
@@ -640,7 +709,7 @@ def results_table(baseline: Result, cases: Sequence[tuple[Result, Result]], *, t
         table.add_row(
             result.name, str(result.runs), str(result.requests), f"{result.rps:.0f}", _ms(result.p50_ms),
             _ms(result.p90_ms), _ms(result.p99_ms), _ms(result.max_ms), errors, f"{result.mean_bytes:.0f}",
-            "1.00x" if against is None else f"{ratio(result, against):.2f}x", style=style,
+            _ms(result.cpu_ms), "1.00x" if against is None else f"{ratio(result, against):.2f}x", style=style,
         )
 
     row(baseline, None, style="dim")

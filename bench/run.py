@@ -273,6 +273,7 @@ class Prepared:
     case: Case
     port: int
     spec: RequestSpec
+    pids: tuple[int, ...] = ()  # the server's master and workers: their CPU time per request is measured
 
 
 DEFAULT_WORKERS = 2
@@ -354,7 +355,7 @@ def run_schedule(
         nonlocal step
         step += 1
         console.print(f"[{step}/{total}] {prepared.case.name} ...", end=" ")
-        result = measure(prepared.case.name, prepared.port, prepared.spec, settings)
+        result = measure(prepared.case.name, prepared.port, prepared.spec, settings, prepared.pids)
         console.print(f"{result.rps:.0f} req/s, p50 {result.p50_ms:.2f} ms, {result.errors} errors")
         return result
 
@@ -462,7 +463,7 @@ def run_with_workers(
                 size = check_request(server.port, spec)
                 progress.print(f"{case.name}: {case.target} on 127.0.0.1:{server.port}, "
                                f"{len(spec.paths)} path(s), first response {size} bytes")
-                prepared.append(Prepared(case, server.port, spec))
+                prepared.append(Prepared(case, server.port, spec, server.pids()))
         except (ServerError, RequestCheckError) as e:
             progress.print(f"[red]set-up failed:[/] {e}", highlight=False)
             return 2
