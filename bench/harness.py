@@ -421,7 +421,8 @@ def _load_thread(
 def generate_load(port: int, spec: RequestSpec, settings: LoadSettings,
                   server_pids: Sequence[int] = ()) -> LoadOutcome:
     """Drive 127.0.0.1:`port` with `settings.concurrency` threads: warm up, then measure for `settings.duration`.
-    With `server_pids`, also the CPU time those processes use from the start to the end of the measured window.
+    With `server_pids` (a gunicorn master first), also the CPU time those processes and the master's children use
+    from the start to the end of the measured window.
 
     Runs in whatever process calls it; `measure()` calls it in a spawned process.
     """
@@ -432,9 +433,11 @@ def generate_load(port: int, spec: RequestSpec, settings: LoadSettings,
 
     def sample_cpu() -> None:
         time.sleep(max(0.0, measure_from - time.perf_counter()))
-        cpu["from"] = process_cpu_seconds(server_pids)
+        # the master's workers as they are now (all booted by the end of the warm-up), and any other pids given
+        pids = list(dict.fromkeys([*server_pids, *children_of(server_pids[0])]))
+        cpu["from"] = process_cpu_seconds(pids)
         time.sleep(max(0.0, stop_at - time.perf_counter()))
-        cpu["to"] = process_cpu_seconds(server_pids)
+        cpu["to"] = process_cpu_seconds(pids)
 
     sampler = threading.Thread(target=sample_cpu, name="cpu-sampler", daemon=True)
     if server_pids:
