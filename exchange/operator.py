@@ -22,6 +22,10 @@ from exchange.errors import ExchangeError
 T = TypeVar("T")
 console = Console()
 
+# For CLI commands taking a key id: thumbprints are base64url, so one in 64 starts with "-", which click would read
+# as an option. No such command has short options, so an unknown "option" is passed on as the kid.
+KID_FIRST_DASH = {"ignore_unknown_options": True}
+
 
 def officer_caller(officer: str | None, purpose: str) -> Caller:
     return Caller(agency="security", client_id="cli", officer=officer, purpose=purpose)

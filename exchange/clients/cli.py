@@ -19,7 +19,7 @@ from exchange.clients.schemas import ClientCreateSchema, ClientKeyInputSchema
 from exchange.clients.services import ClientService
 from exchange.db import db
 from exchange.errors import ExchangeError
-from exchange.operator import run_audited
+from exchange.operator import KID_FIRST_DASH, run_audited
 
 console = Console()
 OFFICER = click.option("--officer", envvar="EXCHANGE_OFFICER", required=True,
@@ -131,7 +131,7 @@ def add_key(client_id: str, purpose: str, key_file: Path, officer: str) -> None:
     console.print(f"{client_id}: {purpose} key {key.kid} [bold]active[/]")
 
 
-@clients.command("revoke-key")
+@clients.command("revoke-key", context_settings=KID_FIRST_DASH)
 @click.argument("client_id")
 @click.argument("kid")
 @click.option("--reason", required=True, help="Why (kept with the key).")

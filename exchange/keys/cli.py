@@ -27,7 +27,7 @@ from exchange.keys.models import KeyApproval
 from exchange.keys.ring import KeyRing, PublishedKey
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
-from exchange.operator import officer_caller, run_audited
+from exchange.operator import KID_FIRST_DASH, officer_caller, run_audited
 
 console = Console()
 T = TypeVar("T")
@@ -118,7 +118,7 @@ def list_command(purpose: str | None, state: str | None) -> None:
     db.session.commit()  # expired approvals marked as such
 
 
-@keys.command("show")
+@keys.command("show", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @with_appcontext
 def show(kid: str) -> None:
@@ -151,7 +151,7 @@ def generate(purpose: str, officer: str) -> None:
     console.print(keys_table([view], title="generated"))
 
 
-@keys.command("activate")
+@keys.command("activate", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @OFFICER
 @with_appcontext
@@ -201,7 +201,7 @@ def rotate(purpose: str | None, due: bool, max_age: tuple[str, ...], officer: st
     console.print(keys_table(views, title="rotated (the new key activates at the time shown)"))
 
 
-@keys.command("retire")
+@keys.command("retire", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @OFFICER
 @with_appcontext
@@ -212,7 +212,7 @@ def retire(kid: str, officer: str) -> None:
     console.print(keys_table([view], title="retired"))
 
 
-@keys.command("revoke")
+@keys.command("revoke", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @click.option("--reason", required=True, help="Why (kept with the key, shown to auditors).")
 @OFFICER
@@ -225,7 +225,7 @@ def revoke(kid: str, reason: str, officer: str) -> None:
     console.print(f"A second officer runs: [cyan]exchange keys approve {approval.id}[/]")
 
 
-@keys.command("destroy")
+@keys.command("destroy", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @click.option("--reason", default=None, help="Why (kept with the request).")
 @OFFICER

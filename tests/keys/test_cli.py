@@ -78,5 +78,11 @@ def test_rotate_due_for_cron_and_refusals_exit_non_zero(cli_env: Flask) -> None:
     assert code == 2 and "PURPOSE=DAYS" in output
     code, output = run("keys", "show", "no-such-key", officer=None)
     assert code == 1 and "key_not_found" in output
+    # one kid in 64 starts with "-": it is a kid, not an unknown option
+    for command in (["keys", "show"], ["keys", "activate"], ["keys", "retire"], ["keys", "revoke"],
+                    ["keys", "destroy"]):
+        code, output = run(*command, "-Ab_c-9", *(["--reason", "x"] if command[1] in ("revoke", "destroy") else []),
+                           officer=None if command[1] == "show" else "TJ-SEC-0001")
+        assert code == 1 and "key_not_found" in output, (command, output)
     code, output = run("keys", "rotate", "token", officer=None)
     assert code == 2 and "--officer" in output
