@@ -1,8 +1,9 @@
 """Errors of the audit log.
 
 `AuditUnavailable` reaches callers of the API (503 `audit_unavailable`: the entry could not be written, so nothing
-was). The `VerificationError` family is raised by the offline checks (proofs, checkpoints, a whole log); the
-verifier and the client library report them, the API never does.
+was), and so does `AuditPending` (500 `audit_pending`: the call was stored, its entry not yet sequenced). The
+`VerificationError` family is raised by the offline checks (proofs, checkpoints, a whole log); the verifier and the
+client library report them, the API never does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ class AuditUnavailable(ExchangeError):
     status = 503
     code = "audit_unavailable"
     default_message = "The audit log could not record this call, so nothing was changed; retry later."
+
+
+class AuditPending(ExchangeError):
+    """The call was carried out and its entry stored, but the entry could not be sequenced into the log after the
+    commit. Not a 503: a 503 means nothing was stored and a retry is safe (the client library retries it); this
+    call must not be repeated blindly."""
+
+    status = 500
+    code = "audit_pending"
+    default_message = ("Your call was carried out and its audit entry stored, but the entry could not be given its "
+                       "place in the audit log yet (it will be); the response is withheld. Do not repeat a write: "
+                       "read the record back.")
 
 
 class VerificationError(Exception):

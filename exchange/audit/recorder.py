@@ -12,7 +12,8 @@ unit of work's commit (Flask runs them in reverse order of registration). For ea
   instead (`AuditLog.append`), as before: there it costs no lock the request does not hold already, and a second
   transaction would only add a commit (`deferred`).
 - if that sequencing fails (the database went away between the two transactions), the call's changes and its entry
-  are stored, but the entry has no index yet: the response is 503 `audit_unavailable` with a message saying so, and
+  are stored, but the entry has no index yet: the response is 500 `audit_pending` (not 503, which promises that nothing
+  was stored and may be retried) with a message saying so, and
   no data (a data-bearing response cannot be sealed without its receipt). The queued entry is sequenced by the next
   integration (the next call on any worker, `exchange audit checkpoint`), and the failed response is recorded too.
 - failure (>= 400, including the case above): the request's changes are rolled back, then its entry (a `deny` for
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import context
 from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.errors import AuditUnavailable
+from exchange.audit.errors import AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
@@ -54,8 +55,6 @@ INDEX_HEADER = "Audit-Index"
 LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 REGISTER_OWNER = "interior"  # reads by any other agency disclose the register's data to it
 AUDITED_PREFIX = "/v1/"
-NOT_SEQUENCED = ("Your call was carried out and its audit entry stored, but the entry could not be given its place in "
-                 "the audit log yet (it will be); the response is withheld. Check before retrying a write.")
 
 
 # ---- the app's audit key and origin ---------------------------------------------------------------------------------
@@ -264,7 +263,7 @@ def _settle_request_entry(response: Response) -> Response:
         entry = AuditLog(session=db.session).settle(queued)
     except AuditUnavailable:
         log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
-        return error_response(status=AuditUnavailable.status, code=AuditUnavailable.code, message=NOT_SEQUENCED)
+        return error_response(status=AuditPending.status, code=AuditPending.code, message=AuditPending.default_message)
     return _with_entry(response, entry)
 
 
