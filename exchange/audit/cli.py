@@ -131,8 +131,12 @@ def verify_command(export_file: Path | None, database: bool, server: str | None,
         # every append fail): it runs even when its own read cannot be recorded, and says so.
         _record_read(officer, "exchange audit verify", required=False)
         origin = recorder.origin(app)
+        queued = AuditLog(session=db.session).queued()
         _verify(DatabaseSource(db.session, description=f"database {db.engine(app).url.render_as_string()}"),
                 verifiers or recorder.verifiers(app), state, state_path, strict, origin=origin)
+        if queued:
+            console.print(f"  {queued} entries are queued, not sequenced yet: `exchange audit checkpoint` sequences "
+                          "them (they are not in the tree until then)", soft_wrap=True, highlight=False)
 
 
 def _verify_server(server: str, client_id: str | None, client_keys: Path | None, officer: str | None,

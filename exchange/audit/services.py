@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, Table, and_, delete, insert, select, text, tuple_, update
+from sqlalchemy import Select, Table, and_, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -628,6 +628,10 @@ class AuditLog:
 
     def size(self) -> int:
         return self.session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+
+    def queued(self) -> int:
+        """Entries committed with their calls but not sequenced yet (the next sequencing takes them)."""
+        return self.session.scalar(select(func.count()).select_from(AuditQueued)) or 0
 
     def client_of(self, index: int) -> str | None:
         """The client whose call entry `index` records (None if there is no such entry or no client)."""

@@ -288,3 +288,35 @@ def test_checkpoint_every_keeps_publishing_until_interrupted(
     with session_of(app) as session:
         assert session.scalars(select(AuditCheckpoint.size).order_by(AuditCheckpoint.size)).all() == [3, 4]
         assert session.execute(text("SELECT checkpoint_size FROM audit_head")).scalar_one() == 4
+
+
+def test_verify_reports_entries_still_queued(
+    app: Flask, populated: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry committed with its call but not sequenced yet is not in the tree: the verifier's own recorded read
+    sequences it first; if that read cannot be recorded, the verifier says the entry is waiting."""
+    from exchange.audit import recorder
+    from exchange.audit.errors import AuditUnavailable
+    from exchange.audit.services import AuditLog
+    from tests.audit.conftest import event
+
+    def queue_one() -> None:
+        with session_of(app) as session:
+            AuditLog(session=session).enqueue([event(99)])
+            session.commit()
+
+    queue_one()
+    code, output = verify(tmp_path / "state.json")
+    assert code == 0, output
+    assert "verified 40 entries" in output and "2 newer entries are not in a checkpoint" in output, output
+    assert "queued" not in output
+
+    queue_one()
+
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise AuditUnavailable()
+
+    monkeypatch.setattr(recorder, "record_event", unavailable)
+    code, output = verify(tmp_path / "state.json")
+    assert code == 0, output
+    assert "could not be recorded" in output and "1 entries are queued, not sequenced yet" in output, output
