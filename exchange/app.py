@@ -82,7 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
     db.init_app(app)
     db.install_unit_of_work(app)
-    install_envelopes(app)  # between the two: a response is sealed after its audit entry is appended
+    install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
     install_audit(app)
     install_key_ring(app)
     init_auth(app)
