@@ -210,9 +210,8 @@ def returnee_record(unique: str) -> dict[str, Any]:
         "birth_place": ("Dushanbe", "Kulob", "Khujand", "Vahdat")[n % 4],
         "sex": sex,
         "citizenship": "TJ",
-        # No `expires`: with it the exchange (as of 2026-11) stores the date as an ISO string and its response view
-        # (a marshmallow Date field) fails to dump it: 500 after the write. Reported; put it back once fixed.
-        "identifications": [{"category": "passport", "id": f"B{unique}", "issuer_country": "TJ"}],
+        "identifications": [{"category": "passport", "id": f"B{unique}", "issuer_country": "TJ",
+                             "expires": "2031-05-31"}],
     }
 
 
