@@ -39,7 +39,18 @@ class AuditHead(Base):
     checkpoint_size: Mapped[int] = mapped_column(BigInteger)
 
 
-class AuditEntry(Base):
+class _SearchColumns:
+    """What auditors search by, copied out of the leaf: the same columns on a queued and a sequenced entry."""
+
+    time: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(8))
+    agency: Mapped[str | None] = mapped_column(String(16))
+    client_id: Mapped[str | None] = mapped_column(String(128))
+    purpose: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditEntry(_SearchColumns, Base):
     __tablename__ = "audit_entries"
     __table_args__ = (
         Index("ix_audit_entries_agency_idx", "agency", "idx"),
@@ -52,16 +63,10 @@ class AuditEntry(Base):
 
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
-    time: Mapped[datetime]
-    action: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(8))
-    agency: Mapped[str | None] = mapped_column(String(16))
-    client_id: Mapped[str | None] = mapped_column(String(128))
-    purpose: Mapped[str | None] = mapped_column(String(64))
     queue_id: Mapped[int | None] = mapped_column(BigInteger)  # the `audit_queue` row it was sequenced from
 
 
-class AuditQueued(Base):
+class AuditQueued(_SearchColumns, Base):
     __tablename__ = "audit_queue"
     # AUTOINCREMENT on SQLite: a key is never given twice, even after the queue was emptied.
     __table_args__ = {"sqlite_autoincrement": True}
@@ -69,12 +74,6 @@ class AuditQueued(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
                                     autoincrement=True)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)  # RFC 8785, with "index":-1 and "prev_checkpoint_size":-1
-    time: Mapped[datetime]
-    action: Mapped[str] = mapped_column(String(32))
-    outcome: Mapped[str] = mapped_column(String(8))
-    agency: Mapped[str | None] = mapped_column(String(16))
-    client_id: Mapped[str | None] = mapped_column(String(128))
-    purpose: Mapped[str | None] = mapped_column(String(64))
     record_ids: Mapped[str] = mapped_column(Text)  # a JSON array of the record ids, once each
 
 
