@@ -62,6 +62,40 @@ def _hashes(body: dict[str, Any]) -> tuple[bytes, ...]:
     return tuple(_b64d(h) for h in body["hashes"])
 
 
+def verify_receipt(
+    *,
+    note: str,
+    verifiers: Sequence[NoteVerifier],
+    origin: str,
+    index: int,
+    leaf_hash: bytes,
+    inclusion: Sequence[bytes],
+    kept: SignedCheckpoint | None = None,
+    consistency: Sequence[bytes] | None = None,
+) -> SignedCheckpoint:
+    """Return the checkpoint `note` once it is verified to be signed by a trusted key of the log `origin`, to extend
+    `kept` (with the `consistency` proof) and to include the entry `index` with `leaf_hash` (with the `inclusion`
+    proof); raise `VerificationError` (`InvalidCheckpoint`, `InvalidProof`) otherwise. Offline: no I/O."""
+    # 1. The checkpoint, signed by a trusted audit key, of the expected log.
+    latest = verify_checkpoint(note, verifiers, origin=origin)
+    # 2. The log only grows: the new checkpoint extends the one kept (RFC 9162 §2.1.4.2).
+    if kept is not None:
+        if kept.checkpoint.origin != latest.checkpoint.origin:
+            raise VerificationError(f"the kept checkpoint is of another log ({kept.checkpoint.origin!r})")
+        if latest.size < kept.size:
+            raise VerificationError(f"the log shrank from {kept.size} to {latest.size} entries")
+        if consistency is None:
+            raise VerificationError(f"no consistency proof from the kept checkpoint of size {kept.size}")
+        verify_consistency(ConsistencyProof(old=kept.size, new=latest.size, hashes=tuple(consistency)),
+                           old_root=kept.root, new_root=latest.root)
+    # 3. The entry is in it (RFC 9162 §2.1.3.2).
+    if index >= latest.size:
+        raise VerificationError(f"entry {index} is not in the latest checkpoint yet ({latest.size})")
+    verify_inclusion(InclusionProof(index=index, size=latest.size, hashes=tuple(inclusion)),
+                     leaf_hash=leaf_hash, root=latest.root)
+    return latest
+
+
 def check_entry(
     http: httpx.Client,
     base_url: str,
@@ -72,22 +106,16 @@ def check_entry(
     kept: SignedCheckpoint | None = None,
     auth: httpx.Auth | None = None,
 ) -> SignedCheckpoint:
-    """Return the latest checkpoint once it is verified to include the entry and to extend `kept`; raise
-    `VerificationError` (`InvalidCheckpoint`, `InvalidProof`) otherwise."""
-    # 1. The latest checkpoint, signed by a trusted audit key, of the expected log.
+    """Fetch the latest checkpoint and the proofs from the auditors' endpoints, then `verify_receipt`."""
     note = _get(http, base_url, "/v1/audit/checkpoint", auth).text
-    latest = verify_checkpoint(note, verifiers, origin=origin)
-    # 2. The log only grows: the new checkpoint extends the one kept (RFC 9162 §2.1.4.2).
-    if kept is not None:
-        if latest.size < kept.size:
-            raise VerificationError(f"the log shrank from {kept.size} to {latest.size} entries")
-        body = _get(http, base_url, "/v1/audit/proofs/consistency", auth, old=kept.size, new=latest.size).json()
-        verify_consistency(ConsistencyProof(old=kept.size, new=latest.size, hashes=_hashes(body)),
-                           old_root=kept.root, new_root=latest.root)
-    # 3. The entry is in it (RFC 9162 §2.1.3.2).
-    if receipt.index >= latest.size:
-        raise VerificationError(f"entry {receipt.index} is not in the latest checkpoint yet ({latest.size})")
-    body = _get(http, base_url, "/v1/audit/proofs/inclusion", auth, index=receipt.index, size=latest.size).json()
-    verify_inclusion(InclusionProof(index=receipt.index, size=latest.size, hashes=_hashes(body)),
-                     leaf_hash=receipt.leaf_hash, root=latest.root)
-    return latest
+    size = verify_checkpoint(note, verifiers, origin=origin).size
+    consistency = None
+    if kept is not None and kept.size <= size:
+        consistency = _hashes(_get(http, base_url, "/v1/audit/proofs/consistency", auth, old=kept.size,
+                                   new=size).json())
+    inclusion: tuple[bytes, ...] = ()
+    if receipt.index < size:
+        inclusion = _hashes(_get(http, base_url, "/v1/audit/proofs/inclusion", auth, index=receipt.index,
+                                 size=size).json())
+    return verify_receipt(note=note, verifiers=verifiers, origin=origin, index=receipt.index,
+                          leaf_hash=receipt.leaf_hash, inclusion=inclusion, kept=kept, consistency=consistency)

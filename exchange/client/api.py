@@ -68,9 +68,9 @@ from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 
-from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint, verify_checkpoint
+from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint
+from exchange.audit.client import verify_receipt
 from exchange.audit.errors import VerificationError as AuditVerificationError
-from exchange.audit.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, rotation_proof
 from exchange.client.envelopes import (
@@ -991,24 +991,19 @@ class Audit(_Resource):
     @staticmethod
     def _check(data: Any, receipt: AuditReceipt, kept: SignedCheckpoint | None,
                published: PublishedKeys) -> SignedCheckpoint:
-        leaf_hash = _b64url_bytes(receipt.leaf_hash)
         if data["index"] != receipt.index or data["leaf_hash"] != receipt.leaf_hash:
             raise AuditVerificationError("the proof is for another entry")
         note = data["checkpoint"]
-        origin = note.split("\n", 1)[0]
-        latest = verify_checkpoint(note, [NoteVerifier(name=origin, public_key=k) for k in published.audit],
-                                   origin=origin)
+        origin = kept.checkpoint.origin if kept is not None else note.split("\n", 1)[0]
+        if kept is not None and data.get("since") != kept.size:
+            raise AuditVerificationError(f"no consistency proof from the kept checkpoint of size {kept.size}")
+        latest = verify_receipt(
+            note=note, verifiers=[NoteVerifier(name=origin, public_key=k) for k in published.audit], origin=origin,
+            index=receipt.index, leaf_hash=_b64url_bytes(receipt.leaf_hash),
+            inclusion=[_b64url_bytes(h) for h in data["inclusion"]], kept=kept,
+            consistency=[_b64url_bytes(h) for h in data["consistency"]] if kept is not None else None)
         if latest.size != data["size"]:
             raise AuditVerificationError("the checkpoint and the proof disagree on the size")
-        verify_inclusion(InclusionProof(index=receipt.index, size=latest.size,
-                                        hashes=tuple(_b64url_bytes(h) for h in data["inclusion"])),
-                         leaf_hash=leaf_hash, root=latest.checkpoint.root)
-        if kept is not None:
-            if latest.size < kept.size or data.get("since") != kept.size:
-                raise AuditVerificationError(f"the log does not extend the kept checkpoint of size {kept.size}")
-            verify_consistency(ConsistencyProof(old=kept.size, new=latest.size,
-                                                hashes=tuple(_b64url_bytes(h) for h in data["consistency"])),
-                               old_root=kept.checkpoint.root, new_root=latest.checkpoint.root)
         return latest
 
 

@@ -144,3 +144,15 @@ def test_a_forked_kept_checkpoint_fails_verification(connect: Callable[[str], Ex
     assert failed.value.code == "audit_proof_invalid"
     # the client keeps the last checkpoint it verified, not the one that failed
     assert interior._connection.kept_checkpoint == kept
+
+
+def test_a_kept_checkpoint_of_another_log_fails_verification(connect: Callable[[str], ExchangeClient]) -> None:
+    interior = connect("interior").using(purpose="register-maintenance")
+    created = interior.returnees.create(returnee_body())
+    assert created.audit is not None
+    kept = interior.audit.verify(created.audit)
+    elsewhere = SignedCheckpoint(checkpoint=Checkpoint(origin="other.example/log", size=kept.size, root=kept.root),
+                                 note=kept.note)
+    with pytest.raises(ResponseVerificationError) as failed:
+        interior.audit.verify(created.audit, kept=elsewhere)
+    assert failed.value.code == "audit_proof_invalid"
