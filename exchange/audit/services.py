@@ -76,6 +76,8 @@ _records = cast(Table, AuditEntryRecord.__table__)
 _nodes = cast(Table, AuditNode.__table__)
 _head = cast(Table, AuditHead.__table__)
 _queue = cast(Table, AuditQueued.__table__)
+# A queued row as the statements that take it return it (`_Item.taken` reads it in this order).
+_QUEUED = ("id", "leaf", "time", "action", "outcome", "agency", "client_id", "purpose", "record_ids")
 INTEGRATE_BATCH = 5000  # queue rows sequenced per transaction at most (a backlog is worked off in several)
 # Every row of an integration in one JSON parameter (bytes in hex), unpacked by data-modifying WITH queries (those
 # run exactly once, whether or not the main statement reads them): one statement, compiled once for any batch size,
@@ -309,6 +311,13 @@ class _Item:
     purpose: str | None
     record_ids: str
 
+    @classmethod
+    def taken(cls, row: Sequence[Any]) -> _Item:
+        """From a queue row read in `_QUEUED` order (id, leaf, time, action, outcome, agency, client_id, purpose,
+        record_ids), as every statement that takes queued rows returns them."""
+        return cls(queue_id=row[0], leaf=row[1], time=row[2], action=row[3], outcome=row[4], agency=row[5],
+                   client_id=row[6], purpose=row[7], record_ids=row[8])
+
 
 @dataclass(frozen=True, kw_only=True)
 class AppendedEntry:
@@ -470,9 +479,7 @@ class AuditLog:
                 self.session.commit()
                 return True, mine
             else:
-                items = sorted((_Item(queue_id=r[0], leaf=r[1], time=r[2], action=r[3], outcome=r[4], agency=r[5],
-                                      client_id=r[6], purpose=r[7], record_ids=r[8]) for r in rows),
-                               key=lambda item: item.queue_id or 0)
+                items = sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
                 head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
                 (entry_rows, record_rows, node_rows, appended), size, frontier = self._rows(head, items)
                 parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
@@ -521,17 +528,13 @@ class AuditLog:
         """Remove up to `limit` committed queue rows, oldest first, under the head lock, and return them."""
         if self._dialect == "postgresql":
             rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
-            items = [_Item(queue_id=r.id, leaf=r.leaf, time=r.time, action=r.action, outcome=r.outcome,
-                           agency=r.agency, client_id=r.client_id, purpose=r.purpose, record_ids=r.record_ids)
-                     for r in rows]
-            items.sort(key=lambda item: item.queue_id or 0)
-            return items
+            return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
         # SQLite: the head lock is the database write lock, so no other transaction can be adding rows.
-        rows = self.session.execute(select(_queue).order_by(_queue.c.id).limit(limit)).all()
+        rows = self.session.execute(select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id)
+                                    .limit(limit)).all()
         if rows:
             self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
-        return [_Item(queue_id=r.id, leaf=r.leaf, time=r.time, action=r.action, outcome=r.outcome, agency=r.agency,
-                      client_id=r.client_id, purpose=r.purpose, record_ids=r.record_ids) for r in rows]
+        return [_Item.taken(r) for r in rows]
 
     def _sequence(self, head: _Head, items: Sequence[_Item]) -> list[AppendedEntry]:
         """Give the items the indices after `head`, and write them, their tree nodes and the new head (locked)."""
