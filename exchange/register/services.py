@@ -408,7 +408,8 @@ class RegisterService:
 
     def _read_returnee(self, returnee_id: uuid.UUID, collections: tuple[str, ...]) -> Returnee:
         """A returnee for reading, with the given collections, in as few statements as the data allows: the row and
-        whether each wanted collection has any record (one SELECT), then one SELECT per non-empty collection.
+        how many records each wanted collection has (one SELECT), then the non-empty ones joined in one SELECT while
+        that is at most JOINED_ROWS_LIMIT rows, one SELECT per collection beyond.
         Collections not asked for are left unloaded and raise if read (a view showing more than it declared is a
         bug, not a silent extra query)."""
         params = {"returnee_id": returnee_id}
