@@ -13,8 +13,8 @@ unit of work's commit (Flask runs them in reverse order of registration). For ea
   transaction would only add a commit (`deferred`).
 - if that sequencing fails (the database went away between the two transactions), the call's changes and its entry
   are stored, but the entry has no index yet: the response is 500 `audit_pending` (not 503, which promises that nothing
-  was stored and may be retried) with a message saying so, and
-  no data (a data-bearing response cannot be sealed without its receipt). The queued entry is sequenced by the next
+  was stored and may be retried) with a message saying so, and no data (a data-bearing response cannot be sealed
+  without its receipt). The queued entry is sequenced by the next
   integration (the next call on any worker, `exchange audit checkpoint`), and the failed response is recorded too.
 - failure (>= 400, including the case above): the request's changes are rolled back, then its entry (a `deny` for
   401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is queued,

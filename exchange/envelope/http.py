@@ -140,7 +140,7 @@ class EnvelopeBlueprint(Blueprint):  # type: ignore[misc]
 def require_response_key() -> None:
     """Before anything runs: the caller's client must have an `enc` key for its responses."""
     caller = current_caller()
-    # the authenticator found it with the client's status (exchange.auth.protect.client_state); others look it up
+    # the authenticator found it with the client's status (exchange.auth.protect.read_client_state); others look it up
     key = caller.response_key or db.session.scalar(
         select(ClientKey).join(Client)
         .where(Client.client_id == caller.client_id, ClientKey.purpose == "enc", ClientKey.status == "active")
