@@ -145,7 +145,7 @@ def list_command(purpose: str | None, state: str | None) -> None:
     console.print(keys_table(views, title=f"{len(views)} exchange keys"))
     pending = _service().approvals(status="pending")
     for approval in pending:
-        console.print("waiting for a second officer: " + _approval_line(approval))
+        console.print("waiting for another security client: " + _approval_line(approval))
     db.session.commit()  # expired approvals marked as such
 
 
