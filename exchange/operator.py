@@ -27,13 +27,14 @@ console = Console()
 KID_FIRST_DASH = {"ignore_unknown_options": True}
 
 
-def officer_caller(officer: str | None, purpose: str) -> Caller:
-    return Caller(agency="security", client_id="cli", officer=officer, purpose=purpose)
+def officer_caller(officer: str | None, purpose: str, client_id: str = "cli") -> Caller:
+    return Caller(agency="security", client_id=client_id, officer=officer, purpose=purpose)
 
 
 def run_audited(*, officer: str, command: str, action: str, purpose: str, work: Callable[[], T],
-                record_ids: Callable[[T], Iterable[object]]) -> T:
-    caller = officer_caller(officer, purpose)
+                record_ids: Callable[[T], Iterable[object]], client_id: str = "cli") -> T:
+    """`client_id`: the security client a command proved to act as (dual control), else `cli`."""
+    caller = officer_caller(officer, purpose, client_id)
     try:
         result = work()
         recorder.record_event(db.session, action=action, outcome="success", status=200, caller=caller,

@@ -37,6 +37,7 @@ class Caller:
     scopes: frozenset[str] = frozenset()
     token_jti: str | None = None
     dpop_jti: str | None = None
+    dpop_jkt: str | None = None  # thumbprint of the DPoP key the token is bound to (cnf.jkt)
     dpop_proof: str | None = field(default=None, repr=False)  # answered by a bodiless request's response envelope
     response_key: ResponseKey | None = field(default=None, repr=False)  # None: not looked up, or none registered
 

@@ -70,7 +70,7 @@ class OAuth2Authenticator:
         return Caller(
             agency=access.agency, client_id=access.client_id, officer=proof.officer, purpose=proof.purpose,
             case_ref=proof.case_ref, scopes=access.scopes, token_jti=access.jti, dpop_jti=proof.jti,
-            dpop_proof=proof.raw, response_key=response_key,
+            dpop_jkt=access.jkt, dpop_proof=proof.raw, response_key=response_key,
         )
 
 

@@ -2,15 +2,20 @@
 
 Every command runs the same `KeyService` as `/v1/keys` and writes the same audit entry (`key.<operation>`, agency
 `security`, your `--officer`) in the same transaction as the change: if the entry cannot be written, nothing changes.
-Revoking or destroying a key files a request that a second officer approves with `exchange keys approve`.
+Dual control: revoking or destroying a key files a request that a *different security client* approves within 15
+minutes, through `POST /v1/keys/approvals/{id}` or `exchange keys approve`. At the command line each half is signed
+with the officer's own security client key (`--client-id`, `--key-dir` holding its `auth.jwk.json`) and checked
+against that client's registered key: access to this server and its database is not a second person.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,9 +26,12 @@ from rich.table import Table
 
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
+from exchange.auth import jose
 from exchange.db import db
 from exchange.errors import ExchangeError
+from exchange.keys.errors import PrincipalKeyInvalid
 from exchange.keys.models import KeyApproval
+from exchange.keys.principal import Principal, sign_statement, verify_statement
 from exchange.keys.ring import KeyRing, PublishedKey
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
@@ -33,6 +41,12 @@ console = Console()
 T = TypeVar("T")
 OFFICER = click.option("--officer", envvar="EXCHANGE_OFFICER", required=True,
                        help="Your officer id (recorded with the operation); or set EXCHANGE_OFFICER.")
+CLIENT_ID = click.option("--client-id", "client_id", envvar="EXCHANGE_SECURITY_CLIENT", required=True,
+                         help="Your own security client (dual control); or set EXCHANGE_SECURITY_CLIENT.")
+KEY_DIR = click.option("--key-dir", "key_dir", envvar="EXCHANGE_SECURITY_KEY_DIR", required=True,
+                       type=click.Path(file_okay=False, path_type=Path),
+                       help="The directory holding that client's private auth.jwk.json; or set "
+                            "EXCHANGE_SECURITY_KEY_DIR.")
 STATE_COLOURS = {"active": "green", "pending": "cyan", "retiring": "yellow", "retired": "dim", "revoked": "red",
                  "destroyed": "magenta"}
 
@@ -65,12 +79,26 @@ def initialise_keys() -> list[PublishedKey]:
 
 
 def _run(officer: str, command: str, operation: str, action: Callable[[KeyService], T],
-         record_ids: Callable[[T], Iterable[str]]) -> T:
+         record_ids: Callable[[T], Iterable[str]], *, client_id: str = "cli") -> T:
     """Run `action` and its audit entry `key.<operation>` in one transaction (see exchange.operator)."""
     result = run_audited(officer=officer, command=command, action=f"key.{operation}", purpose="key-management",
-                         work=lambda: action(_service()), record_ids=record_ids)
+                         work=lambda: action(_service()), record_ids=record_ids, client_id=client_id)
     _ring().invalidate()
     return result
+
+
+def _prove(client_id: str, key_dir: Path, *, action: str, target: str) -> Principal:
+    """Sign a statement of `action` on `target` with the client's private auth key and verify it against the key
+    registered for that client: the principal of this half of dual control, or PrincipalKeyInvalid."""
+    path = key_dir / "auth.jwk.json"
+    try:
+        key = jose.OKPKey.import_key(json.loads(path.read_text(encoding="ascii")))
+        if not key.as_dict(private=True).get("d"):
+            raise ValueError("a public key")
+    except (OSError, ValueError, TypeError, jose.JoseError) as e:
+        raise PrincipalKeyInvalid(f"{path} does not hold a private Ed25519 auth key (JWK).") from e
+    statement = sign_statement(client_id=client_id, key=key, action=action, target=target)
+    return verify_statement(db.session, statement, client_id=client_id, action=action, target=target)
 
 
 def _when(value: datetime | None) -> str:
@@ -95,8 +123,11 @@ def keys_table(views: Iterable[KeyView], *, title: str) -> Table:
 
 
 def _approval_line(approval: KeyApproval) -> str:
+    decided = f"; approved by {approval.decided_by} as {approval.decided_by_client}" if approval.decided_by_client \
+        else ""
     return (f"{approval.operation} of {approval.kid}: [bold]{approval.status}[/] (id {approval.id}; filed by "
-            f"{approval.requested_by}, expires {_when(approval.expires_at)})")
+            f"{approval.requested_by} as {approval.requested_by_client or '?'}{decided}, expires "
+            f"{_when(approval.expires_at)})")
 
 
 @click.group("keys")
@@ -114,7 +145,7 @@ def list_command(purpose: str | None, state: str | None) -> None:
     console.print(keys_table(views, title=f"{len(views)} exchange keys"))
     pending = _service().approvals(status="pending")
     for approval in pending:
-        console.print("waiting for a second officer: " + _approval_line(approval))
+        console.print("waiting for another security client: " + _approval_line(approval))
     db.session.commit()  # expired approvals marked as such
 
 
@@ -216,34 +247,56 @@ def retire(kid: str, officer: str) -> None:
 @click.argument("kid")
 @click.option("--reason", required=True, help="Why (kept with the key, shown to auditors).")
 @OFFICER
+@CLIENT_ID
+@KEY_DIR
 @with_appcontext
-def revoke(kid: str, reason: str, officer: str) -> None:
-    """File the revocation of a key; a second officer approves it within 15 minutes (`exchange keys approve`)."""
+def revoke(kid: str, reason: str, officer: str, client_id: str, key_dir: Path) -> None:
+    """File the revocation of a key, signed with your security client's key; a different security client approves
+    it within 15 minutes (`exchange keys approve`, or the API)."""
     approval = _run(officer, f"exchange keys revoke {kid}", "revoke_request",
-                    lambda s: s.request_revocation(kid, reason=reason, officer=officer), lambda a: [a.kid])
-    console.print("filed: " + _approval_line(approval))
-    console.print(f"A second officer runs: [cyan]exchange keys approve {approval.id}[/]")
+                    lambda s: s.request_revocation(kid, reason=reason, officer=officer, principal=_prove(
+                        client_id, key_dir, action="key.revoke_request", target=kid)),
+                    lambda a: [a.kid], client_id=client_id)
+    _filed(approval)
 
 
 @keys.command("destroy", context_settings=KID_FIRST_DASH)
 @click.argument("kid")
 @click.option("--reason", default=None, help="Why (kept with the request).")
 @OFFICER
+@CLIENT_ID
+@KEY_DIR
 @with_appcontext
-def destroy(kid: str, reason: str | None, officer: str) -> None:
-    """File the destruction of a key's private part (its public part is kept); a second officer approves it."""
+def destroy(kid: str, reason: str | None, officer: str, client_id: str, key_dir: Path) -> None:
+    """File the destruction of a key's private part (its public part is kept), signed with your security client's
+    key; a different security client approves it."""
     approval = _run(officer, f"exchange keys destroy {kid}", "destroy_request",
-                    lambda s: s.request_destruction(kid, reason=reason, officer=officer), lambda a: [a.kid])
+                    lambda s: s.request_destruction(kid, reason=reason, officer=officer, principal=_prove(
+                        client_id, key_dir, action="key.destroy_request", target=kid)),
+                    lambda a: [a.kid], client_id=client_id)
+    _filed(approval)
+
+
+def _filed(approval: KeyApproval) -> None:
     console.print("filed: " + _approval_line(approval))
-    console.print(f"A second officer runs: [cyan]exchange keys approve {approval.id}[/]")
+    console.print("A second officer, with a DIFFERENT security client and its own key, approves it within 15 "
+                  f"minutes:\n  [cyan]exchange keys approve {approval.id} --officer THEIR-ID --client-id "
+                  "THEIR-CLIENT --key-dir THEIR-KEY-DIR[/]\n"
+                  f"  or POST /v1/keys/approvals/{approval.id} from their own security client")
 
 
 @keys.command("approve")
 @click.argument("approval_id", type=click.UUID, required=False)
-@OFFICER
+@click.option("--officer", envvar="EXCHANGE_OFFICER", help="Your officer id (recorded with the approval).")
+@click.option("--client-id", "client_id", envvar="EXCHANGE_SECURITY_CLIENT",
+              help="Your own security client: not the one that filed the request.")
+@click.option("--key-dir", "key_dir", envvar="EXCHANGE_SECURITY_KEY_DIR",
+              type=click.Path(file_okay=False, path_type=Path), help="The directory holding its auth.jwk.json.")
 @with_appcontext
-def approve(approval_id: uuid.UUID | None, officer: str) -> None:
-    """Approve another officer's revocation or destruction request (without an id: list the open requests)."""
+def approve(approval_id: uuid.UUID | None, officer: str | None, client_id: str | None,
+            key_dir: Path | None) -> None:
+    """Approve a request filed by another security client, signed with your own security client's key (without an
+    id: list the open requests)."""
     if approval_id is None:
         pending = _service().approvals(status="pending")
         db.session.commit()
@@ -252,8 +305,15 @@ def approve(approval_id: uuid.UUID | None, officer: str) -> None:
         for item in pending:
             console.print(_approval_line(item))
         return
+    if not officer or not client_id or key_dir is None:
+        missing = [name for name, value in (("--officer", officer), ("--client-id", client_id),
+                                            ("--key-dir", key_dir)) if not value]
+        raise click.UsageError(f"Approving needs {', '.join(missing)}: your officer id, and your own security "
+                               "client with its key.")
     outcome = _run(officer, f"exchange keys approve {approval_id}", "approve",
-                   lambda s: s.approve(approval_id, officer=officer), lambda o: [v.record.kid for v in o.keys])
+                   lambda s: s.approve(approval_id, officer=officer, principal=_prove(
+                       client_id, key_dir, action="key.approve", target=str(approval_id))),
+                   lambda o: [v.record.kid for v in o.keys], client_id=client_id)
     if outcome.approval is not None:
         console.print("executed: " + _approval_line(outcome.approval))
     console.print(keys_table(outcome.keys, title="keys changed"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import Conflict, NotFound, NotPermitted, ValidationFailed
+from exchange.errors import Conflict, NotFound, NotPermitted, Unauthenticated, ValidationFailed
 
 
 class KeyNotFound(NotFound):
@@ -43,3 +43,19 @@ class SameOfficer(NotPermitted):
 class OfficerRequired(ValidationFailed):
     code = "officer_required"
     default_message = "Key operations need the officer's id (the DPoP proof's `officer` claim, or --officer)."
+
+
+class SamePrincipal(NotPermitted):
+    code = "dual_control_same_principal"
+    default_message = ("A second, different security client (another client id with its own key) must approve this "
+                       "operation.")
+
+
+class PrincipalRequired(Unauthenticated):
+    code = "principal_required"
+    default_message = "Dual control needs an authenticated security client."
+
+
+class PrincipalKeyInvalid(NotPermitted):
+    code = "dual_control_key_invalid"
+    default_message = "The statement is not signed by an active auth key of an active security client."

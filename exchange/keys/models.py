@@ -58,7 +58,7 @@ class ExchangeKeyRecord(Record):
 
 
 class KeyApproval(Base):
-    """A revocation or destruction of an exchange key waiting for a second officer (keys.md dual control)."""
+    """A revocation or destruction of an exchange key waiting for a second security client (keys.md dual control)."""
 
     __tablename__ = "key_approvals"
     __table_args__ = (
@@ -71,8 +71,14 @@ class KeyApproval(Base):
     kid: Mapped[str] = mapped_column(String(64), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(8), default="pending")
-    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(64))  # the officer claim: logged, never trusted
+    # the principal that filed: its security client and the thumbprints of its keys (space-separated); an approval
+    # by the same client, or by a client sharing one of these keys, is refused (None: filed before this was kept,
+    # never approvable)
+    requested_by_client: Mapped[str | None] = mapped_column(String(64))
+    requested_by_keys: Mapped[str | None] = mapped_column(Text)
     requested_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_by_client: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[datetime | None]

@@ -85,10 +85,14 @@ class ApprovalView(Schema):
     kid = fields.String()
     reason = fields.String(allow_none=True)
     status = fields.String()
-    requested_by = fields.String()
+    requested_by = fields.String(metadata={"description": "The filing officer's id, as claimed (logged only)."})
+    requested_by_client = fields.String(allow_none=True, metadata={
+        "description": "The security client that filed the request (authenticated)."})
     requested_at = fields.AwareDateTime()
     expires_at = fields.AwareDateTime()
-    decided_by = fields.String(allow_none=True)
+    decided_by = fields.String(allow_none=True, metadata={"description": "The approving officer's id, as claimed."})
+    decided_by_client = fields.String(allow_none=True, metadata={
+        "description": "The security client that approved it (authenticated; never the one that filed it)."})
     decided_at = fields.AwareDateTime(allow_none=True)
 
 

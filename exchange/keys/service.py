@@ -10,8 +10,9 @@ Timing (keys.md "Rotation without downtime"):
   worker knows the new key before any signs with it; the JWKS lists it as `pending` meanwhile;
 - the previous active key retires `overlap` after that (>= token lifetime + envelope lifetime + clock skew), so
   tokens it signed and envelopes sealed to it keep working until they expire.
-Revoking or destroying a key needs two officers: the first call files a request, a second officer approves it
-within 15 minutes.
+Revoking or destroying a key needs two different principals (exchange.keys.principal): one security client files
+a request, another security client, with other keys, approves it within 15 minutes. The officer ids are recorded
+with both halves, never trusted to tell them apart.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ from exchange.keys.errors import (
     KeyNotFound,
     OfficerRequired,
     SameOfficer,
+    SamePrincipal,
 )
 from exchange.keys.models import ExchangeKeyRecord, KeyApproval
+from exchange.keys.principal import Principal, registered_keys
 from exchange.keys.ring import KeyRing, active_kids, registry_row, state_of
 from exchange.keys.store import ALL_PURPOSES
 
@@ -173,27 +176,33 @@ class KeyService:
 
     # ---- dual control: revoke, destroy, approve -----------------------------------------------------------------
 
-    def request_revocation(self, kid: str, *, reason: str, officer: str | None) -> KeyApproval:
+    def request_revocation(self, kid: str, *, reason: str, officer: str | None,
+                           principal: Principal) -> KeyApproval:
         row = self.get(kid)
         if row.revoked_at is not None:
             raise InvalidKeyState(f"Key {kid} is already revoked.")
-        return self._file("revoke", row, reason=reason, officer=_officer(officer))
+        return self._file("revoke", row, reason=reason, officer=_officer(officer), principal=principal)
 
-    def request_destruction(self, kid: str, *, reason: str | None, officer: str | None) -> KeyApproval:
+    def request_destruction(self, kid: str, *, reason: str | None, officer: str | None,
+                            principal: Principal) -> KeyApproval:
         row = self.get(kid)
         self._check_destroyable(row)
-        return self._file("destroy", row, reason=reason, officer=_officer(officer))
+        return self._file("destroy", row, reason=reason, officer=_officer(officer), principal=principal)
 
-    def _file(self, operation: str, row: ExchangeKeyRecord, *, reason: str | None, officer: str) -> KeyApproval:
+    def _file(self, operation: str, row: ExchangeKeyRecord, *, reason: str | None, officer: str,
+              principal: Principal) -> KeyApproval:
         self._expire_approvals()
         approval = KeyApproval(operation=operation, kid=row.kid, reason=reason, status="pending",
-                               requested_by=officer, requested_at=self.ring.now(),
+                               requested_by=officer, requested_by_client=principal.client_id,
+                               requested_by_keys=" ".join(sorted(principal.keys)), requested_at=self.ring.now(),
                                expires_at=self.ring.now() + APPROVAL_WINDOW)
         self.session.add(approval)
         self.session.flush()
         return approval
 
-    def approve(self, approval_id: uuid.UUID, *, officer: str | None) -> Outcome:
+    def approve(self, approval_id: uuid.UUID, *, officer: str | None, principal: Principal) -> Outcome:
+        """Execute a pending request filed by another principal: a different security client sharing none of the
+        filer's keys (the officer ids are not what tells them apart)."""
         second = _officer(officer)
         approval = self.session.get(KeyApproval, approval_id)
         if approval is None:
@@ -202,6 +211,13 @@ class KeyService:
             raise ApprovalClosed(f"The request was already {approval.status}.")
         if approval.expires_at <= self.ring.now():
             raise ApprovalExpired(f"The request expired at {approval.expires_at.isoformat()}; file it again.")
+        if approval.requested_by_client is None:
+            raise ApprovalClosed("The request was filed without a recorded security client; file it again.")
+        filer_keys = set((approval.requested_by_keys or "").split()) | registered_keys(self.session,
+                                                                                    approval.requested_by_client)
+        if principal.shares_with(approval.requested_by_client, filer_keys):
+            raise SamePrincipal(f"Security client {approval.requested_by_client} filed this request; a different "
+                                "security client, with its own keys, must approve it.")
         if approval.requested_by == second:
             raise SameOfficer(f"{second} filed this request; another officer must approve it.")
         row = self.get(approval.kid)
@@ -210,6 +226,7 @@ class KeyService:
         else:
             keys = self._destroy(row)
         approval.status, approval.decided_by, approval.decided_at = "executed", second, self.ring.now()
+        approval.decided_by_client = principal.client_id
         self.session.flush()
         return Outcome(keys=tuple(keys), approval=approval)
 

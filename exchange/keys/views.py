@@ -1,8 +1,8 @@
 """`/v1/keys`: security officers manage the exchange's keys (scope `keys:admin`, purpose `key-management`).
 
 Thin: each view asks `KeyService` and names its audit action (`key.<operation>`); the unit of work commits the
-registry change with the audit entry. The officer is the DPoP proof's `officer` claim; revoking and destroying
-need a second, different officer's approval within 15 minutes.
+registry change with the audit entry. The officer is the DPoP proof's `officer` claim (logged); revoking and
+destroying need the approval of a second, different security client within 15 minutes (exchange.keys.principal).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from exchange.auth.protect import protected
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
+from exchange.keys.principal import Principal, api_principal
 from exchange.keys.ring import KeyRing
 from exchange.keys.service import KeyService, KeyView
 
@@ -40,6 +41,10 @@ def service() -> KeyService:
 
 def officer() -> str | None:
     return current_caller().officer
+
+
+def principal() -> Principal:
+    return api_principal(db.session, current_caller())
 
 
 def changed(action: str, views: list[KeyView] | tuple[KeyView, ...]) -> None:
@@ -109,7 +114,7 @@ class Approvals(MethodView):
     @blp.arguments(s.ApprovalQuery, location="query")
     @blp.response(200, s.ApprovalList)
     def get(self, query: dict[str, Any]) -> dict[str, Any]:
-        """Revocations and destructions filed, waiting for (or decided by) a second officer"""
+        """Revocations and destructions filed, waiting for (or decided by) a second security client"""
         return {"items": service().approvals(status=query.get("status"))}
 
 
@@ -119,8 +124,9 @@ class Approval(MethodView):
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.OperationResult)
     def post(self, _data: dict[str, Any], approval_id: uuid.UUID) -> dict[str, Any]:
-        """Approve another officer's request: the revocation or destruction happens now"""
-        outcome = service().approve(approval_id, officer=officer())
+        """Approve another security client's request: the revocation or destruction happens now (403
+        `dual_control_same_principal` for the client that filed it, or one sharing its keys)"""
+        outcome = service().approve(approval_id, officer=officer(), principal=principal())
         changed("key.approve", outcome.keys)
         audit.touch(approval_id)
         return {"keys": outcome.keys, "approval": outcome.approval}
@@ -165,8 +171,9 @@ class Revocation(MethodView):
     @blp.arguments(s.ReasonSchema)
     @blp.response(202, s.OperationResult)
     def post(self, data: dict[str, Any], kid: str) -> dict[str, Any]:
-        """File a revocation; it happens when a second officer approves it (within 15 minutes)"""
-        approval = service().request_revocation(kid, reason=data["reason"], officer=officer())
+        """File a revocation; it happens when a second security client approves it (within 15 minutes)"""
+        approval = service().request_revocation(kid, reason=data["reason"], officer=officer(),
+                                                 principal=principal())
         audit.set_action("key.revoke_request")
         audit.touch(kid, approval.id)
         return {"keys": [], "approval": approval}
@@ -178,8 +185,9 @@ class Destruction(MethodView):
     @blp.arguments(s.OptionalReasonSchema)
     @blp.response(202, s.OperationResult)
     def post(self, data: dict[str, Any], kid: str) -> dict[str, Any]:
-        """File the destruction of a key's private part; it happens when a second officer approves it"""
-        approval = service().request_destruction(kid, reason=data.get("reason"), officer=officer())
+        """File the destruction of a key's private part; it happens when a second security client approves it"""
+        approval = service().request_destruction(kid, reason=data.get("reason"), officer=officer(),
+                                                  principal=principal())
         audit.set_action("key.destroy_request")
         audit.touch(kid, approval.id)
         return {"keys": [], "approval": approval}

@@ -17,6 +17,8 @@ from exchange.audit.checkpoint import verify_checkpoint
 from exchange.audit.models import AuditEntry
 from exchange.audit.recorder import origin, signer, verifiers
 from exchange.audit.services import AuditLog
+from exchange.auth.caller import Caller
+from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.keys.ring import KeyRing
 from exchange.keys.service import MIN_OVERLAP
 from exchange.keys.store import FileKeyStore, b64url, secret_bytes
@@ -57,18 +59,25 @@ def clock(ring: KeyRing) -> Clock:
 
 
 @pytest.fixture
-def officer(as_agency: Callable[..., AgencyClient]) -> Callable[[str | None], AgencyClient]:
-    return lambda name: as_agency("security", officer=name)
+def officer(app: Flask) -> Callable[..., AgencyClient]:
+    """`officer(name, client)`: a security client `client` (an authenticated principal) naming officer `name`."""
+
+    def make(name: str | None, client: str = "test-security-a", dpop_jkt: str | None = None) -> AgencyClient:
+        caller = Caller(agency="security", client_id=client, officer=name, scopes=AGENCY_SCOPES["security"],
+                        purpose=min(PURPOSES["security"]), dpop_jkt=dpop_jkt)
+        return AgencyClient(app.test_client(), caller)
+
+    return make
 
 
 @pytest.fixture
-def a(officer: Callable[[str | None], AgencyClient]) -> AgencyClient:
-    return officer(OFFICER_A)
+def a(officer: Callable[..., AgencyClient]) -> AgencyClient:
+    return officer(OFFICER_A, "test-security-a")
 
 
 @pytest.fixture
-def b(officer: Callable[[str | None], AgencyClient]) -> AgencyClient:
-    return officer(OFFICER_B)
+def b(officer: Callable[..., AgencyClient]) -> AgencyClient:
+    return officer(OFFICER_B, "test-security-b")
 
 
 def keys_by_purpose(client: AgencyClient, purpose: str) -> dict[str, dict[str, Any]]:
@@ -148,7 +157,7 @@ def test_generate_then_activate_and_the_refusals_on_the_way(a: AgencyClient, rin
     assert bad.status_code == 422 and bad.get_json()["code"] == "validation_failed"
 
 
-def test_key_operations_need_an_officer(officer: Callable[[str | None], AgencyClient]) -> None:
+def test_key_operations_need_an_officer(officer: Callable[..., AgencyClient]) -> None:
     response = officer(None).post("/v1/keys/rotation", json={"purpose": "audit"})
     assert response.status_code == 422 and response.get_json()["code"] == "officer_required"
 
@@ -161,10 +170,11 @@ def test_revocation_needs_a_second_officer_within_15_minutes(
     assert filed.status_code == 202
     approval = filed.get_json()["approval"]
     assert approval["status"] == "pending" and approval["requested_by"] == OFFICER_A
+    assert approval["requested_by_client"] == "test-security-a" and approval["decided_by_client"] is None
     assert keys_by_purpose(a, "envelope-sign")["active"]["kid"] == victim  # nothing happened yet
 
     same = a.post(f"/v1/keys/approvals/{approval['id']}", json={})
-    assert same.status_code == 403 and same.get_json()["code"] == "dual_control_same_officer"
+    assert same.status_code == 403 and same.get_json()["code"] == "dual_control_same_principal"
 
     clock.advance(15 * 60 + 1)
     late = b.post(f"/v1/keys/approvals/{approval['id']}", json={})
@@ -176,6 +186,7 @@ def test_revocation_needs_a_second_officer_within_15_minutes(
     assert approved.status_code == 200, approved.get_json()
     body = approved.get_json()
     assert body["approval"]["status"] == "executed" and body["approval"]["decided_by"] == OFFICER_B
+    assert body["approval"]["decided_by_client"] == "test-security-b"
     states = {k["kid"]: k["state"] for k in body["keys"]}
     assert states[victim] == "revoked"
     [replacement] = [kid for kid, state in states.items() if state == "active"]  # the emergency replacement
