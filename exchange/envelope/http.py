@@ -43,7 +43,7 @@ from exchange.envelope.envelope import (
 )
 from exchange.envelope.errors import KeyRevoked, UnknownKey
 from exchange.envelope.models import EnvelopeEvidence
-from exchange.errors import ExchangeError, UnsupportedMediaType
+from exchange.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
 from exchange.keys.ring import KeyRing
 
 log = logging.getLogger("exchange.envelope")
@@ -189,10 +189,13 @@ def install_envelopes(app: Flask) -> None:
     def _seal_committed(response: Response) -> Response:
         try:
             return seal_response(response)
-        except ExchangeError as e:
+        except Exception as e:  # noqa: BLE001  (after the commit: the call is stored, its answer withheld)
             from exchange.http_errors import error_response
 
-            return error_response(status=e.status, code=e.code, message=e.message)
+            log.error("response not sealed", extra={"code": ResponseWithheld.code,
+                                                    "exception_type": type(e).__name__})
+            return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
+                                  message=ResponseWithheld.default_message)
 
     @app.after_request
     def _seal(response: Response) -> Response:
