@@ -93,6 +93,13 @@ def _commit_failed() -> Response:
                           message="The change could not be stored; nothing was changed.")
 
 
+def _quietly(close: Callable[[], None]) -> None:
+    try:
+        close()
+    except Exception:  # noqa: BLE001  (a dead connection: the pool replaces it)
+        log.warning("close failed", extra={"code": "connection_lost"})
+
+
 def _rollback(session: Session) -> None:
     """Roll back, whatever state the connection is in (a dead one raises; the next checkout replaces it)."""
     try:
@@ -141,13 +148,14 @@ class Database:
 
         @app.teardown_appcontext
         def _close_session(_exc: BaseException | None) -> None:
+            # Never raises: the response is ready by now, and an exception here would reach the WSGI server.
             session: Session | None = g.pop("db_session", None)
             if session is not None:
-                session.rollback()  # anything not committed by a service is discarded, never half-written
-                session.close()
+                _rollback(session)  # anything not committed by a service is discarded, never half-written
+                _quietly(session.close)
             connection: Connection | None = g.pop("db_connection", None)
             if connection is not None:
-                connection.close()
+                _quietly(connection.close)
 
     def install_unit_of_work(self, app: Flask) -> None:
         """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
