@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,7 @@ import nacl.public
 import nacl.signing
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
@@ -53,6 +54,7 @@ from exchange.keys.ring import KeyRing
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
+OUTCOME_PURGE_PROBABILITY = 0.01
 REGISTER_OWNER = "interior"  # as the audit recorder: an answer given again to another agency discloses to it
 API_PREFIX = "/v1/"
 
@@ -309,6 +311,9 @@ def record_outcome(response: Response) -> Response:
             status=response.status_code, headers=headers, sealed_body=storage.seal(body) if body else None,
             storage_kid=storage.kid if body else None, record_ids=list(audit_context.touched()),
             expires_at=datetime.fromtimestamp(opened.header.exp + REPLAY_MARGIN, UTC)))
+        if random.random() < OUTCOME_PURGE_PROBABILITY:  # noqa: S311  (load spreading, not security)
+            # Expired answers are never read again (their envelope fails step 4): drop them now and then.
+            db.session.execute(delete(EnvelopeOutcome).where(EnvelopeOutcome.expires_at < utcnow()))
         db.session.flush()
     except DuplicateEnvelope:
         return _resolve_duplicate()

@@ -311,3 +311,24 @@ def test_a_refused_call_keeps_no_outcome(released_app: Flask, raw_partner: tuple
     again = post(partner, body)
     assert (again.status_code, again.get_json()["code"]) == (422, "validation_failed")
     assert counts(released_app) == (0, 0, 0)
+
+
+def test_expired_outcomes_are_purged(
+    released_app: Flask, raw_partner: tuple[Partner, PartnerKeys], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    partner, keys = raw_partner
+    assert post(partner, sealed_body(released_app, keys, returnee_body())).status_code == 201
+    with Session(released_app.extensions["exchange.db"]) as session:
+        [kept] = session.scalars(select(EnvelopeOutcome)).all()
+        kept_id = kept.msg_id
+        session.add(EnvelopeOutcome(sender="interior", msg_id="expired", client_id="x", method="POST", target="/",
+                                    plaintext_hash="h", status=201, headers={}, record_ids=[],
+                                    expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+    monkeypatch.setattr(envelope_http, "OUTCOME_PURGE_PROBABILITY", 1.0)
+    assert post(partner, sealed_body(released_app, keys, returnee_body(birth_date="1980-02-02"))).status_code == 201
+    with Session(released_app.extensions["exchange.db"]) as session:
+        msg_ids = set(session.scalars(select(EnvelopeOutcome.msg_id)))
+    assert kept_id in msg_ids and "expired" not in msg_ids and len(msg_ids) == 2
