@@ -9,6 +9,10 @@
   request, the DPoP proof; it carries the `audit` receipt of the call's audit entry. That the client has an `enc` key
   is checked before anything runs (`require_response_key`), so a response is never left unsealable after a commit.
 - Error bodies are never enveloped (protocol.md §5).
+- Writes are idempotent: the outcome of a stored call (status, ETag, Location, the body sealed at rest) is kept with
+  it (`record_outcome`, in the call's transaction), and the same envelope sent again by the same client is answered
+  with it (`StoredOutcome`), audited as a read of those records. Step 10 is the database's to decide, not the replay
+  cache's (`_SeenIsNotStored`): the cache may have lost its memory, and it has seen attempts that stored nothing.
 
 `UNSAFE_PLAIN_JSON_BODIES` (tests of the register's own rules only; never read from the environment) turns all of
 this off.
