@@ -280,6 +280,7 @@ def _resolve_duplicate() -> Response:
 
     db.session.rollback()
     g.pop("envelope_evidence", None)
+    g.pop("audit_record_ids", None)  # what this attempt's view touched was rolled back: not part of its answer
     opened: OpenedEnvelope | None = g.get("request_envelope")
     answer = _stored_answer(opened) if opened is not None else None
     if isinstance(answer, StoredOutcome):

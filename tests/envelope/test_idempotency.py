@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from exchange import logs
 from exchange.audit import recorder
 from exchange.audit.errors import AuditUnavailable
+from exchange.audit.models import AuditEntry
 from exchange.audit.services import AuditLog
 from exchange.client.api import ExchangeClient
 from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
@@ -269,6 +270,12 @@ def test_the_same_envelope_sent_at_once_by_several_threads_is_stored_once(
     assert statuses == [201] * 8, [r.get_json() for r in responses if r.status_code != 201]
     assert len({r.headers["Location"] for r in responses}) == 1
     assert counts(released_app) == (1, 1, 1)
+    record_id = responses[0].headers["Location"].rsplit("/", 1)[1]
+    with Session(released_app.extensions["exchange.db"]) as session:
+        entries = [json.loads(leaf) for leaf in session.scalars(select(AuditEntry.leaf))]
+    calls = [e for e in entries if e["path"] == "/v1/returnees"]
+    assert sorted(e["action"] for e in calls) == ["collect"] + ["consult"] * 7
+    assert all(e["record_ids"] == [record_id] for e in calls), "an answer given again names only the stored record"
 
 
 def test_another_client_of_the_same_agency_cannot_reuse_the_msg_id(
