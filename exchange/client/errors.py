@@ -18,7 +18,7 @@ of HTTP status, so that an integrator can catch a family (`ConflictError`) and s
 | `ValidationError` | 422 | `validation_failed` (`errors` holds the field errors) |
 | `UnavailableError` | 503 | `commit_failed`, `key_store_unavailable`, ... (after the library's retries) |
 | `ConnectionFailed(UnavailableError)` | 0 (no HTTP answer) | `connection_failed` |
-| `ServerError` | 500 and other 5xx | `internal_error`; `audit_pending` (carried out, answer withheld: read back) |
+| `ServerError` | 500 and other 5xx | `internal_error`; `audit_pending`, `response_withheld`, `commit_unknown` (stored or maybe: raised only after the retries with the same envelope) |
 | `ResponseVerificationError` | 502 | the failed check: `envelope_bad_signature`, `envelope_reply_mismatch`, ... |
 
 `ResponseVerificationError` is the client's own verdict on a 2xx answer it could not trust (not enveloped, not
