@@ -14,7 +14,12 @@ from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
-from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
+from exchange.envelope.http import (
+    envelopes_required,
+    install_envelope_outcomes,
+    install_envelopes,
+    require_response_key,
+)
 from exchange.errors import MalformedJson, UnsupportedMediaType
 from exchange.http_errors import ErrorSchema, register_error_handlers
 from exchange.keys.master import MasterSecret, unlock
@@ -84,6 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     db.install_unit_of_work(app)
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
     install_audit(app)
+    install_envelope_outcomes(app)  # after the audit hook: runs before it, so the entry records the final answer
     install_key_ring(app)
     init_auth(app)
 

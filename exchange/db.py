@@ -16,10 +16,11 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
+from exchange.errors import CommitUnknown, ResponseWithheld
 from exchange.http_errors import error_response
 
 log = logging.getLogger("exchange.db")
@@ -87,6 +88,26 @@ class Record(Base):
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
+def _commit_failed() -> Response:
+    return error_response(status=503, code="commit_failed",
+                          message="The change could not be stored; nothing was changed.")
+
+
+def _quietly(close: Callable[[], None]) -> None:
+    try:
+        close()
+    except Exception:  # noqa: BLE001  (a dead connection: the pool replaces it)
+        log.warning("close failed", extra={"code": "connection_lost"})
+
+
+def _rollback(session: Session) -> None:
+    """Roll back, whatever state the connection is in (a dead one raises; the next checkout replaces it)."""
+    try:
+        session.rollback()
+    except Exception:  # noqa: BLE001
+        log.warning("rollback failed", extra={"code": "commit_failed"})
+
+
 def dispose_engines() -> None:
     """Close every pooled connection this process opened (the CLI calls this when a command ends)."""
     for engine in list(_engines):
@@ -127,13 +148,14 @@ class Database:
 
         @app.teardown_appcontext
         def _close_session(_exc: BaseException | None) -> None:
+            # Never raises: the response is ready by now, and an exception here would reach the WSGI server.
             session: Session | None = g.pop("db_session", None)
             if session is not None:
-                session.rollback()  # anything not committed by a service is discarded, never half-written
-                session.close()
+                _rollback(session)  # anything not committed by a service is discarded, never half-written
+                _quietly(session.close)
             connection: Connection | None = g.pop("db_connection", None)
             if connection is not None:
-                connection.close()
+                _quietly(connection.close)
 
     def install_unit_of_work(self, app: Flask) -> None:
         """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
@@ -149,20 +171,45 @@ class Database:
             callbacks: list[Callable[[Response], Response]] = g.pop("db_after_commit", [])
             if session is not None:
                 if response.status_code >= 400:
-                    session.rollback()
+                    _rollback(session)
                     return response
                 try:
-                    session.commit()
-                except SQLAlchemyError:
-                    session.rollback()
+                    session.flush()  # a failure before the COMMIT is sent: certainly nothing was stored
+                except Exception:  # noqa: BLE001  (SQLAlchemy's errors and anything a flush hook raises)
+                    _rollback(session)
                     log.error("commit failed", extra={"code": "commit_failed"})
-                    return error_response(
-                        status=503, code="commit_failed",
-                        message="The change could not be stored; nothing was changed.",
-                    )
+                    return _commit_failed()
+                try:
+                    session.commit()
+                except DBAPIError as e:
+                    _rollback(session)
+                    if e.connection_invalidated:  # lost while committing: the COMMIT may have been applied
+                        g.db_committed = True
+                        log.error("commit outcome unknown", extra={"code": CommitUnknown.code})
+                        return error_response(status=CommitUnknown.status, code=CommitUnknown.code,
+                                              message=CommitUnknown.default_message)
+                    log.error("commit failed", extra={"code": "commit_failed"})
+                    return _commit_failed()
+                except Exception:  # noqa: BLE001  (the database refused the COMMIT: nothing was stored)
+                    _rollback(session)
+                    log.error("commit failed", extra={"code": "commit_failed"})
+                    return _commit_failed()
+                g.db_committed = True
             for callback in callbacks:
-                response = callback(response)
+                try:
+                    response = callback(response)
+                except Exception as e:  # noqa: BLE001  (after the commit nothing may turn into "nothing stored")
+                    log.error("response not completed after the commit",
+                              extra={"code": ResponseWithheld.code, "exception_type": type(e).__name__})
+                    response = error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
+                                              message=ResponseWithheld.default_message)
             return response
+
+    @staticmethod
+    def committed() -> bool:
+        """Whether this request's unit of work has committed (or may have: a COMMIT whose answer was lost). From
+        then on no response may say that nothing was stored (503)."""
+        return bool(g.get("db_committed", False)) if has_request_context() else False
 
     @staticmethod
     def after_commit(callback: Callable[[Response], Response]) -> None:

@@ -89,3 +89,24 @@ class ServiceUnavailable(ExchangeError):
     status = 503
     code = "service_unavailable"
     default_message = "The exchange is temporarily unavailable; retry later."
+
+
+class ResponseWithheld(ExchangeError):
+    """The call was carried out and committed, but its response could not be completed (sealed, receipted, sent).
+    Not a 503: a 503 promises that nothing was stored. Sending the same request envelope again (same `msg_id`)
+    answers the stored outcome."""
+
+    status = 500
+    code = "response_withheld"
+    default_message = ("Your call was carried out and stored, but its response could not be completed. Send the same "
+                       "request envelope again (same msg_id) to receive its outcome, or read the record back.")
+
+
+class CommitUnknown(ExchangeError):
+    """The database connection was lost while committing: the call may or may not have been stored."""
+
+    status = 500
+    code = "commit_unknown"
+    default_message = ("The database connection was lost while your call was being committed: it may or may not "
+                       "have been stored. Send the same request envelope again (same msg_id) to learn its outcome, "
+                       "or read the record back.")

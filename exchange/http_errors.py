@@ -13,7 +13,7 @@ from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
-from exchange.errors import ExchangeError, ValidationFailed
+from exchange.errors import ExchangeError, ResponseWithheld, ValidationFailed
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.exchange.envelope.v1+json"  # protocol.md §4 (exchange.envelope.MEDIA_TYPE)
 
@@ -69,15 +69,30 @@ def _webargs_errors(exc: HTTPException) -> Any:
     return messages
 
 
+def _withheld() -> Response | None:
+    """After the request's commit (Flask handles an exception raised by a later hook), every error is "stored, but
+    the response was withheld": never a status that promises nothing was stored."""
+    if not g.get("db_committed", False):
+        return None
+    return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
+                          message=ResponseWithheld.default_message)
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ExchangeError)
     def _exchange_error(exc: ExchangeError) -> Response:
+        if (withheld := _withheld()) is not None:
+            log.error("request failed after its commit", extra={"code": exc.code, "status": exc.status})
+            return withheld
         if exc.status >= 500:
             log.error("request failed", extra={"code": exc.code, "status": exc.status})
         return error_response(status=exc.status, code=exc.code, message=exc.message, errors=exc.errors)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
+        if (withheld := _withheld()) is not None:
+            log.error("request failed after its commit", extra={"code": "http_error", "status": exc.code})
+            return withheld
         status = exc.code or 500
         if status == 422:
             return error_response(
@@ -100,4 +115,6 @@ def register_error_handlers(app: Flask) -> None:
         ours = [f for f in frames if "/exchange/" in f.filename and "site-packages" not in f.filename]
         where = ", ".join(f"{f.filename}:{f.lineno}" for f in (ours[-1:] + frames[-1:])) if frames else "unknown"
         log.error("unhandled exception", extra={"exception_type": type(exc).__name__, "where": where})
+        if (withheld := _withheld()) is not None:
+            return withheld
         return error_response(status=500, code=ExchangeError.code, message=ExchangeError.default_message)

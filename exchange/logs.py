@@ -52,6 +52,13 @@ def install_request_ids(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         response.headers["X-Request-ID"] = g.get("request_id", "")
+        try:
+            _log_access(response)
+        except Exception:  # noqa: BLE001, S110  (a log line must never change a response that is ready)
+            pass
+        return response
+
+    def _log_access(response: Response) -> None:
         caller = g.get("caller")
         client_request_id = request.headers.get("X-Request-ID", "")
         access_log.info(
@@ -66,4 +73,3 @@ def install_request_ids(app: Flask) -> None:
                 "client_request_id": client_request_id if _CLIENT_ID_OK.match(client_request_id) else None,
             },
         )
-        return response

@@ -36,7 +36,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Request, Response, g, request, request_finished
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from exchange.audit import context
@@ -238,22 +237,34 @@ def _request_entry(session: Session, response: Response) -> QueuedEntry | Append
 
 def _append_failure(session: Session, response: Response) -> AppendedEntry | None:
     """Discard the call's changes, then record it as failed in a transaction of its own (and sequence that entry);
-    None if it could not be stored or not sequenced (if stored, the next integration sequences it)."""
-    session.rollback()
+    None if it could not be stored or not sequenced (if stored, the next integration sequences it).
+
+    Never raises: it runs in after-request hooks and in `request_finished`, where an exception would make Flask run
+    the after-request hooks again on a 500 (and a call already committed could then be answered 503)."""
     try:
+        session.rollback()  # on a dropped connection this raises too: inside the try
         entry = _request_entry(session, response)
         session.commit()
-    except (AuditUnavailable, SQLAlchemyError):
-        session.rollback()
+    except Exception:  # noqa: BLE001  (AuditUnavailable, SQLAlchemyError, the driver's own: all mean "not stored")
+        _discard(session)
         log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
     if isinstance(entry, AppendedEntry):
         return entry
     try:
         return AuditLog(session=session).settle(entry)
-    except AuditUnavailable:
+    except Exception:  # noqa: BLE001
+        _discard(session)
         log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
         return None
+
+
+def _discard(session: Session) -> None:
+    """Roll back whatever is left, whatever state the connection is in (never raises)."""
+    try:
+        session.rollback()
+    except Exception:  # noqa: BLE001  (a dead connection: the next checkout replaces it)
+        log.warning("rollback failed", extra={"code": AuditUnavailable.code})
 
 
 def _settle_request_entry(response: Response) -> Response:
@@ -261,15 +272,26 @@ def _settle_request_entry(response: Response) -> Response:
     queued: QueuedEntry = g.audit_entry
     try:
         entry = AuditLog(session=db.session).settle(queued)
-    except AuditUnavailable:
-        log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
-        return error_response(status=AuditPending.status, code=AuditPending.code, message=AuditPending.default_message)
+    except Exception:  # noqa: BLE001  (AuditUnavailable, or anything else: the call is stored either way)
+        _discard(db.session)
+        log.error("audit entry stored, not sequenced", extra={"code": AuditPending.code})
+        return _pending()
     return _with_entry(response, entry)
+
+
+def _pending() -> Response:
+    return error_response(status=AuditPending.status, code=AuditPending.code, message=AuditPending.default_message)
 
 
 def record_api_call(response: Response) -> Response:
     """Queue the current `/v1/` call's entry (see the module docstring for the order of things)."""
     session = db.session
+    if db.committed():
+        # Flask runs the after-request hooks a second time when one of them raised after the commit: the call is
+        # stored, so record the failure on its own and never answer 503 (which promises that nothing was stored).
+        g.pop("audit_entry", None)
+        failure = _append_failure(session, response)
+        return _with_entry(response, failure) if failure is not None else response
     if response.status_code < 400:
         try:
             entry = _request_entry(session, response)
@@ -292,7 +314,7 @@ def record_late_failure(response: Response) -> None:
     sequencing). Record the failure on its own."""
     if g.pop("audit_entry", None) is None or response.status_code < 400:
         return
-    failure = _append_failure(db.session, response)
+    failure = _append_failure(db.session, response)  # never raises
     if failure is not None:
         _with_entry(response, failure)
 

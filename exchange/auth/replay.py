@@ -2,8 +2,8 @@
 
 `claim(namespace, jti, expires_at)` records a jti or raises `Replayed` if it was recorded before and has not expired.
 The database cache is the default (one INSERT on a primary key, in its own transaction so that a refused request
-cannot un-see a jti); `EXCHANGE_REDIS_URL` selects Redis (`SET NX EX`). The in-memory cache is for single-process
-tools and unit tests only.
+cannot un-see a jti); `EXCHANGE_REDIS_URL` selects Redis (`SET NX EX` in a Lua script that fails closed when Redis
+lost its memory). The in-memory cache is for single-process tools and unit tests only.
 """
 
 from __future__ import annotations
@@ -46,15 +46,53 @@ class DatabaseReplayCache:
             raise Replayed(jti) from e
 
 
+# How long before its `expires_at` a jti of each namespace may first have been presented: a DPoP proof is accepted
+# from iat - 10 s and remembered until iat + 70 s (80); a client assertion from iat - 10 s until exp + 10 s, with
+# exp - iat <= 60 (80); a key-rotation proof while |now - iat| <= 60 s and remembered until iat + 120 s (180). Any
+# other namespace: the longest envelope window (iat - 10 s to exp + 60 s, exp - iat <= 300: 370).
+FIRST_USE_BEFORE_EXPIRY: dict[str, int] = {"dpop": 80, "assertion": 80, "key-rotation": 180}
+DEFAULT_FIRST_USE_BEFORE_EXPIRY = 370
+
+# KEYS[1] the jti, KEYS[2] the epoch; ARGV: ttl, earliest first use of the jti, now. Returns 1 (claimed), 0 (seen)
+# or 2 (it may have been used before the cache's memory begins: refused, fail closed).
+_CLAIM_SCRIPT = """
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[3])
+  epoch = ARGV[3]
+end
+if tonumber(ARGV[2]) <= tonumber(epoch) then
+  return 2
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  return 1
+end
+return 0
+"""
+
+
 class RedisReplayCache:
+    """`SET NX EX` per jti, failing closed when Redis lost its memory (restarted without persistence, flushed,
+    evicted): the first claim on an empty Redis writes an epoch marker, the time its memory begins, and a jti that
+    could have been presented before that time (`FIRST_USE_BEFORE_EXPIRY` before its expiry) is refused as a
+    replay for the rest of its lifetime, atomically with the claim (one Lua script). Fresh proofs and assertions
+    pass again some 10 s after the restart. Envelope `msg_id`s do not depend on it: the database decides whether
+    an envelope was stored (`exchange.envelope.http`)."""
+
+    EPOCH_KEY = "exchange:jti-epoch"
+
     def __init__(self, url: str) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url)
+        self._claim = self.client.register_script(_CLAIM_SCRIPT)
 
     def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        ttl = max(1, expires_at - int(time.time()))
-        if not self.client.set(f"exchange:jti:{namespace}:{jti}", b"1", nx=True, ex=ttl):
+        now = int(time.time())
+        ttl = max(1, expires_at - now)
+        first_use = expires_at - FIRST_USE_BEFORE_EXPIRY.get(namespace, DEFAULT_FIRST_USE_BEFORE_EXPIRY)
+        result = self._claim(keys=[f"exchange:jti:{namespace}:{jti}", self.EPOCH_KEY], args=[ttl, first_use, now])
+        if result != 1:
             raise Replayed(jti)
 
 

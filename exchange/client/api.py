@@ -28,15 +28,17 @@ What one call does (protocol.md §1-5):
 5. Errors raise the typed exceptions of `exchange.client.errors`, carrying the exchange's `code`.
 
 Retries (`RetryPolicy`: 3 tries, exponential backoff with jitter capped at 2 s, `Retry-After` honoured up to 10 s)
-happen only where repeating cannot store something twice:
+happen only where repeating cannot store something twice. Every try has a fresh DPoP proof; a write's envelope is
+sealed once and sent again unchanged (same `msg_id`), and the exchange answers a repeated `msg_id` whose call it
+stored with that call's outcome (same record, status, ETag, Location; a fresh response envelope) instead of storing
+it again, and carries it out if nothing was stored. So a write is as safe to repeat as a read:
 
-- 503: every method. The exchange fails closed: a 503 (`commit_failed`, key store or audit log unavailable) means
-  nothing was stored. Each try is a new request: fresh DPoP proof, fresh envelope with a new `msg_id` (the old ones
-  are spent or worthless), so neither the exchange's replay checks nor ours are tripped.
-- No HTTP answer: GET (and the token request, which stores nothing) on any transport error; POST/PATCH only when
-  the request cannot have reached the exchange (connection refused or timed out, no free connection). A write that
-  timed out while waiting for the answer is not repeated: it may have been stored (`ConnectionFailed`).
-- Never a 4xx (apart from the one token renewal and the one JWKS refetch above), never another 5xx.
+- 503 (nothing was stored: `commit_failed`, key store or audit log unavailable): every method.
+- 500 `audit_pending`, `response_withheld`, `commit_unknown` (stored, or maybe stored, the answer withheld), a
+  gateway's 502/504, and any transport error: reads and writes in an envelope. Connection errors before sending
+  (refused, connect timeout, no free connection): every request.
+- Never a 4xx (apart from the one token renewal and the one JWKS refetch, which re-seals the same `msg_id` to the
+  new key), never another 5xx (`internal_error` is a fault, not an outage).
 
 Why httpx directly and not authlib's `OAuth2Client` (`authlib.integrations.httpx_client`): its token auth only knows
 the `bearer` scheme (`TokenAuth.SIGN_METHODS`; a `token_type` of `DPoP` raises `UnsupportedTokenTypeError`) and has no
@@ -139,6 +141,8 @@ MAX_RESPONSE_BYTES: Final = 16 << 20  # a page of 100 full interior views fits m
 RENEW_MARGIN: Final = 30  # renew a token when fewer seconds than this remain
 DEFAULT_TOKEN_LIFETIME: Final = 60  # if the token response names no expires_in
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# 500s after which the call is stored (or may be): the same request (same envelope) gets its outcome.
+STORED_ANSWER_WITHHELD: Final = frozenset({"audit_pending", "response_withheld", "commit_unknown"})
 # Transport errors after which the request cannot have reached the exchange: safe to repeat even a write.
 _NOT_SENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 # Transport errors worth repeating an idempotent request after (not: unsupported protocol, bad URL, ...).
@@ -270,6 +274,19 @@ def _media_type(response: httpx.Response) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
+def _answer_withheld(response: httpx.Response) -> bool:
+    """A 500 saying the call was (or may have been) stored but its answer withheld, or a gateway's 502/504."""
+    if response.status_code in (502, 504):
+        return True
+    if response.status_code != 500:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("code") in STORED_ANSWER_WITHHELD
+
+
 def _retry_after(response: httpx.Response, now: float) -> float | None:
     """`Retry-After` in seconds (delta-seconds or an HTTP-date), None if absent or unreadable."""
     value = response.headers.get("Retry-After")
@@ -325,8 +342,10 @@ class _Connection:
     # -- sending, with bounded retries --
 
     def send(self, prepare: Callable[[], tuple[httpx.Request, T]], *, idempotent: bool) -> tuple[httpx.Response, T]:
-        """Send `prepare()`'s request (a new one for every try), retrying as the module docstring says. Returns the
-        last response; raises `ConnectionFailed` if no HTTP answer came back."""
+        """Send `prepare()`'s request (a new one for every try: fresh DPoP proof; a write's envelope is the same),
+        retrying as the module docstring says. `idempotent`: repeating the request cannot store anything twice (a
+        read, or a write in an envelope, which the exchange deduplicates by its msg_id). Returns the last response;
+        raises `ConnectionFailed` if no HTTP answer came back."""
         policy = self.retry
         for attempt in range(1, policy.attempts + 1):
             request, context = prepare()
@@ -340,6 +359,10 @@ class _Connection:
                     continue
                 raise ConnectionFailed("connection_failed", 0,
                                        f"No answer from the exchange ({type(e).__name__}).") from e
+            if idempotent and not last and _answer_withheld(response):
+                response.close()  # stored (or maybe stored), its answer lost: the same request gets it back
+                self.sleep(policy.backoff(attempt, self.rng))
+                continue
             if response.status_code == 503 and not last:
                 delay = policy.backoff(attempt, self.rng)
                 asked = _retry_after(response, self.clock())
@@ -474,6 +497,10 @@ class _Connection:
         htu = self.metadata().issuer + urllib.parse.unquote(path)
         has_body = body is not NO_BODY
         extra = {"If-Match": _if_match(if_match)} if if_match is not None else {}
+        # The envelope is sealed once and sent again unchanged by every retry: the exchange answers a repeated
+        # msg_id with the stored outcome, so a retry can never store the write twice. Only a new envelope-enc key
+        # (envelope_wrong_recipient: nothing was opened) re-seals it, with the same msg_id.
+        sealed: dict[str, tuple[bytes, RequestRef]] = {}
 
         def prepare() -> tuple[httpx.Request, _Attempt]:
             token = self.token()
@@ -484,14 +511,18 @@ class _Connection:
             content: bytes | None = None
             if has_body:
                 published = self.published_keys()
-                try:
-                    content, ref = seal_request(agency=self.agency, keys=self.keys, exchange=published, method=method,
-                                                target=target, value=body, now=now)
-                except ValueError as e:  # no envelope-enc key published (or a value that is not JSON)
-                    if published.enc is None:
-                        raise ResponseVerificationError(
-                            "discovery_invalid", "The exchange's JWKS lists no envelope-enc key.") from e
-                    raise
+                kid = published.enc_kid or ""
+                if kid not in sealed:
+                    msg_id = next((ref.reply_to for _, ref in sealed.values()), None)
+                    try:
+                        sealed[kid] = seal_request(agency=self.agency, keys=self.keys, exchange=published,
+                                                   method=method, target=target, value=body, now=now, msg_id=msg_id)
+                    except ValueError as e:  # no envelope-enc key published (or a value that is not JSON)
+                        if published.enc is None:
+                            raise ResponseVerificationError(
+                                "discovery_invalid", "The exchange's JWKS lists no envelope-enc key.") from e
+                        raise
+                content, ref = sealed[kid]
                 headers["Content-Type"] = MEDIA_TYPE
             else:
                 ref = RequestRef.of_proof(proof, method=method, target=target)
@@ -499,7 +530,7 @@ class _Connection:
 
         renewed = refetched = False
         while True:
-            response, attempt = self.send(prepare, idempotent=method in IDEMPOTENT)
+            response, attempt = self.send(prepare, idempotent=method in IDEMPOTENT or has_body)
             if response.is_success:
                 if signed_text and _media_type(response) == "text/plain":
                     # A document that carries its own signature (a signed checkpoint note), which the caller

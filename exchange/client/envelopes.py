@@ -259,15 +259,18 @@ class ResponseReplayCache:
 
 def seal_request(
     *, agency: str, keys: PartnerKeys, exchange: PublishedKeys, method: str, target: str, value: Any, now: int,
+    msg_id: str | None = None,
 ) -> tuple[bytes, RequestRef]:
-    """Seal `value` for `method target` from `agency` to the exchange's `envelope-enc` key; return the body and
-    what the response must name. Raises ValueError if the exchange publishes no `envelope-enc` key."""
+    """Seal `value` for `method target` from `agency` to the exchange's `envelope-enc` key (with a fresh `msg_id`
+    unless one is given: the same request sealed again to a new key); return the body and what the response must
+    name. Raises ValueError if the exchange publishes no `envelope-enc` key."""
     if exchange.enc is None or exchange.enc_kid is None:
         raise ValueError("the exchange's JWKS lists no usable envelope-enc key")
     signing_key = keys.signing_key
     # The skid from the key actually used (the same `sign` key; its thumbprint is memoised by the envelope core).
     header = EnvelopeHeader.for_request(sender=agency, skid=ed25519_kid(signing_key.verify_key), recipient=EXCHANGE,
-                                        rkid=exchange.enc_kid, method=method, target=target, now=now)
+                                        rkid=exchange.enc_kid, method=method, target=target, now=now,
+                                        msg_id=msg_id)
     sealed = seal_json(header=header, value=value, signing_key=signing_key, recipient_key=exchange.enc)
     # What `RequestRef.of_envelope(sealed)` would read back from the header just written, without parsing it again.
     request = RequestRef(method=header.method, target=header.target, reply_to=header.msg_id,

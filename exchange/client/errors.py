@@ -18,8 +18,11 @@ of HTTP status, so that an integrator can catch a family (`ConflictError`) and s
 | `ValidationError` | 422 | `validation_failed` (`errors` holds the field errors) |
 | `UnavailableError` | 503 | `commit_failed`, `key_store_unavailable`, ... (after the library's retries) |
 | `ConnectionFailed(UnavailableError)` | 0 (no HTTP answer) | `connection_failed` |
-| `ServerError` | 500 and other 5xx | `internal_error`; `audit_pending` (carried out, answer withheld: read back) |
+| `ServerError` | 500 and other 5xx | `internal_error`; `audit_pending`, `response_withheld`, `commit_unknown` |
 | `ResponseVerificationError` | 502 | the failed check: `envelope_bad_signature`, `envelope_reply_mismatch`, ... |
+
+`audit_pending`, `response_withheld` and `commit_unknown` mean "stored, or maybe stored, the answer withheld": the
+library has already sent the same envelope again (which returns the stored outcome) before raising them.
 
 `ResponseVerificationError` is the client's own verdict on a 2xx answer it could not trust (not enveloped, not
 answering this request, not signed by a key the exchange publishes, ...): the data is discarded, never returned.

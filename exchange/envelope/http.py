@@ -9,6 +9,10 @@
   request, the DPoP proof; it carries the `audit` receipt of the call's audit entry. That the client has an `enc` key
   is checked before anything runs (`require_response_key`), so a response is never left unsealable after a commit.
 - Error bodies are never enveloped (protocol.md §5).
+- Writes are idempotent: the outcome of a stored call (status, ETag, Location, the body sealed at rest) is kept with
+  it (`record_outcome`, in the call's transaction), and the same envelope sent again by the same client is answered
+  with it (`StoredOutcome`), audited as a read of those records. Step 10 is the database's to decide, not the replay
+  cache's (`_SeenIsNotStored`): the cache may have lost its memory, and it has seen attempts that stored nothing.
 
 `UNSAFE_PLAIN_JSON_BODIES` (tests of the register's own rules only; never read from the environment) turns all of
 this off.
@@ -18,36 +22,44 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
+from datetime import UTC, datetime
 from typing import Any
 
 import nacl.public
 import nacl.signing
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
-from sqlalchemy import select
+from sqlalchemy import delete, event, select
+from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
 from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
 from exchange.auth.caller import ResponseKey, current_caller
+from exchange.auth.errors import Replayed
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.envelope import (
     MEDIA_TYPE,
+    REPLAY_MARGIN,
     AuditReceipt,
     EnvelopeHeader,
     OpenedEnvelope,
+    ReplayCache,
     RequestRef,
     open_envelope,
     seal,
 )
-from exchange.envelope.errors import KeyRevoked, UnknownKey
-from exchange.envelope.models import EnvelopeEvidence
-from exchange.errors import ExchangeError, UnsupportedMediaType
+from exchange.envelope.errors import EnvelopeReplayed, KeyRevoked, UnknownKey
+from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
+from exchange.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
 from exchange.keys.ring import KeyRing
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
+OUTCOME_PURGE_PROBABILITY = 0.01
+REGISTER_OWNER = "interior"  # as the audit recorder: an answer given again to another agency discloses to it
 API_PREFIX = "/v1/"
 
 
@@ -89,8 +101,60 @@ class DatabaseSenderKeys:
         return nacl.signing.VerifyKey(_b64(key.x))
 
 
+class _SeenIsNotStored:
+    """The replay cache as step 10 sees it over HTTP: a `msg_id` the cache has seen is not refused there. Whether
+    it was *stored* is the database's to say (`envelope_evidence`'s primary key, committed with the call), and only
+    that decides: a stored call is answered with its outcome, one that stored nothing is carried out (once: the
+    primary key serialises two attempts). The cache cannot be the judge: it may have lost its memory (a Redis
+    restarted empty), and it has also seen the attempts that failed and stored nothing."""
+
+    def __init__(self, cache: ReplayCache) -> None:
+        self.cache = cache
+
+    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
+        try:
+            self.cache.claim(namespace, jti, expires_at)
+        except Replayed:
+            pass
+
+
+class StoredOutcome(Exception):  # noqa: N818  (not an error: the way out of a view to the stored answer)
+    """The request envelope was stored before (same sender, `msg_id`, client and content): answer that outcome."""
+
+    def __init__(self, outcome: EnvelopeOutcome) -> None:
+        super().__init__("stored outcome")
+        self.outcome = outcome
+
+
+class DuplicateEnvelope(Exception):  # noqa: N818
+    """The INSERT of a request's evidence hit the primary key: another attempt with the same (sender, msg_id) was
+    stored meanwhile (raised in place of the IntegrityError, so that no service mistakes it for its own conflict)."""
+
+
+def _plaintext_hash(opened: OpenedEnvelope) -> str:
+    return str(opened.evidence()["plaintext_hash"])
+
+
+def _stored_answer(opened: OpenedEnvelope) -> StoredOutcome | EnvelopeReplayed | None:
+    """What to do with an envelope whose (sender, msg_id) is in the database: the stored outcome if the same client
+    sends the same request again, 409 `envelope_replayed` otherwise; None if nothing was stored for it."""
+    header = opened.header
+    outcome = db.session.get(EnvelopeOutcome, (header.sender, header.msg_id))
+    if outcome is None:
+        stored = db.session.scalar(select(EnvelopeEvidence.msg_id).where(
+            EnvelopeEvidence.sender == header.sender, EnvelopeEvidence.msg_id == header.msg_id))
+        return None if stored is None else EnvelopeReplayed()
+    same = (outcome.client_id == current_caller().client_id and outcome.method == header.method
+            and outcome.target == header.target and outcome.plaintext_hash == _plaintext_hash(opened))
+    return StoredOutcome(outcome) if same else EnvelopeReplayed(
+        "This msg_id was used before for another request; seal a new one for every request.")
+
+
 def open_request() -> OpenedEnvelope:
-    """Open this request's envelope once (checks 1-11), record its evidence, and return it."""
+    """Open this request's envelope once (checks 1-11), record its evidence, and return it.
+
+    Step 10 is decided by the database (`_SeenIsNotStored`): if this (sender, msg_id) was stored, the request is
+    answered with the stored outcome (`StoredOutcome`) or refused (409 `envelope_replayed`), before the view runs."""
     opened: OpenedEnvelope | None = g.get("request_envelope")
     if opened is not None:
         return opened
@@ -105,20 +169,31 @@ def open_request() -> OpenedEnvelope:
         target=request_target(),
         authenticated_agency=current_caller().agency,
         sender_keys=DatabaseSenderKeys(),
-        replay=current_app.extensions["exchange.replay"],
+        replay=_SeenIsNotStored(current_app.extensions["exchange.replay"]),
         max_bytes=current_app.config["ENVELOPE_MAX_BYTES"],
     )
     g.request_envelope = opened
     evidence = opened.evidence()
-    storage = keystore.active_secret()
-    db.session.add(EnvelopeEvidence(
-        sender=opened.header.sender, msg_id=opened.header.msg_id, protected=opened.protected, sig=evidence["sig"],
-        plaintext_hash=evidence["plaintext_hash"], sealed_plaintext=storage.seal(opened.plaintext),
-        storage_kid=storage.kid, request_id=g.get("request_id", ""),
-    ))
     audit_context.annotate(envelope=AuditEnvelope(
         msg_id=evidence["msg_id"], protected_hash=evidence["protected_hash"], sig=evidence["sig"],
         plaintext_hash=evidence["plaintext_hash"]))
+    answer = _stored_answer(opened)
+    if answer is not None:
+        raise answer
+    storage = keystore.active_secret()
+    g.envelope_evidence = EnvelopeEvidence(
+        sender=opened.header.sender, msg_id=opened.header.msg_id, protected=opened.protected, sig=evidence["sig"],
+        plaintext_hash=evidence["plaintext_hash"], sealed_plaintext=storage.seal(opened.plaintext),
+        storage_kid=storage.kid, request_id=g.get("request_id", ""),
+    )
+    db.session.add(g.envelope_evidence)
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Inserted now: a second attempt with this msg_id still in flight waits here for the first one's end, then
+        # hits the primary key (DuplicateEnvelope: answered with the first one's outcome) or goes on (the first
+        # stored nothing). Not on SQLite, where a write now would hold the database's only write lock while a
+        # view claims a jti in the replay cache's own transaction (key rotation); there the two attempts meet at
+        # the later flush, and the outcome hook flushes before anything else is recorded.
+        db.session.flush()
     return opened
 
 
@@ -180,6 +255,103 @@ def seal_response(response: Response) -> Response:
     return response
 
 
+def _replay(outcome: EnvelopeOutcome) -> Response:
+    """The stored outcome as a new response (sealed after the commit like any other, answering this request)."""
+    body = b""
+    if outcome.sealed_body is not None and outcome.storage_kid is not None:
+        keystore: KeyRing = current_app.extensions["exchange.keystore"]
+        body = keystore.storage_key(outcome.storage_kid).open(outcome.sealed_body)
+    headers = dict(outcome.headers)
+    response = Response(body, status=outcome.status, mimetype=headers.pop("Content-Type", None))
+    for name, value in headers.items():
+        response.headers[name] = value
+    g.envelope_replay = True
+    caller = current_caller()
+    audit_context.set_action("consult" if caller.agency == REGISTER_OWNER else "disclose")
+    audit_context.touch(*outcome.record_ids)
+    log.info("stored outcome answered again", extra={"code": "envelope_outcome_replayed"})
+    return response
+
+
+def _resolve_duplicate() -> Response:
+    """A concurrent attempt with the same (sender, msg_id) was stored first: discard this one's work, then answer
+    the stored outcome (or refuse it: another client, another request)."""
+    from exchange.http_errors import error_response
+
+    db.session.rollback()
+    g.pop("envelope_evidence", None)
+    g.pop("audit_record_ids", None)  # what this attempt's view touched was rolled back: not part of its answer
+    opened: OpenedEnvelope | None = g.get("request_envelope")
+    answer = _stored_answer(opened) if opened is not None else None
+    if isinstance(answer, StoredOutcome):
+        return _replay(answer.outcome)
+    refused = answer if answer is not None else EnvelopeReplayed()
+    return error_response(status=refused.status, code=refused.code, message=refused.message)
+
+
+def _duplicate_evidence(context: Any) -> None:
+    """Engine `handle_error`: the evidence row's primary key refused an INSERT -> `DuplicateEnvelope`."""
+    statement = (context.statement or "").lstrip().upper()
+    if isinstance(context.sqlalchemy_exception, IntegrityError) and statement.startswith(
+            "INSERT INTO ENVELOPE_EVIDENCE"):
+        raise DuplicateEnvelope() from context.sqlalchemy_exception
+
+
+def record_outcome(response: Response) -> Response:
+    """Before the audit hook and the commit: store the outcome of a successful call that came in an envelope, in
+    the call's own transaction (and flush it with the evidence: a concurrent attempt stored first shows here)."""
+    evidence: EnvelopeEvidence | None = g.get("envelope_evidence")
+    opened: OpenedEnvelope | None = g.get("request_envelope")
+    if evidence is None or opened is None or g.get("envelope_replay") or not 200 <= response.status_code < 400:
+        return response
+    try:
+        body = response.get_data() if response.mimetype == "application/json" else b""
+        storage = current_app.extensions["exchange.keystore"].active_secret()
+        headers = {name: response.headers[name] for name in ("ETag", "Location") if name in response.headers}
+        if response.mimetype:
+            headers["Content-Type"] = response.mimetype
+        db.session.add(EnvelopeOutcome(
+            sender=opened.header.sender, msg_id=opened.header.msg_id, client_id=current_caller().client_id,
+            method=opened.header.method, target=opened.header.target, plaintext_hash=_plaintext_hash(opened),
+            status=response.status_code, headers=headers, sealed_body=storage.seal(body) if body else None,
+            storage_kid=storage.kid if body else None, record_ids=list(audit_context.touched()),
+            expires_at=datetime.fromtimestamp(opened.header.exp + REPLAY_MARGIN, UTC)))
+        if random.random() < OUTCOME_PURGE_PROBABILITY:  # noqa: S311  (load spreading, not security)
+            # Expired answers are never read again (their envelope fails step 4): drop them now and then.
+            db.session.execute(delete(EnvelopeOutcome).where(EnvelopeOutcome.expires_at < utcnow()))
+        db.session.flush()
+    except DuplicateEnvelope:
+        return _resolve_duplicate()
+    except Exception as e:  # noqa: BLE001  (before the commit: nothing is stored, the call fails)
+        from exchange.http_errors import error_response
+
+        log.error("envelope outcome not recorded", extra={"code": "commit_failed",
+                                                          "exception_type": type(e).__name__})
+        return error_response(status=503, code="commit_failed",
+                              message="The change could not be stored; nothing was changed.")
+    return response
+
+
+def install_envelope_outcomes(app: Flask) -> None:
+    """Call after `install_audit(app)`: this hook then runs before the audit hook (Flask runs after-request
+    functions in reverse order), so the call's entry records the final answer."""
+    event.listen(db.engine(app), "handle_error", _duplicate_evidence)
+
+    @app.errorhandler(StoredOutcome)
+    def _stored(e: StoredOutcome) -> Response:
+        return _replay(e.outcome)
+
+    @app.errorhandler(DuplicateEnvelope)
+    def _duplicate(_e: DuplicateEnvelope) -> Response:
+        return _resolve_duplicate()
+
+    @app.after_request
+    def _outcome(response: Response) -> Response:
+        if envelopes_required(app) and request.path.startswith(API_PREFIX):
+            return record_outcome(response)
+        return response
+
+
 def install_envelopes(app: Flask) -> None:
     """Call between `db.install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
     reverse order, so the audit hook queues the call's entry first; responses are sealed after the commit, once the
@@ -189,10 +361,13 @@ def install_envelopes(app: Flask) -> None:
     def _seal_committed(response: Response) -> Response:
         try:
             return seal_response(response)
-        except ExchangeError as e:
+        except Exception as e:  # noqa: BLE001  (after the commit: the call is stored, its answer withheld)
             from exchange.http_errors import error_response
 
-            return error_response(status=e.status, code=e.code, message=e.message)
+            log.error("response not sealed", extra={"code": ResponseWithheld.code,
+                                                    "exception_type": type(e).__name__})
+            return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
+                                  message=ResponseWithheld.default_message)
 
     @app.after_request
     def _seal(response: Response) -> Response:

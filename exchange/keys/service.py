@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
-from exchange.envelope.models import EnvelopeEvidence
+from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
 from exchange.keys.errors import (
     ApprovalClosed,
     ApprovalExpired,
@@ -260,6 +260,8 @@ class KeyService:
                        == row.kid]
             sealed = self.session.scalar(select(func.count()).select_from(EnvelopeEvidence)
                                          .where(EnvelopeEvidence.storage_kid == row.kid)) or 0
+            sealed += self.session.scalar(select(func.count()).select_from(EnvelopeOutcome)
+                                          .where(EnvelopeOutcome.storage_kid == row.kid)) or 0
             if wrapped or sealed:
                 raise KeyInUse(f"Storage key {row.kid} still seals {len(wrapped)} key(s) and {sealed} evidence "
                                "row(s); run `exchange keys rewrap` first.")
@@ -289,6 +291,14 @@ class KeyService:
                 evidence.sealed_plaintext, evidence.storage_kid = storage.seal(plaintext), storage.kid
             self.session.flush()
             rows += len(batch)
+        # Stored answers (kept for retries of their envelope): the expired ones are dropped, the others re-sealed.
+        self.session.execute(delete(EnvelopeOutcome).where(EnvelopeOutcome.expires_at < self.ring.now()))
+        for outcome in self.session.scalars(select(EnvelopeOutcome).where(
+                EnvelopeOutcome.storage_kid.is_not(None), EnvelopeOutcome.storage_kid != storage.kid)):
+            if outcome.sealed_body is not None and outcome.storage_kid is not None:
+                body = self.ring.storage_key(outcome.storage_kid).open(outcome.sealed_body)
+                outcome.sealed_body, outcome.storage_kid = storage.seal(body), storage.kid
+        self.session.flush()
         return RewrapResult(storage_kid=storage.kid, key_files=files, evidence_rows=rows)
 
     def rotate_due(self, *, officer: str | None, max_age_days: Mapping[str, float] | None = None,

@@ -609,7 +609,7 @@ def test_an_error_that_is_not_the_exchanges_json_still_has_a_family(client: Exch
     with pytest.raises(errors.ServerError) as caught:
         client.returnees.get(RETURNEE_ID)
     assert (caught.value.code, caught.value.status, caught.value.request_id) == ("http_502", 502, "px-1")
-    assert fake.api_attempts == 1
+    assert fake.api_attempts == 3, "a gateway's 502 is retried where repeating is safe (a read)"
 
 
 # --- retries ----------------------------------------------------------------------------------------------------------
@@ -658,12 +658,47 @@ def test_503_gives_up_after_three_tries(client: ExchangeClient, fake: FakeExchan
     assert all(delay <= 2.0 for delay in clock.sleeps)
 
 
-def test_a_write_is_retried_on_503_as_a_new_request(client: ExchangeClient, fake: FakeExchange) -> None:
+def test_a_write_is_retried_on_503_with_the_same_envelope(client: ExchangeClient, fake: FakeExchange) -> None:
+    fake.replay = _SeenIsNotStoredHere(fake.replay)
     fake.outages.append(unavailable())
     result = client.returnees.create({"x": 1})
-    first, second = fake.seen  # both envelopes passed the replay check: fresh msg_id and proof each time
-    assert first.msg_id != second.msg_id and first.proof.jti != second.proof.jti
+    first, second = fake.seen  # the same envelope (the exchange deduplicates by msg_id), a fresh proof each time
+    assert first.msg_id == second.msg_id and first.proof.jti != second.proof.jti
+    assert first.ref == second.ref, "the same request hash: the same bytes sent again"
     assert result.data["echo"] == {"x": 1} and result.status == 201
+
+
+class _SeenIsNotStoredHere:
+    """The exchange's step 10 over HTTP: a msg_id seen but not stored is carried out (DPoP jtis stay one-use)."""
+
+    def __init__(self, cache: Any) -> None:
+        self.cache = cache
+
+    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
+        if not namespace.startswith("envelope:"):
+            self.cache.claim(namespace, jti, expires_at)
+
+
+@pytest.mark.parametrize("answer", [
+    lambda: error_body(500, "audit_pending"), lambda: error_body(500, "response_withheld"),
+    lambda: error_body(500, "commit_unknown"), lambda: httpx.Response(504, text="gateway timeout"),
+    lambda: httpx.ReadTimeout("stored, then the answer was lost"),
+], ids=["audit_pending", "response_withheld", "commit_unknown", "504", "read-timeout"])
+def test_a_write_whose_answer_was_lost_is_sent_again_unchanged(
+    client: ExchangeClient, fake: FakeExchange, answer: Callable[[], Any],
+) -> None:
+    fake.replay = _SeenIsNotStoredHere(fake.replay)
+    fake.outages.append(answer())
+    assert client.returnees.create({"x": 1}).status == 201
+    first, second = fake.seen
+    assert first.msg_id == second.msg_id and first.ref == second.ref
+
+
+def test_an_internal_error_is_not_retried(client: ExchangeClient, fake: FakeExchange) -> None:
+    fake.outages.append(error_body(500, "internal_error"))
+    with pytest.raises(errors.ServerError):
+        client.returnees.create({"x": 1})
+    assert fake.api_attempts == 1
 
 
 def test_the_backoff_is_capped(clock: FakeClock) -> None:
@@ -688,17 +723,19 @@ def test_connection_errors_are_retried_for_reads(client: ExchangeClient, fake: F
     assert client.returnees.get(RETURNEE_ID).data["id"] == RETURNEE_ID
 
 
-def test_a_write_is_retried_only_if_it_cannot_have_been_sent(client: ExchangeClient, fake: FakeExchange) -> None:
+def test_a_write_that_keeps_failing_raises_connection_failed(client: ExchangeClient, fake: FakeExchange) -> None:
     client.returnees.get(RETURNEE_ID)
     fake.failures.append(httpx.ConnectError("refused"))
     assert client.returnees.create({"x": 1}).status == 201
     before = fake.api_attempts
-    fake.outages.append(httpx.ReadTimeout("stored, then the answer was lost"))
+    fake.replay = _SeenIsNotStoredHere(fake.replay)
+    fake.outages.extend([httpx.ReadTimeout("lost")] * 3)
     with pytest.raises(errors.ConnectionFailed) as caught:
         client.returnees.create({"x": 1})
     assert caught.value.code == "connection_failed" and caught.value.status == 0
     assert isinstance(caught.value, errors.UnavailableError)
-    assert fake.api_attempts == before + 1  # stored once, never twice
+    assert fake.api_attempts == before + 3  # the same envelope three times: the exchange stores it at most once
+    assert len({seen.msg_id for seen in fake.seen[-3:]}) == 1
 
 
 # --- resources --------------------------------------------------------------------------------------------------------

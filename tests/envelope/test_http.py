@@ -198,10 +198,27 @@ def test_each_receiver_check_refuses_stores_nothing_and_is_audited(
         assert entry.get("envelope") is None
 
 
-def test_replayed_envelope_is_409_and_stores_nothing_more(sender: Sender, enveloped_app: Flask) -> None:
+def test_the_same_envelope_again_gets_the_stored_outcome_and_stores_nothing_more(
+    sender: Sender, enveloped_app: Flask
+) -> None:
     body = sender.sealed().to_json()
-    assert sender.post(body).status_code == 201
-    response = sender.post(body)
+    first = sender.post(body)
+    assert first.status_code == 201
+    again = sender.post(body)
+    assert again.status_code == 201 and again.mimetype == MEDIA_TYPE
+    assert (again.headers["Location"], again.headers["ETag"]) == (first.headers["Location"], first.headers["ETag"])
+    assert again.headers["Audit-Index"] != first.headers["Audit-Index"], "a fresh answer, audited on its own"
+    assert stored(enveloped_app) == (1, 1)
+    entry = last_entry(enveloped_app)
+    assert (entry["action"], entry["outcome"], entry["status"]) == ("consult", "success", 201)
+    assert entry["record_ids"] == [first.headers["Location"].rsplit("/", 1)[1]]
+
+
+def test_a_msg_id_used_for_another_request_is_409(sender: Sender, enveloped_app: Flask) -> None:
+    header = sender.header()
+    assert sender.post(sender.sealed(msg_id=header.msg_id).to_json()).status_code == 201
+    other = sender.sealed(returnee_body(birth_date="1980-01-01"), msg_id=header.msg_id).to_json()
+    response = sender.post(other)
     assert (response.status_code, response.get_json()["code"]) == (409, "envelope_replayed")
     assert stored(enveloped_app) == (1, 1)
 
