@@ -6,6 +6,7 @@ synchronous=FULL and foreign keys on), services receive a plain `Session`, and m
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 import weakref
@@ -20,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
-from exchange.http_errors import error_response
+from exchange.http_errors import error_response, note_outage, outage_error, outage_noted
 
 log = logging.getLogger("exchange.db")
 
@@ -96,6 +97,17 @@ def dispose_engines() -> None:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     engine = _make_engine(url, echo=echo)
     _engines.add(engine)
+
+    @event.listens_for(engine, "handle_error")
+    def _note_outage(context: Any) -> None:
+        # Wherever a connection error is caught later (an audit hook, /readyz), the request's 503 names the outage
+        # (`database_unavailable`) and it is logged once. A failed pre-ping is not one: the pool reconnects.
+        if context.is_pre_ping or not has_request_context():
+            return
+        outage = outage_error(context.original_exception)
+        if outage is not None:
+            note_outage(outage, context.original_exception)
+
     return engine
 
 
@@ -114,7 +126,9 @@ def _make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # connect_timeout: an unreachable server (not only a refusing one) is a 503 within seconds, not a hung worker
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args={"connect_timeout": 5})
 
 
 class Database:
@@ -128,12 +142,21 @@ class Database:
         @app.teardown_appcontext
         def _close_session(_exc: BaseException | None) -> None:
             session: Session | None = g.pop("db_session", None)
-            if session is not None:
-                session.rollback()  # anything not committed by a service is discarded, never half-written
-                session.close()
             connection: Connection | None = g.pop("db_connection", None)
-            if connection is not None:
-                connection.close()
+            try:
+                if session is not None:
+                    session.rollback()  # anything not committed by a service is discarded, never half-written
+                    session.close()
+                if connection is not None:
+                    connection.close()
+            except SQLAlchemyError as e:
+                # The connection died (the response has gone; nothing uncommitted survives a lost connection): the
+                # pool drops it. Raised here, it would reach the WSGI server after the response was chosen.
+                if connection is not None:
+                    with contextlib.suppress(SQLAlchemyError):
+                        connection.invalidate()
+                if not outage_noted():
+                    log.error("session not closed", extra={"exception_type": type(e).__name__})
 
     def install_unit_of_work(self, app: Flask) -> None:
         """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
@@ -149,13 +172,16 @@ class Database:
             callbacks: list[Callable[[Response], Response]] = g.pop("db_after_commit", [])
             if session is not None:
                 if response.status_code >= 400:
-                    session.rollback()
+                    with contextlib.suppress(SQLAlchemyError):  # a lost connection rolls back by itself
+                        session.rollback()
                     return response
                 try:
                     session.commit()
                 except SQLAlchemyError:
-                    session.rollback()
-                    log.error("commit failed", extra={"code": "commit_failed"})
+                    with contextlib.suppress(SQLAlchemyError):
+                        session.rollback()
+                    if not outage_noted():
+                        log.error("commit failed", extra={"code": "commit_failed"})
                     return error_response(
                         status=503, code="commit_failed",
                         message="The change could not be stored; nothing was changed.",

@@ -30,6 +30,7 @@ The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -45,7 +46,7 @@ from exchange.audit.errors import AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
-from exchange.http_errors import error_response
+from exchange.http_errors import error_response, outage_noted
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import b64url
 
@@ -232,20 +233,23 @@ def _request_entry(session: Session, response: Response) -> QueuedEntry | Append
     except AuditUnavailable:
         raise
     except Exception as e:
-        log.error("audit entry not built", extra={"exception_type": type(e).__name__})
+        if not outage_noted():
+            log.error("audit entry not built", extra={"exception_type": type(e).__name__})
         raise AuditUnavailable() from e
 
 
 def _append_failure(session: Session, response: Response) -> AppendedEntry | None:
     """Discard the call's changes, then record it as failed in a transaction of its own (and sequence that entry);
     None if it could not be stored or not sequenced (if stored, the next integration sequences it)."""
-    session.rollback()
     try:
+        session.rollback()
         entry = _request_entry(session, response)
         session.commit()
     except (AuditUnavailable, SQLAlchemyError):
-        session.rollback()
-        log.error("audit append failed", extra={"code": AuditUnavailable.code})
+        with contextlib.suppress(SQLAlchemyError):  # a lost connection has rolled back by itself
+            session.rollback()
+        if not outage_noted():
+            log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
     if isinstance(entry, AppendedEntry):
         return entry
@@ -269,12 +273,16 @@ def _settle_request_entry(response: Response) -> Response:
 
 def record_api_call(response: Response) -> Response:
     """Queue the current `/v1/` call's entry (see the module docstring for the order of things)."""
-    session = db.session
+    try:
+        session = db.session
+    except SQLAlchemyError:  # no connection to be had (the database is down): nothing to record it in; fail closed
+        return _unavailable()
     if response.status_code < 400:
         try:
             entry = _request_entry(session, response)
         except AuditUnavailable:
-            log.error("audit append failed", extra={"code": AuditUnavailable.code})
+            if not outage_noted():
+                log.error("audit append failed", extra={"code": AuditUnavailable.code})
             response = _unavailable()
         else:
             g.audit_entry = entry  # committed by the unit of work, unless the call still fails
@@ -292,7 +300,11 @@ def record_late_failure(response: Response) -> None:
     sequencing). Record the failure on its own."""
     if g.pop("audit_entry", None) is None or response.status_code < 400:
         return
-    failure = _append_failure(db.session, response)
+    try:
+        session = db.session
+    except SQLAlchemyError:
+        return
+    failure = _append_failure(session, response)
     if failure is not None:
         _with_entry(response, failure)
 

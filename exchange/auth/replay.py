@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from exchange.auth.errors import Replayed
 from exchange.auth.models import SeenJti
+from exchange.errors import ReplayCacheUnavailable
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
 
@@ -50,11 +51,18 @@ class RedisReplayCache:
     def __init__(self, url: str) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url)
+        # bounded waits: a stopped or unreachable Redis is a 503 within seconds, not a hung worker
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
     def claim(self, namespace: str, jti: str, expires_at: int) -> None:
+        import redis
+
         ttl = max(1, expires_at - int(time.time()))
-        if not self.client.set(f"exchange:jti:{namespace}:{jti}", b"1", nx=True, ex=ttl):
+        try:
+            claimed = self.client.set(f"exchange:jti:{namespace}:{jti}", b"1", nx=True, ex=ttl)
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise ReplayCacheUnavailable() from e  # fail closed: no call is accepted without its replay check
+        if not claimed:
             raise Replayed(jti)
 
 

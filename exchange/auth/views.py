@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -107,7 +108,8 @@ def _audit_oauth(response: Response) -> Response:
                      source_ip=request.remote_addr)
         db.session.commit()
     except (AuditUnavailable, SQLAlchemyError):
-        db.session.rollback()
+        with contextlib.suppress(SQLAlchemyError):  # no connection to be had: nothing to roll back
+            db.session.rollback()
         return error_response(status=503, code=AuditUnavailable.code, message=AuditUnavailable.default_message)
     return response
 
