@@ -29,6 +29,7 @@ from exchange.http_errors import (
 from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import FileKeyStore, KeyStore
+from exchange.limits import check_client_limit, install_rate_limits
 from exchange.logs import configure_logging, install_request_ids
 
 API_DESCRIPTION = """\
@@ -119,6 +120,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
+    install_rate_limits(app)  # the per-source limit comes before anything a request costs
     db.init_app(app)
     db.install_unit_of_work(app)
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
@@ -129,7 +131,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _authenticate_api_calls() -> None:
         if request.path.startswith("/v1/"):
-            authenticate(request)
+            caller = authenticate(request)
+            check_client_limit(caller.client_id)  # before the envelope is opened and the view runs
             if envelopes_required(app):
                 require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
             elif request.method in ("POST", "PUT", "PATCH"):

@@ -314,8 +314,8 @@ def install_audit(app: Flask) -> None:
 
     @app.after_request
     def _audit_api_calls(response: Response) -> Response:
-        if not request.path.startswith(AUDITED_PREFIX):
-            return response
+        if not request.path.startswith(AUDITED_PREFIX) or g.get("audit_counted"):
+            return response  # a rate-limited call is accounted for by its window's entry (exchange.limits)
         return record_api_call(response)
 
     def _audit_late_failures(sender: Flask, response: Response, **_: Any) -> None:

@@ -116,6 +116,8 @@ def _audit_oauth(response: Response) -> Response:
 
 @bp.after_request
 def _after_oauth(response: Response) -> Response:
+    if g.get("audit_counted"):  # rate limited: accounted for by its window's entry (exchange.limits)
+        return response
     return _audit_oauth(response) if request.path.startswith("/oauth/") else response
 
 
