@@ -8,10 +8,6 @@ is logged as one structured line without a traceback; once it is back the exchan
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,134 +16,31 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
-from exchange import migrate
 from exchange.auth.caller import Caller
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
-from exchange.db import make_engine
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import TEST_CALLER_KEY, returnee_body
-from tests.server import free_port
+from tests.dependencies import PgCluster, RedisServer, postgres_cluster, redis_instance, wait_until
 
 PG_VERSION = "15"
 INTERIOR = Caller(agency="interior", client_id="interior-1", purpose=min(PURPOSES["interior"]),
                   scopes=frozenset(AGENCY_SCOPES["interior"]))
 
 
-def _run(*args: str) -> None:
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
-
-
-def _wait_until(check: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    """Wait for something that happens outside the test (a server starting); not a timing assertion."""
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not happen within {seconds} s")
-        time.sleep(0.1)
-
-
-class PgCluster:
-    """A PostgreSQL cluster of our own (`pg_createcluster`), which the test may stop and start."""
-
-    def __init__(self) -> None:
-        self.name = f"exchange_outage_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-        self.port = free_port()
-        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/exchange"
-
-    def _ctl(self, action: str) -> None:
-        mode = ["--mode", "fast"] if action == "stop" else []
-        _run("pg_ctlcluster", "--skip-systemctl-redirect", *mode, PG_VERSION, self.name, action)
-
-    def create(self) -> None:
-        _run("pg_createcluster", PG_VERSION, self.name, "-p", str(self.port), "--",
-             "--auth-host=trust", "--auth-local=trust", "--no-sync")
-        self.start()
-        admin = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres",
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as connection:
-            connection.execute(text("CREATE DATABASE exchange"))
-        admin.dispose()
-        engine = make_engine(self.url)
-        migrate.upgrade(engine)
-        engine.dispose()
-
-    def start(self) -> None:
-        self._ctl("start")
-
-    def stop(self) -> None:
-        self._ctl("stop")
-
-    def drop(self) -> None:
-        subprocess.run(["pg_dropcluster", "--stop", PG_VERSION, self.name], check=False,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def pg_cluster() -> Iterator[PgCluster]:
-    if shutil.which("pg_createcluster") is None or shutil.which("pg_ctlcluster") is None:
-        pytest.skip("pg_createcluster is not installed: the PostgreSQL outage test needs a cluster of its own")
-    cluster = PgCluster()
-    try:
-        cluster.create()
-    except (subprocess.CalledProcessError, OSError) as e:
-        cluster.drop()
-        stderr = getattr(e, "stderr", b"") or b""
-        pytest.skip(f"cannot create a PostgreSQL cluster here: {stderr.decode(errors='replace').strip()[:200]}")
-    try:
-        yield cluster
-    finally:
-        cluster.drop()
-
-
-class RedisServer:
-    """A redis-server of our own on a free port, without persistence (as the shared one runs)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        client = redis.Redis.from_url(self.url)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        _wait_until(up, "redis-server answering")
-        client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-            self.process = None
+    yield from postgres_cluster()
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed: the Redis outage test needs a server of its own")
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from redis_instance(tmp_path)
 
 
 def make_partner(app: Flask, agency: str = "interior") -> Partner:
@@ -215,7 +108,7 @@ def test_a_postgresql_outage_is_503_database_unavailable_everywhere_and_heals_by
         assert oauth_app.test_client().get("/healthz").status_code == 200  # alive, only not ready
 
         pg_cluster.start()
-        _wait_until(lambda: oauth_app.test_client().get("/readyz").status_code == 200, "/readyz ready again")
+        wait_until(lambda: oauth_app.test_client().get("/readyz").status_code == 200, "/readyz ready again")
         assert returnees() == before  # fail closed: nothing was half-written during the outage
         assert partner.call("POST", "/v1/returnees", json=returnee_body()).status_code == 201
         assert stub_app.test_client().get("/v1/returnees", **interior).status_code == 200
