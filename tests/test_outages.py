@@ -19,10 +19,12 @@ from flask import Flask
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from exchange import migrate
 from exchange.auth.caller import Caller
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
+from exchange.db import make_engine
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import TEST_CALLER_KEY, returnee_body
@@ -143,3 +145,31 @@ def test_a_redis_outage_is_503_replay_cache_unavailable_and_heals_by_itself(
     redis_server.start()  # empty: it kept nothing
     assert partner.call("POST", "/v1/returnees", json=returnee_body()).status_code == 201
     assert partner.token_request().status_code == 200
+
+
+def test_an_unreachable_sqlite_file_is_503_database_unavailable_and_heals(
+    make_app: Callable[..., Flask], tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "volume"
+    folder.mkdir()
+    url = f"sqlite:///{folder / 'exchange.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    app = make_app(DATABASE_URL=url)
+    interior = {"environ_base": {TEST_CALLER_KEY: INTERIOR}}
+    client = app.test_client()
+    assert client.get("/v1/returnees", **interior).status_code == 200
+    folder.rename(tmp_path / "unmounted")  # the volume goes away ...
+    app.extensions["exchange.db"].dispose()  # ... and the worker has to open the file again
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        responses = [client.get("/v1/returnees", **interior), client.post("/v1/returnees", json=returnee_body(),
+                                                                          **interior),
+                     client.get("/v1/returnees"), client.get("/readyz")]
+    for response in responses:
+        assert_unavailable(response, "database_unavailable")
+    assert_logged_once_per_failure(caplog.records, "database_unavailable", len(responses))
+    (tmp_path / "unmounted").rename(folder)
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/v1/returnees", json=returnee_body(), **interior).status_code == 201
