@@ -177,6 +177,7 @@ class Database:
                     return response
                 try:
                     session.commit()
+                    g.db_committed = True  # from here on no failure may be answered 503 (http_errors.outage_response)
                 except SQLAlchemyError:
                     with contextlib.suppress(SQLAlchemyError):
                         session.rollback()

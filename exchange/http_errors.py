@@ -20,6 +20,7 @@ from marshmallow import Schema, fields
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from exchange.audit.errors import AuditPending
 from exchange.errors import (
     RETRY_AFTER_SECONDS,
     DatabaseUnavailable,
@@ -84,10 +85,6 @@ def outage_error(exc: BaseException) -> ServiceUnavailable | None:
     return None
 
 
-def is_database_outage(exc: BaseException) -> bool:
-    return isinstance(outage_error(exc), DatabaseUnavailable)
-
-
 def note_outage(error: ServiceUnavailable, cause: BaseException | None = None) -> None:
     """Remember that this request met an outage (its 503s then name it) and log it: one structured line per request
     and code, with the exception's type only (its text may carry SQL parameters; a traceback helps nobody here)."""
@@ -128,6 +125,15 @@ def error_response(
     return response
 
 
+def outage_response(outage: ServiceUnavailable, cause: BaseException | None) -> Response:
+    """The answer to an outage: its 503, logged once, unless the request's changes were already committed. A 503
+    promises that nothing was stored (clients retry it), so a failure after the commit is 500 `audit_pending`."""
+    note_outage(outage, cause)
+    if has_app_context() and g.get("db_committed"):
+        return error_response(status=AuditPending.status, code=AuditPending.code, message=AuditPending.default_message)
+    return exchange_error_response(outage)
+
+
 def exchange_error_response(exc: ExchangeError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return error_response(status=exc.status, code=exc.code, message=exc.message, errors=exc.errors, headers=headers)
@@ -147,8 +153,7 @@ def unexpected_error_response(exc: BaseException) -> Response:
         return exchange_error_response(exc)
     outage = outage_error(exc)
     if outage is not None:
-        note_outage(outage, exc)
-        return exchange_error_response(outage)
+        return outage_response(outage, exc)
     log.error("unhandled exception", extra={"exception_type": type(exc).__name__, "where": _where(exc)})
     return error_response(status=500, code=ExchangeError.code, message=ExchangeError.default_message)
 
@@ -178,8 +183,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ExchangeError)
     def _exchange_error(exc: ExchangeError) -> Response:
         if isinstance(exc, ServiceUnavailable):
-            note_outage(exc, exc.__cause__)
-        elif exc.status >= 500:
+            return outage_response(exc, exc.__cause__)
+        if exc.status >= 500:
             log.error("request failed", extra={"code": exc.code, "status": exc.status})
         return exchange_error_response(exc)
 

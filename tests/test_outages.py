@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import create_engine, func, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from exchange import migrate
@@ -24,7 +25,7 @@ from exchange.auth.caller import Caller
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
-from exchange.db import make_engine
+from exchange.db import db, make_engine
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import TEST_CALLER_KEY, returnee_body
@@ -173,3 +174,27 @@ def test_an_unreachable_sqlite_file_is_503_database_unavailable_and_heals(
     (tmp_path / "unmounted").rename(folder)
     assert client.get("/readyz").status_code == 200
     assert client.post("/v1/returnees", json=returnee_body(), **interior).status_code == 201
+
+
+def test_an_outage_after_the_commit_is_never_answered_503(
+    make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A 503 promises that nothing was stored: a connection lost after the commit (here: in an after-commit step)
+    is 500 `audit_pending`, and the write it answers is there."""
+    app = make_app()
+
+    @app.before_request
+    def _lose_the_connection_after_the_commit() -> None:
+        def fail(_response: Any) -> Any:
+            raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+        db.after_commit(fail)
+
+    client = app.test_client()
+    with caplog.at_level(logging.INFO):
+        response = client.post("/v1/returnees", json=returnee_body(), environ_base={TEST_CALLER_KEY: INTERIOR})
+    assert response.status_code == 500
+    assert response.get_json()["code"] == "audit_pending"
+    assert not [r for r in caplog.records if r.exc_info or r.exc_text]
+    with Session(app.extensions["exchange.db"]) as session:
+        assert session.scalar(select(func.count()).select_from(Returnee)) == 1
