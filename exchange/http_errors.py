@@ -109,7 +109,12 @@ def outage_noted() -> bool:
 def error_response(
     *, status: int, code: str, message: str, errors: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
-    if status == 503 and code in _GENERIC_UNAVAILABLE and outage_noted():
+    if status == 503 and has_app_context() and g.get("db_committed"):
+        # A 503 promises that nothing was stored (clients retry it): once the request's changes are committed, a
+        # failure (of the audit sequencing, the sealing, the connection) is 500 `audit_pending`, whatever it was.
+        status, code, message = AuditPending.status, AuditPending.code, AuditPending.default_message
+        headers = {k: v for k, v in (headers or {}).items() if k != "Retry-After"}
+    elif status == 503 and code in _GENERIC_UNAVAILABLE and outage_noted():
         outage = next(iter(g.outages.values()))
         code, message = outage.code, outage.message
     body: dict[str, Any] = {"code": code, "status": status, "message": message}
@@ -126,11 +131,8 @@ def error_response(
 
 
 def outage_response(outage: ServiceUnavailable, cause: BaseException | None) -> Response:
-    """The answer to an outage: its 503, logged once, unless the request's changes were already committed. A 503
-    promises that nothing was stored (clients retry it), so a failure after the commit is 500 `audit_pending`."""
+    """The answer to an outage: its 503 (500 `audit_pending` after the commit, see `error_response`), logged once."""
     note_outage(outage, cause)
-    if has_app_context() and g.get("db_committed"):
-        return error_response(status=AuditPending.status, code=AuditPending.code, message=AuditPending.default_message)
     return exchange_error_response(outage)
 
 
