@@ -404,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "EXCHANGE_KEYS_DIR": str(keys_dir),
                 "EXCHANGE_MASTER_KEY": master_key,
                 "EXCHANGE_LOG_LEVEL": "WARNING",  # no per-request access log lines
+                # the load generator is one source sending as fast as it can: it measures throughput, not the limits
+                "EXCHANGE_RATE_LIMITS": "off",
             }
             if args.redis_url:
                 env["EXCHANGE_REDIS_URL"] = args.redis_url

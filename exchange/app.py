@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, Response, got_request_exception, request, request_finished
+from flask.typing import ResponseReturnValue
 from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
 
 from exchange.audit.recorder import install_audit
 from exchange.auth.caller import authenticate
@@ -21,10 +24,17 @@ from exchange.envelope.http import (
     require_response_key,
 )
 from exchange.errors import MalformedJson, UnsupportedMediaType
-from exchange.http_errors import ErrorSchema, register_error_handlers
+from exchange.http_errors import (
+    ErrorSchema,
+    log_finalizing_failure,
+    outage_error,
+    register_error_handlers,
+    unexpected_error_response,
+)
 from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import FileKeyStore, KeyStore
+from exchange.limits import check_client_limit, install_rate_limits
 from exchange.logs import configure_logging, install_request_ids
 
 API_DESCRIPTION = """\
@@ -33,6 +43,36 @@ prosecutor's office (prosecutor). Every response's schema is the caller's agency
 `oneOf` alternatives, each named after its agency. Errors are `{code, status, message, errors?, request_id}` with a
 stable `code`. Writes to an existing record need `If-Match` with the record's ETag; a stale one gets 412.
 """
+
+
+class ExchangeFlask(Flask):
+    """Flask with a typed, quiet last resort. An exception that escapes the error handlers (raised by an after-request
+    hook or a `request_finished` receiver) is answered through `exchange.http_errors` like any other: a dependency
+    outage is a 503 with its code even under TESTING, anything else a 500 `internal_error`; each is logged as one
+    structured line, never with a traceback (Flask's default logs one per failure, and then one more for each hook
+    that fails again while the error response is finalized)."""
+
+    def handle_exception(self, e: Exception) -> Response:
+        if outage_error(e) is None:
+            return super().handle_exception(e)
+        got_request_exception.send(self, _async_wrapper=self.ensure_sync, exception=e)
+        return self.finalize_request(unexpected_error_response(e), from_error_handler=True)
+
+    def log_exception(
+        self, exc_info: tuple[type, BaseException, TracebackType] | tuple[None, None, None]
+    ) -> None:
+        """Nothing: the handler of the resulting `InternalServerError` logs one line (`unexpected_error_response`)."""
+
+    def finalize_request(self, rv: ResponseReturnValue | HTTPException, from_error_handler: bool = False) -> Response:
+        if not from_error_handler:
+            return super().finalize_request(rv)
+        response = self.make_response(rv)
+        try:
+            response = self.process_response(response)
+            request_finished.send(self, _async_wrapper=self.ensure_sync, response=response)
+        except Exception as e:  # the error response stands; what failed while finishing it is logged, once
+            log_finalizing_failure(e)
+        return response
 
 
 class ExchangeApi(Api):
@@ -67,7 +107,7 @@ def install_key_ring(app: Flask) -> None:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the exchange. `config` overrides what the environment says (tests pass one; production does not)."""
-    app = Flask(__name__)
+    app = ExchangeFlask(__name__)
     app.config.update(from_environment(instance_path=app.instance_path))
     app.config.update(
         API_TITLE="Returnee Exchange",
@@ -85,6 +125,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     configure_logging(app)
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
+    install_rate_limits(app)  # the per-source limit comes before anything a request costs
     db.init_app(app)
     db.install_unit_of_work(app)
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
@@ -96,7 +137,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.before_request
     def _authenticate_api_calls() -> None:
         if request.path.startswith("/v1/"):
-            authenticate(request)
+            caller = authenticate(request)
+            check_client_limit(caller.client_id)  # before the envelope is opened and the view runs
             if envelopes_required(app):
                 require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
             elif request.method in ("POST", "PUT", "PATCH"):

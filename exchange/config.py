@@ -28,6 +28,22 @@ def _int_env(env: Mapping[str, str], name: str, default: int) -> int:
         raise RuntimeError(f"{name} must be an integer, got {raw!r}") from e
 
 
+def _flag_env(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise RuntimeError(f"{name} must be on or off, got {raw!r}")
+
+
+# Generous: a partner's busiest batch stays far below; a flood (hundreds a second from one place) does not.
+DEFAULT_RATE_LIMIT_PER_SOURCE = "100/second;3000/minute"
+DEFAULT_RATE_LIMIT_PER_CLIENT = "100/second;3000/minute"
+
+
 def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str) -> dict[str, Any]:
     """Read the `EXCHANGE_*` variables into Flask config keys."""
     env = os.environ if env is None else env
@@ -46,4 +62,8 @@ def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str
         "KEY_CACHE_SECONDS": _int_env(env, "EXCHANGE_KEY_CACHE_SECONDS", 2),
         # how long a replaced key keeps verifying and decrypting (at least token + envelope lifetime + skew)
         "KEY_OVERLAP_SECONDS": _int_env(env, "EXCHANGE_KEY_OVERLAP_SECONDS", 660),
+        # rate limits (flask-limiter syntax, several joined by ";"): per source address and per client
+        "RATE_LIMITS_ENABLED": _flag_env(env, "EXCHANGE_RATE_LIMITS", True),
+        "RATE_LIMIT_PER_SOURCE": env.get("EXCHANGE_RATE_LIMIT_PER_SOURCE") or DEFAULT_RATE_LIMIT_PER_SOURCE,
+        "RATE_LIMIT_PER_CLIENT": env.get("EXCHANGE_RATE_LIMIT_PER_CLIENT") or DEFAULT_RATE_LIMIT_PER_CLIENT,
     }

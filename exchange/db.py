@@ -21,7 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapp
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from exchange.errors import CommitUnknown, ResponseWithheld
-from exchange.http_errors import error_response
+from exchange.http_errors import error_response, note_outage, outage_error, outage_noted
 
 log = logging.getLogger("exchange.db")
 
@@ -89,6 +89,8 @@ _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
 def _commit_failed() -> Response:
+    if not outage_noted():  # an outage is logged once per request, where it was met
+        log.error("commit failed", extra={"code": "commit_failed"})
     return error_response(status=503, code="commit_failed",
                           message="The change could not be stored; nothing was changed.")
 
@@ -97,7 +99,8 @@ def _quietly(close: Callable[[], None]) -> None:
     try:
         close()
     except Exception:  # noqa: BLE001  (a dead connection: the pool replaces it)
-        log.warning("close failed", extra={"code": "connection_lost"})
+        if not outage_noted():  # an outage is logged once per request, where it was met
+            log.warning("close failed", extra={"code": "connection_lost"})
 
 
 def _rollback(session: Session) -> None:
@@ -105,7 +108,8 @@ def _rollback(session: Session) -> None:
     try:
         session.rollback()
     except Exception:  # noqa: BLE001
-        log.warning("rollback failed", extra={"code": "commit_failed"})
+        if not outage_noted():  # an outage is logged once per request, where it was met
+            log.warning("rollback failed", extra={"code": "commit_failed"})
 
 
 def dispose_engines() -> None:
@@ -117,6 +121,17 @@ def dispose_engines() -> None:
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     engine = _make_engine(url, echo=echo)
     _engines.add(engine)
+
+    @event.listens_for(engine, "handle_error")
+    def _note_outage(context: Any) -> None:
+        # Wherever a connection error is caught later (an audit hook, /readyz), the request's 503 names the outage
+        # (`database_unavailable`) and it is logged once. A failed pre-ping is not one: the pool reconnects.
+        if context.is_pre_ping or not has_request_context():
+            return
+        outage = outage_error(context.original_exception)
+        if outage is not None:
+            note_outage(outage, context.original_exception)
+
     return engine
 
 
@@ -135,7 +150,9 @@ def _make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # connect_timeout: an unreachable server (not only a refusing one) is a 503 within seconds, not a hung worker
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                         connect_args={"connect_timeout": 5})
 
 
 class Database:
@@ -177,7 +194,6 @@ class Database:
                     session.flush()  # a failure before the COMMIT is sent: certainly nothing was stored
                 except Exception:  # noqa: BLE001  (SQLAlchemy's errors and anything a flush hook raises)
                     _rollback(session)
-                    log.error("commit failed", extra={"code": "commit_failed"})
                     return _commit_failed()
                 try:
                     session.commit()
@@ -188,11 +204,9 @@ class Database:
                         log.error("commit outcome unknown", extra={"code": CommitUnknown.code})
                         return error_response(status=CommitUnknown.status, code=CommitUnknown.code,
                                               message=CommitUnknown.default_message)
-                    log.error("commit failed", extra={"code": "commit_failed"})
                     return _commit_failed()
                 except Exception:  # noqa: BLE001  (the database refused the COMMIT: nothing was stored)
                     _rollback(session)
-                    log.error("commit failed", extra={"code": "commit_failed"})
                     return _commit_failed()
                 g.db_committed = True
             for callback in callbacks:

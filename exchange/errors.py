@@ -16,6 +16,7 @@ class ExchangeError(Exception):
     status: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
     default_message: ClassVar[str] = "The exchange could not complete the request."
+    retry_after: int | None = None  # seconds, sent as `Retry-After` (every 503 and 429 has one)
 
     def __init__(self, message: str | None = None, *, errors: Any = None) -> None:
         self.message = message or self.default_message
@@ -85,10 +86,44 @@ class MalformedJson(ExchangeError):
     default_message = "The request body is not valid JSON."
 
 
+RETRY_AFTER_SECONDS = 2  # what a 503 asks a caller to wait: the exchange reconnects by itself within a second
+
+
 class ServiceUnavailable(ExchangeError):
+    """The exchange cannot reach something it needs; the call changed nothing and may be retried after
+    `Retry-After` seconds (see the README: "Failures and limits")."""
+
     status = 503
     code = "service_unavailable"
     default_message = "The exchange is temporarily unavailable; retry later."
+    retry_after = RETRY_AFTER_SECONDS
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (stopped, restarting, connection lost, file unreadable): fail closed."""
+
+    code = "database_unavailable"
+    default_message = "The exchange's database cannot be reached, so nothing was changed; retry later."
+
+
+class ReplayCacheUnavailable(ServiceUnavailable):
+    """The replay cache (Redis) cannot be reached, so no credential can be checked for reuse: fail closed."""
+
+    code = "replay_cache_unavailable"
+    default_message = ("The exchange cannot check credentials for reuse right now, so the call was refused and "
+                       "nothing was changed; retry later.")
+
+
+class RateLimited(ExchangeError):
+    """Too many requests from one source address or one client within a window; refused before any work."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "Too many requests; slow down and retry after the number of seconds in Retry-After."
+
+    def __init__(self, *, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class ResponseWithheld(ExchangeError):

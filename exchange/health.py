@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.db import db
+from exchange.errors import RETRY_AFTER_SECONDS
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
 from exchange.keys.store import KeyStoreError
@@ -52,4 +53,9 @@ def readyz() -> ResponseReturnValue:
     elif checks["database"] == "ok":
         checks["key_store"] = _active_keys_open()
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ready" if ready else "not_ready", "checks": checks}), 200 if ready else 503
+    if ready:
+        return jsonify({"status": "ready", "checks": checks})
+    # Not ready: a 503 with a stable code (the first failed check's) and Retry-After, like every other 503.
+    code = "database_unavailable" if checks["database"] != "ok" else "key_store_unavailable"
+    return jsonify({"status": "not_ready", "code": code, "checks": checks}), 503, {
+        "Retry-After": str(RETRY_AFTER_SECONDS)}

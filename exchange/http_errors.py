@@ -1,19 +1,35 @@
 """The one place that maps errors to the wire: `{"code", "status", "message", "errors"?, "request_id"}`.
 
-Every `ExchangeError`, and every error Flask, werkzeug or webargs raises, leaves through here.
+Every `ExchangeError`, and every error Flask, werkzeug or webargs raises, leaves through here. So does an outage of
+a dependency: a database or Redis connection error, wherever it is raised (a view, a before- or after-request hook,
+a teardown), is answered 503 with its own code (`database_unavailable`, `replay_cache_unavailable`) and
+`Retry-After`, and logged as one structured line per request, without a traceback (`outage_error`, `note_outage`).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import traceback
 from typing import Any
 
-from flask import Flask, Response, g, jsonify, request
+import psycopg
+import redis.exceptions
+from flask import Flask, Response, g, has_app_context, has_request_context, jsonify, request
 from marshmallow import Schema, fields
-from werkzeug.exceptions import HTTPException
+from sqlalchemy import exc as sa_exc
+from werkzeug.exceptions import HTTPException, InternalServerError
 
-from exchange.errors import ExchangeError, ResponseWithheld, ValidationFailed
+from exchange.audit.errors import AuditPending
+from exchange.errors import (
+    RETRY_AFTER_SECONDS,
+    DatabaseUnavailable,
+    ExchangeError,
+    ReplayCacheUnavailable,
+    ResponseWithheld,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.exchange.envelope.v1+json"  # protocol.md §4 (exchange.envelope.MEDIA_TYPE)
 
@@ -43,9 +59,65 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
 }
 
 
+# Connection-level failures of the database (driver or SQLAlchemy: refused, dropped, timed out, pool exhausted, file
+# unreadable) and of Redis. A constraint violation or a programming error is none of these: it stays what it is.
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+    sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError, sa_exc.TimeoutError,
+    psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError, sqlite3.InterfaceError,
+)
+_REDIS_ERRORS: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# The 503s a hook answers when it cannot do its part; in a request that met an outage they name the outage instead.
+_GENERIC_UNAVAILABLE = frozenset({"audit_unavailable", ServiceUnavailable.code})
+
+
+def outage_error(exc: BaseException) -> ServiceUnavailable | None:
+    """The typed 503 for a dependency outage anywhere in `exc`'s chain (its causes and contexts), or None."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ServiceUnavailable):
+            return current
+        if isinstance(current, _DATABASE_ERRORS):
+            return DatabaseUnavailable()
+        if isinstance(current, _REDIS_ERRORS):
+            return ReplayCacheUnavailable()
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def note_outage(error: ServiceUnavailable, cause: BaseException | None = None) -> None:
+    """Remember that this request met an outage (its 503s then name it) and log it: one structured line per request
+    and code, with the exception's type only (its text may carry SQL parameters; a traceback helps nobody here)."""
+    if not has_request_context():
+        log.error("dependency unavailable", extra={"code": error.code, "status": error.status,
+                                                   "exception_type": type(cause or error).__name__})
+        return
+    noted: dict[str, ServiceUnavailable] = g.setdefault("outages", {})
+    if error.code in noted:
+        return
+    noted[error.code] = error
+    log.error("dependency unavailable", extra={"code": error.code, "status": error.status,
+                                               "exception_type": type(cause or error).__name__,
+                                               "method": request.method, "path": request.path})
+
+
+def outage_noted() -> bool:
+    """Whether this request has met (and logged) an outage: later failures it causes are not logged again."""
+    return has_app_context() and bool(g.get("outages"))
+
+
 def error_response(
     *, status: int, code: str, message: str, errors: Any = None, headers: dict[str, str] | None = None
 ) -> Response:
+    if status == 503 and has_app_context() and g.get("db_committed"):
+        # A 503 promises that nothing was stored (clients retry it): once the request's changes are committed, a
+        # failure (of the audit sequencing, the sealing, the connection) is 500 `audit_pending`, whatever it was.
+        status, code, message = AuditPending.status, AuditPending.code, AuditPending.default_message
+        headers = {k: v for k, v in (headers or {}).items() if k != "Retry-After"}
+    elif status == 503 and code in _GENERIC_UNAVAILABLE and outage_noted():
+        outage = next(iter(g.outages.values()))
+        code, message = outage.code, outage.message
     body: dict[str, Any] = {"code": code, "status": status, "message": message}
     if errors:
         body["errors"] = errors
@@ -54,7 +126,39 @@ def error_response(
     response.status_code = status
     for name, value in (headers or {}).items():
         response.headers[name] = value
+    if status == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+def outage_response(outage: ServiceUnavailable, cause: BaseException | None) -> Response:
+    """The answer to an outage: its 503 (500 `audit_pending` after the commit, see `error_response`), logged once."""
+    note_outage(outage, cause)
+    return exchange_error_response(outage)
+
+
+def exchange_error_response(exc: ExchangeError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(status=exc.status, code=exc.code, message=exc.message, errors=exc.errors, headers=headers)
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/exchange/" in f.filename and "site-packages" not in f.filename]
+    return ", ".join(f"{f.filename}:{f.lineno}" for f in (ours[-1:] + frames[-1:])) if frames else "unknown"
+
+
+def unexpected_error_response(exc: BaseException) -> Response:
+    """The answer to an exception no handler expected: its outage's 503, the `ExchangeError` it is, or 500 with one
+    log line naming the type and where it was raised only (an exception's text or a stack trace may carry SQL
+    parameters or record content, protocol.md §5)."""
+    if isinstance(exc, ExchangeError) and not isinstance(exc, ServiceUnavailable):
+        return exchange_error_response(exc)
+    outage = outage_error(exc)
+    if outage is not None:
+        return outage_response(outage, exc)
+    log.error("unhandled exception", extra={"exception_type": type(exc).__name__, "where": _where(exc)})
+    return error_response(status=500, code=ExchangeError.code, message=ExchangeError.default_message)
 
 
 def _webargs_errors(exc: HTTPException) -> Any:
@@ -76,6 +180,13 @@ def _withheld() -> Response | None:
         return None
     return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
                           message=ResponseWithheld.default_message)
+def log_finalizing_failure(exc: BaseException) -> None:
+    """A hook failed again while an error response was being finished: the response stands; log one line."""
+    outage = outage_error(exc)
+    if outage is not None:
+        note_outage(outage, exc)
+    else:
+        log.error("error response not finished", extra={"exception_type": type(exc).__name__, "where": _where(exc)})
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -84,15 +195,20 @@ def register_error_handlers(app: Flask) -> None:
         if (withheld := _withheld()) is not None:
             log.error("request failed after its commit", extra={"code": exc.code, "status": exc.status})
             return withheld
+        if isinstance(exc, ServiceUnavailable):
+            return outage_response(exc, exc.__cause__)
         if exc.status >= 500:
             log.error("request failed", extra={"code": exc.code, "status": exc.status})
-        return error_response(status=exc.status, code=exc.code, message=exc.message, errors=exc.errors)
+        return exchange_error_response(exc)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
         if (withheld := _withheld()) is not None:
             log.error("request failed after its commit", extra={"code": "http_error", "status": exc.code})
             return withheld
+        if isinstance(exc, InternalServerError) and exc.original_exception is not None:
+            # Flask's last resort (`handle_exception`: raised by an after-request hook or a signal) lands here.
+            return unexpected_error_response(exc.original_exception)
         status = exc.code or 500
         if status == 422:
             return error_response(
@@ -109,12 +225,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        # Log the type and where it was raised only: an exception's text or a stack trace may carry SQL parameters
-        # or record content (protocol.md §5).
-        frames = traceback.extract_tb(exc.__traceback__)
-        ours = [f for f in frames if "/exchange/" in f.filename and "site-packages" not in f.filename]
-        where = ", ".join(f"{f.filename}:{f.lineno}" for f in (ours[-1:] + frames[-1:])) if frames else "unknown"
-        log.error("unhandled exception", extra={"exception_type": type(exc).__name__, "where": where})
         if (withheld := _withheld()) is not None:
+            log.error("request failed after its commit",
+                      extra={"exception_type": type(exc).__name__, "where": _where(exc)})
             return withheld
-        return error_response(status=500, code=ExchangeError.code, message=ExchangeError.default_message)
+        return unexpected_error_response(exc)

@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Flask, Request, Response, g, request, request_finished
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from exchange.audit import context
@@ -44,7 +45,7 @@ from exchange.audit.errors import AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
-from exchange.http_errors import error_response
+from exchange.http_errors import error_response, outage_noted
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import b64url
 
@@ -231,7 +232,8 @@ def _request_entry(session: Session, response: Response) -> QueuedEntry | Append
     except AuditUnavailable:
         raise
     except Exception as e:
-        log.error("audit entry not built", extra={"exception_type": type(e).__name__})
+        if not outage_noted():
+            log.error("audit entry not built", extra={"exception_type": type(e).__name__})
         raise AuditUnavailable() from e
 
 
@@ -247,7 +249,8 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
         session.commit()
     except Exception:  # noqa: BLE001  (AuditUnavailable, SQLAlchemyError, the driver's own: all mean "not stored")
         _discard(session)
-        log.error("audit append failed", extra={"code": AuditUnavailable.code})
+        if not outage_noted():  # an outage is logged once per request, where it was met
+            log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
     if isinstance(entry, AppendedEntry):
         return entry
@@ -264,7 +267,8 @@ def _discard(session: Session) -> None:
     try:
         session.rollback()
     except Exception:  # noqa: BLE001  (a dead connection: the next checkout replaces it)
-        log.warning("rollback failed", extra={"code": AuditUnavailable.code})
+        if not outage_noted():  # an outage is logged once per request, where it was met
+            log.warning("rollback failed", extra={"code": AuditUnavailable.code})
 
 
 def _settle_request_entry(response: Response) -> Response:
@@ -285,7 +289,10 @@ def _pending() -> Response:
 
 def record_api_call(response: Response) -> Response:
     """Queue the current `/v1/` call's entry (see the module docstring for the order of things)."""
-    session = db.session
+    try:
+        session = db.session
+    except SQLAlchemyError:  # no connection to be had (the database is down): nothing to record it in; fail closed
+        return _unavailable()
     if db.committed():
         # Flask runs the after-request hooks a second time when one of them raised after the commit: the call is
         # stored, so record the failure on its own and never answer 503 (which promises that nothing was stored).
@@ -296,7 +303,8 @@ def record_api_call(response: Response) -> Response:
         try:
             entry = _request_entry(session, response)
         except AuditUnavailable:
-            log.error("audit append failed", extra={"code": AuditUnavailable.code})
+            if not outage_noted():
+                log.error("audit append failed", extra={"code": AuditUnavailable.code})
             response = _unavailable()
         else:
             g.audit_entry = entry  # committed by the unit of work, unless the call still fails
@@ -314,7 +322,11 @@ def record_late_failure(response: Response) -> None:
     sequencing). Record the failure on its own."""
     if g.pop("audit_entry", None) is None or response.status_code < 400:
         return
-    failure = _append_failure(db.session, response)  # never raises
+    try:
+        session = db.session
+    except SQLAlchemyError:
+        return
+    failure = _append_failure(session, response)  # never raises
     if failure is not None:
         _with_entry(response, failure)
 
@@ -324,8 +336,8 @@ def install_audit(app: Flask) -> None:
 
     @app.after_request
     def _audit_api_calls(response: Response) -> Response:
-        if not request.path.startswith(AUDITED_PREFIX):
-            return response
+        if not request.path.startswith(AUDITED_PREFIX) or g.get("audit_counted"):
+            return response  # a rate-limited call is accounted for by its window's entry (exchange.limits)
         return record_api_call(response)
 
     def _audit_late_failures(sender: Flask, response: Response, **_: Any) -> None:

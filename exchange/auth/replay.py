@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from exchange.auth.errors import Replayed
 from exchange.auth.models import SeenJti
+from exchange.errors import ReplayCacheUnavailable
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
 
@@ -84,14 +85,20 @@ class RedisReplayCache:
     def __init__(self, url: str) -> None:
         import redis
 
-        self.client = redis.Redis.from_url(url)
+        # bounded waits: a stopped or unreachable Redis is a 503 within seconds, not a hung worker
+        self.client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
         self._claim = self.client.register_script(_CLAIM_SCRIPT)
 
     def claim(self, namespace: str, jti: str, expires_at: int) -> None:
+        import redis
+
         now = int(time.time())
         ttl = max(1, expires_at - now)
         first_use = expires_at - FIRST_USE_BEFORE_EXPIRY.get(namespace, DEFAULT_FIRST_USE_BEFORE_EXPIRY)
-        result = self._claim(keys=[f"exchange:jti:{namespace}:{jti}", self.EPOCH_KEY], args=[ttl, first_use, now])
+        try:
+            result = self._claim(keys=[f"exchange:jti:{namespace}:{jti}", self.EPOCH_KEY], args=[ttl, first_use, now])
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            raise ReplayCacheUnavailable() from e  # fail closed: no call is accepted without its replay check
         if result != 1:
             raise Replayed(jti)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -107,13 +108,16 @@ def _audit_oauth(response: Response) -> Response:
                      source_ip=request.remote_addr)
         db.session.commit()
     except (AuditUnavailable, SQLAlchemyError):
-        db.session.rollback()
+        with contextlib.suppress(SQLAlchemyError):  # no connection to be had: nothing to roll back
+            db.session.rollback()
         return error_response(status=503, code=AuditUnavailable.code, message=AuditUnavailable.default_message)
     return response
 
 
 @bp.after_request
 def _after_oauth(response: Response) -> Response:
+    if g.get("audit_counted"):  # rate limited: accounted for by its window's entry (exchange.limits)
+        return response
     return _audit_oauth(response) if request.path.startswith("/oauth/") else response
 
 

@@ -1,7 +1,7 @@
 """envelope outcomes: the answer to a stored call, kept so that the same envelope sent again gets it back
 
-Revision ID: 0007_envelope_outcomes
-Revises: 0006_audit_queue
+Revision ID: 0008_envelope_outcomes
+Revises: 0007_dual_control_principals
 Create Date: 2026-12-02 13:20:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0007_envelope_outcomes'
-down_revision: str | None = '0006_audit_queue'
+revision: str = '0008_envelope_outcomes'
+down_revision: str | None = '0007_dual_control_principals'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
