@@ -98,6 +98,11 @@ class ServiceUnavailable(ExchangeError):
     default_message = "The exchange is temporarily unavailable; retry later."
     retry_after = RETRY_AFTER_SECONDS
 
+    def __init__(self, message: str | None = None, *, errors: Any = None, retry_after: int | None = None) -> None:
+        super().__init__(message, errors=errors)
+        if retry_after is not None:
+            self.retry_after = max(1, retry_after)
+
 
 class DatabaseUnavailable(ServiceUnavailable):
     """The database cannot be reached (stopped, restarting, connection lost, file unreadable): fail closed."""

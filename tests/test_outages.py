@@ -8,6 +8,7 @@ is logged as one structured line without a traceback; once it is back the exchan
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from exchange import migrate
 from exchange.auth.caller import Caller
 from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+from exchange.auth.replay import RedisReplayCache
 from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
 from exchange.db import db, make_engine
@@ -125,6 +127,8 @@ def test_a_redis_outage_is_503_replay_cache_unavailable_and_heals_by_itself(
     redis_server: RedisServer, make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture,
 ) -> None:
     app = make_app(AUTHENTICATOR=None, ISSUER=ISSUER, REDIS_URL=redis_server.url)
+    # a cache that has been up for an hour (a brand-new one first warms up, as after the restart below)
+    app.extensions["exchange.replay"].client.set(RedisReplayCache.EPOCH_KEY, int(time.time()) - 3600)
     partner = make_partner(app)
     partner.get_token()
     assert partner.call("GET", "/v1/returnees").status_code == 200
@@ -144,6 +148,12 @@ def test_a_redis_outage_is_503_replay_cache_unavailable_and_heals_by_itself(
         assert session.scalar(select(func.count()).select_from(Returnee)) == 0
 
     redis_server.start()  # empty: it kept nothing
+    # Fail closed while the emptied cache warms up (it cannot yet tell a fresh proof from one used before the
+    # restart): 503 with Retry-After, which the partner library waits out; then the calls pass again.
+    warming = partner.call("GET", "/v1/returnees")
+    assert_unavailable(warming, "replay_cache_unavailable")
+    assert 1 <= int(warming.headers["Retry-After"]) <= 11
+    time.sleep(int(warming.headers["Retry-After"]))
     assert partner.call("POST", "/v1/returnees", json=returnee_body()).status_code == 201
     assert partner.token_request().status_code == 200
 
@@ -180,7 +190,7 @@ def test_an_outage_after_the_commit_is_never_answered_503(
     make_app: Callable[..., Flask], caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 503 promises that nothing was stored: a connection lost after the commit (here: in an after-commit step)
-    is 500 `audit_pending`, and the write it answers is there."""
+    is 500 `response_withheld` (stored; send the same envelope again for its outcome), and the write is there."""
     app = make_app()
 
     @app.before_request
@@ -194,7 +204,8 @@ def test_an_outage_after_the_commit_is_never_answered_503(
     with caplog.at_level(logging.INFO):
         response = client.post("/v1/returnees", json=returnee_body(), environ_base={TEST_CALLER_KEY: INTERIOR})
     assert response.status_code == 500
-    assert response.get_json()["code"] == "audit_pending"
+    assert response.get_json()["code"] == "response_withheld"
+    assert "Retry-After" not in response.headers
     assert not [r for r in caplog.records if r.exc_info or r.exc_text]
     with Session(app.extensions["exchange.db"]) as session:
         assert session.scalar(select(func.count()).select_from(Returnee)) == 1

@@ -54,6 +54,13 @@ class DatabaseReplayCache:
 FIRST_USE_BEFORE_EXPIRY: dict[str, int] = {"dpop": 80, "assertion": 80, "key-rotation": 180}
 DEFAULT_FIRST_USE_BEFORE_EXPIRY = 370
 
+# For how long after the cache lost its memory a FRESH jti of each namespace is still refused by the rule above (its
+# earliest first use minus its shortest lifetime): during that time the cache cannot tell a fresh credential from a
+# replayed one, so the refusal is 503 `replay_cache_unavailable` with Retry-After (the partner library retries it
+# with a new proof), not a replay error. After it, a refusal can only be a credential presented before the reset.
+WARM_UP_SECONDS: dict[str, int] = {"dpop": 10, "assertion": 20, "key-rotation": 60}
+DEFAULT_WARM_UP_SECONDS = 70
+
 # KEYS[1] the jti, KEYS[2] the epoch; ARGV: ttl, earliest first use of the jti, now. Returns 1 (claimed), 0 (seen)
 # or 2 (it may have been used before the cache's memory begins: refused, fail closed).
 _CLAIM_SCRIPT = """
@@ -63,12 +70,12 @@ if not epoch then
   epoch = ARGV[3]
 end
 if tonumber(ARGV[2]) <= tonumber(epoch) then
-  return 2
+  return {2, tonumber(epoch)}
 end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
-  return 1
+  return {1, tonumber(epoch)}
 end
-return 0
+return {0, tonumber(epoch)}
 """
 
 
@@ -99,7 +106,14 @@ class RedisReplayCache:
             result = self._claim(keys=[f"exchange:jti:{namespace}:{jti}", self.EPOCH_KEY], args=[ttl, first_use, now])
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise ReplayCacheUnavailable() from e  # fail closed: no call is accepted without its replay check
-        if result != 1:
+        status, epoch = int(result[0]), int(result[1])
+        if status == 2:
+            warm_until = epoch + WARM_UP_SECONDS.get(namespace, DEFAULT_WARM_UP_SECONDS)
+            if now < warm_until:
+                raise ReplayCacheUnavailable(
+                    "The exchange's replay cache restarted moments ago and cannot yet tell a fresh credential from a "
+                    "used one; retry with a new proof after Retry-After.", retry_after=warm_until - now)
+        if status != 1:
             raise Replayed(jti)
 
 

@@ -20,6 +20,7 @@ from exchange.auth.replay import RedisReplayCache
 from exchange.client.credentials import client_assertion, dpop_proof
 from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
 from exchange.clients.services import ClientService
+from exchange.errors import ReplayCacheUnavailable
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body
@@ -85,11 +86,18 @@ def test_a_used_jti_stays_used_after_redis_restarts_empty(own_redis: OwnRedis) -
     cache.claim("dpop", "proof-1", now + 70)  # a DPoP proof issued now
     cache.claim("assertion", "assertion-1", now + 70)
     own_redis.restart_empty()
+    # fail closed while the emptied cache warms up: it cannot tell these from fresh ones, so "retry later" (503)
+    for namespace, jti in (("dpop", "proof-1"), ("assertion", "assertion-1"), ("dpop", "proof-2")):
+        with pytest.raises(ReplayCacheUnavailable) as refused:
+            cache.claim(namespace, jti, now + 70)
+        assert 1 <= (refused.value.retry_after or 0) <= 21
+    # once warm, a jti that could have been presented before the reset is a replay
+    epoch = int(cache.client.get(RedisReplayCache.EPOCH_KEY) or 0)
+    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch - 60)  # the reset as seen a minute later
     for namespace, jti in (("dpop", "proof-1"), ("assertion", "assertion-1")):
         with pytest.raises(Replayed):
-            cache.claim(namespace, jti, now + 70)
-    with pytest.raises(Replayed):  # fail closed: unseen, but it could have been used before the reset
-        cache.claim("dpop", "proof-2", now + 70)
+            cache.claim(namespace, jti, now + 70 - 60)
+    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch)
     fresh = after_the_reset(cache)
     cache.claim("dpop", "proof-3", fresh + 10 + 70)  # iat = now + 10: cannot have been presented before the reset
     with pytest.raises(Replayed):
@@ -145,18 +153,23 @@ def test_proofs_assertions_and_envelopes_used_before_a_restart_are_refused_after
 
     own_redis.restart_empty()
 
-    # the token request again, as it was: its DPoP proof is checked first
+    # while the emptied cache warms up, every credential it cannot vouch for is refused with "retry later"
     again = partner.token_request(assertion=assertion, proof=token_proof)
-    assert (again.status_code, again.get_json()["error"]) == (400, "invalid_dpop_proof")
-    # the API call's proof again
+    assert (again.status_code, again.get_json()["code"]) == (503, "replay_cache_unavailable")
+    assert again.headers["Retry-After"]
     replayed = partner.call("GET", "/v1/returnees", proof=read_proof)
-    assert (replayed.status_code, replayed.get_json()["code"]) == (401, "dpop_replay")
-    # the client assertion again, with a proof of its own that cannot have been used before the reset
+    assert (replayed.status_code, replayed.get_json()["code"]) == (503, "replay_cache_unavailable")
     cache = redis_app.extensions["exchange.replay"]
     fresh = after_the_reset(cache)
     new_proof = dpop_proof(key=partner.dpop_key, method="POST", url=f"{ISSUER}/oauth/token", now=fresh + 10)
     reused = partner.token_request(assertion=assertion, proof=new_proof)
-    assert (reused.status_code, reused.get_json()["error"]) == (401, "invalid_client")
+    assert (reused.status_code, reused.get_json()["code"]) == (503, "replay_cache_unavailable")
+    # once warm (the reset seen a minute later), the same credentials are replays: refused for good
+    epoch = int(cache.client.get(RedisReplayCache.EPOCH_KEY) or 0)
+    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch - 60)
+    replayed = partner.call("GET", "/v1/returnees", proof=read_proof)
+    assert (replayed.status_code, replayed.get_json()["code"]) == (401, "dpop_replay")
+    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch)
 
     def call(who: Partner) -> Any:
         proof = dpop_proof(key=who.dpop_key, method="POST", url=f"{ISSUER}/v1/returnees", access_token=who.token,
