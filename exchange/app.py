@@ -21,6 +21,7 @@ from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
+from exchange.request_rules import check_query_and_path, refuse_undeclared_method
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
@@ -89,8 +90,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _authenticate_api_calls() -> None:
+        refuse_undeclared_method()
         if request.path.startswith("/v1/"):
             authenticate(request)
+        if request.routing_exception is None:
+            check_query_and_path(app)
+        if request.path.startswith("/v1/"):
             if envelopes_required(app):
                 require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
             elif request.method in ("POST", "PUT", "PATCH"):
