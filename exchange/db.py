@@ -17,7 +17,7 @@ from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from exchange.http_errors import error_response
@@ -82,6 +82,13 @@ class Record(Base):
     def __mapper_args__(cls) -> dict[str, Any]:
         # SQLAlchemy checks the version in every UPDATE's WHERE clause: a concurrent writer gets StaleDataError.
         return {"version_id_col": cls.__table__.c.version}
+
+
+def changed(record: Base) -> bool:
+    """Whether a loaded record has a column whose value differs from what was read (setting a value to the one it
+    already has is no change). Collections are not columns: they are not looked at."""
+    session = object_session(record)
+    return session is not None and session.is_modified(record, include_collections=False)
 
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()

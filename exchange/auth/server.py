@@ -48,6 +48,15 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         self.issuer = issuer
         self.replay = replay
 
+    def __call__(self, query_client: Any, request: Any) -> Client | None:
+        client: Client | None = super().__call__(query_client, request)
+        # 5. A form `client_id`, when sent, names the same client as the assertion (RFC 7521 §4.2): a request that
+        # says one client and proves another is refused, and no token is issued to either.
+        named = request.form.get("client_id")
+        if client is not None and named is not None and named != client.client_id:
+            raise InvalidClientError(description="The form client_id is not the client_assertion's sub.")
+        return client
+
     def get_audiences(self) -> list[str]:
         return [self.issuer]
 

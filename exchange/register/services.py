@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
-from exchange.db import Record, utcnow
+from exchange.db import Record, changed, utcnow
 from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
@@ -447,11 +447,14 @@ class RegisterService:
             raise PreconditionFailed(f"The record is at version {record.version}, not {if_match}.")
 
     def _write(self, record: Record, changes: Mapping[str, Any]) -> None:
-        """Apply changes and always touch `updated_at`: even a write that changes no value then issues the
-        version-checked UPDATE, so a stale If-Match can never be acknowledged."""
+        """Apply changes; only a write that changes a value touches `updated_at` and makes a new version. A write that
+        changes nothing (`PATCH {}`, or every field at its current value) issues no UPDATE and leaves version, ETag
+        and `updated_at` as they were; its If-Match was checked against the row read FOR UPDATE (`_load`), so a
+        stale one is still refused, and acknowledging it promises nothing that is not so."""
         for name, value in changes.items():
             setattr(record, name, value)
-        record.updated_at = self.clock()
+        if changed(record):
+            record.updated_at = self.clock()
 
     def _flush_versioned(self) -> None:
         try:

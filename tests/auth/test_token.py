@@ -358,3 +358,23 @@ def test_tokens_issued_and_refused_are_audited(partner: MakePartner, oauth_app: 
     assert (refused["action"], refused["outcome"], refused["reason"], refused["status"]) == (
         "token.deny", "failure", "invalid_scope", 400)
     assert token not in json.dumps(entries)  # ids and hashes, never the token itself
+
+
+def test_form_client_id_must_name_the_assertions_client(partner: MakePartner, oauth_app: Flask) -> None:
+    """RFC 7521 §4.2: a request that names one client and proves another gets no token, for either."""
+    interior, border = partner("interior"), partner("border")
+    response = interior.token_request(form={"client_id": border.client_id})
+    assert_oauth_error(response, 401, "invalid_client")
+    assert "access_token" not in response.get_json()
+    assert interior.token_request(form={"client_id": interior.client_id}).status_code == 200
+
+
+def test_token_endpoint_refuses_query_parameters(partner: MakePartner, oauth_app: Flask) -> None:
+    interior = partner("interior")
+    proof = dpop_proof(key=interior.dpop_key, method="POST", url=f"{ISSUER}/oauth/token")
+    data = {"grant_type": "client_credentials", "scope": "returnees:read",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": client_assertion(client_id=interior.client_id, issuer=ISSUER, key=interior.auth_key)}
+    response = interior.http.post("/oauth/token?scope=returnees:write", data=data, headers={"DPoP": proof})
+    assert_api_error(response, 422, "validation_failed")
+    assert "scope" in response.get_json()["errors"]
