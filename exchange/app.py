@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, request
 from flask_smorest import Api
 
-from exchange.audit.recorder import install_audit
+from exchange.audit.recorder import install_audit, require_audit_key
 from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
@@ -92,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     def _authenticate_api_calls() -> None:
         refuse_undeclared_method()
         if request.path.startswith("/v1/"):
+            require_audit_key(app)
             authenticate(request)
         if request.routing_exception is None:
             check_query_and_path(app)

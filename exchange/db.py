@@ -7,6 +7,7 @@ synchronous=FULL and foreign keys on), services receive a plain `Session`, and m
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 import weakref
 from collections.abc import Callable
@@ -106,9 +107,45 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+PRIVATE_FILE_MODE = 0o600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def secure_sqlite_files(database: str | None) -> None:
+    """The register's SQLite file and its -wal/-shm/-journal companions are the register in clear: owner-only (0600).
+
+    A missing database file is created empty with mode 0600 before SQLite opens it (SQLite then gives its -wal and
+    -shm files the database file's mode); files that exist with a looser mode are narrowed. An in-memory database
+    has no file. A folder that does not exist yet is left to whoever creates it (`exchange init`)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = os.path.abspath(database)
+    if not os.path.isdir(os.path.dirname(path)):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for suffix in SQLITE_COMPANIONS:
+        companion = path + suffix
+        try:
+            if os.stat(companion).st_mode & 0o077:
+                os.chmod(companion, PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not ours to change: say so, once per connection, and go on
+            log.warning("database file readable by others", extra={"path": companion})
+
+
 def _make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "do_connect")
+        def _private_files(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+            secure_sqlite_files(engine.url.database)  # before SQLite opens (or creates) the file
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -119,6 +156,7 @@ def _make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            secure_sqlite_files(engine.url.database)  # the -wal and -shm files the first connection created
 
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load
+from marshmallow import RAISE, Schema, ValidationError, post_load, pre_load, validates_schema
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -91,3 +91,16 @@ class Strict(Schema):
         # Query strings arrive as text: a too-large integer only shows once its field has loaded it.
         _refuse(data)
         return data
+
+
+class Changes(Strict):
+    """Base of every PATCH body: `{}` is refused (422 `validation_failed`), the same rule on every route. A body
+    whose fields all hold the values the record already has is accepted and makes no new version (the services
+    compare; see the README's "Using the API"). A create schema that extends an update schema turns this off."""
+
+    require_changes = True
+
+    @validates_schema
+    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
+        if not data and self.require_changes:
+            raise ValidationError("Send at least one field to change.", field_name="_schema")
