@@ -69,10 +69,19 @@ def signer(app: Flask) -> Signer:
     return key_ring(app).active("audit")
 
 
+KEY_REPAIR_PREFIX = "/v1/keys"
+
+
 def require_audit_key(app: Flask) -> None:
     """Refuse a call that could not be audited: the active `audit` key must load (fail closed, 503
     `audit_key_unavailable`). Cheap: the key ring caches the registry and the loaded key. A database that cannot be
-    read is not this check's fault to report: the call meets it where it reads the database."""
+    read is not this check's fault to report: the call meets it where it reads the database.
+
+    Key administration (`/v1/keys...`) is the way out and stays open: security officers rotate the lost key there
+    (the runbook). Those calls are still recorded; their entries are covered by the first checkpoint the new audit
+    key signs."""
+    if request.path == KEY_REPAIR_PREFIX or request.path.startswith(KEY_REPAIR_PREFIX + "/"):
+        return
     try:
         signer(app)
     except KeyStoreError as e:

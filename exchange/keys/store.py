@@ -276,7 +276,13 @@ class FileKeyStore:
             except KeyStoreError as e:  # so a file that does not open under it is damaged, not the secret wrong
                 raise KeyStoreDamaged(f"Key file {kid}.key is damaged: it does not open with the master key.") from e
             return opened
-        storage = self.load(str(wrapper))
+        # A wrapping key is a storage key sealed by the master key: checking that first also ends any loop of
+        # files that name each other (or themselves) as their wrapper.
+        if not isinstance(wrapper, str) or wrapper == kid or (
+                wrapper not in self._loaded and self._read_file(wrapper).get("wrapped_by") != MASTER):
+            raise KeyStoreDamaged(f"Key file {kid}.key is sealed under {wrapper}.key, which is damaged or not a "
+                                  "storage key sealed by the master key.")
+        storage = self.load(wrapper)
         if not isinstance(storage, StorageKey):
             raise KeyStoreDamaged(f"Key file {kid}.key names a wrapping key that is not a storage key.")
         try:
