@@ -175,3 +175,10 @@ def test_unstorable_text_in_key_administration_is_422(as_agency: AsAgency, app: 
     response = security.post(f"/v1/keys/{kid}/revocation", **raw({"reason": bad}))
     assert "reason" in assert_error(response, 422, "validation_failed")["errors"]
     assert security.get("/v1/keys/approvals").get_json()["items"] == []
+
+
+@pytest.mark.parametrize("path", ["/v1/clients/a%00b", "/v1/keys/a%00b", "/v1/clients/a%00b/keys"])
+def test_unstorable_text_in_a_path_is_422(as_agency: AsAgency, path: str) -> None:
+    security = as_agency("security")
+    method = "POST" if path.endswith("/keys") else "GET"
+    assert_error(security.open(method, path, json={"purpose": "auth", "jwk": {}}), 422, "validation_failed")

@@ -32,6 +32,7 @@ from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
 from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
+from exchange.strict import text_fault
 
 AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
@@ -95,7 +96,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         if claims.get("iss") != claims.get("sub"):
             raise InvalidClientError(description="The client assertion's iss and sub must both be the client_id.")
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not 16 <= len(jti) <= 128:
+        if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or text_fault(jti):
             raise InvalidClientError(description="The client assertion needs a unique jti (16-128 characters).")
         if not self.validate_jti(claims, jti):
             raise InvalidClientError(description="The client assertion's jti was used before.")
@@ -236,6 +237,8 @@ def build_server(
     scopes: list[str],
 ) -> ExchangeAuthorizationServer:
     def query_client(client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or text_fault(client_id):  # no registered client has such an id
+            return None
         client: Client | None = session().scalar(select(Client).where(Client.client_id == client_id))
         return client
 
