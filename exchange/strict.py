@@ -11,6 +11,7 @@ This module imports only marshmallow: the partner library and the CLI may share 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,13 +24,12 @@ BAD_TEXT = "Text may not contain NUL characters or unpaired surrogates."
 BAD_INTEGER = f"Use an integer between {INT64_MIN} and {INT64_MAX}."
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL; surrogates (in a Python str they are always unpaired)
+
+
 def text_fault(value: str) -> str | None:
-    """Why `value` cannot be stored as text, or None. NUL and U+D800..U+DFFF (only ever unpaired in a str)."""
-    for char in value:
-        code = ord(char)
-        if code == 0 or 0xD800 <= code <= 0xDFFF:
-            return BAD_TEXT
-    return None
+    """Why `value` cannot be stored as text, or None."""
+    return BAD_TEXT if _UNSTORABLE.search(value) else None
 
 
 def integer_fault(value: int) -> str | None:
