@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
+from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
@@ -90,6 +90,18 @@ def changed(record: Base) -> bool:
     already has is no change). Collections are not columns: they are not looked at."""
     session = object_session(record)
     return session is not None and session.is_modified(record, include_collections=False)
+
+
+def version_holds(session: Session, record: Record) -> bool:
+    """For a write that changes nothing: whether the row still has the version that was read, checked the way a real
+    write is (an UPDATE that sets `version` to itself, under the row's write lock), so that a no-op acknowledged
+    with `If-Match` can never be a stale one. Nothing changes, not even `updated_at`."""
+    model = type(record)
+    statement = (update(model).where(model.id == record.id, model.version == record.version)
+                 .values(version=model.version, updated_at=model.updated_at)  # (no `onupdate` either)
+                 .execution_options(synchronize_session=False))
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()

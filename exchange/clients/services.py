@@ -22,7 +22,7 @@ from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
-from exchange.db import changed, utcnow
+from exchange.db import changed, utcnow, version_holds
 from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.errors import PreconditionFailed, ValidationFailed
 from exchange.keys.store import okp_thumbprint
@@ -86,6 +86,8 @@ class ClientService:
         if changed(client):  # a change that changes nothing makes no new version (README, "Using the API")
             client.updated_by = officer
             client.updated_at = utcnow()
+        elif not version_holds(self.session, client):
+            raise PreconditionFailed()
         self._flush()
         return client
 

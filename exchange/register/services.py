@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
-from exchange.db import Record, changed, utcnow
+from exchange.db import Record, changed, utcnow, version_holds
 from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
@@ -448,13 +448,15 @@ class RegisterService:
 
     def _write(self, record: Record, changes: Mapping[str, Any]) -> None:
         """Apply changes; only a write that changes a value touches `updated_at` and makes a new version. A write that
-        changes nothing (`PATCH {}`, or every field at its current value) issues no UPDATE and leaves version, ETag
-        and `updated_at` as they were; its If-Match was checked against the row read FOR UPDATE (`_load`), so a
-        stale one is still refused, and acknowledging it promises nothing that is not so."""
+        changes nothing (every field sent at its current value) leaves version, ETag and `updated_at` as they were;
+        its version is still confirmed under the row's write lock (`version_holds`), so a stale If-Match is never
+        acknowledged."""
         for name, value in changes.items():
             setattr(record, name, value)
         if changed(record):
             record.updated_at = self.clock()
+        elif not version_holds(self.session, record):
+            raise PreconditionFailed()
 
     def _flush_versioned(self) -> None:
         try:
