@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from exchange.audit.recorder import install_audit
+from exchange.audit.recorder import install_audit, require_audit_key
 from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
@@ -36,6 +36,7 @@ from exchange.keys.ring import KeyRing
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.limits import check_client_limit, install_rate_limits
 from exchange.logs import configure_logging, install_request_ids
+from exchange.request_rules import check_query_and_path, refuse_undeclared_method
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
@@ -136,9 +137,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     @app.before_request
     def _authenticate_api_calls() -> None:
+        refuse_undeclared_method()
         if request.path.startswith("/v1/"):
+            require_audit_key(app)
             caller = authenticate(request)
             check_client_limit(caller.client_id)  # before the envelope is opened and the view runs
+        if request.routing_exception is None:
+            check_query_and_path(app)
+        if request.path.startswith("/v1/"):
             if envelopes_required(app):
                 require_response_key()  # request bodies are opened when a view parses them (EnvelopeParser)
             elif request.method in ("POST", "PUT", "PATCH"):

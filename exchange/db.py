@@ -7,6 +7,7 @@ synchronous=FULL and foreign keys on), services receive a plain `Session`, and m
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 import weakref
 from collections.abc import Callable
@@ -14,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask, Response, g, has_request_context
-from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
+from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
 from exchange.errors import CommitUnknown, ResponseWithheld
@@ -85,6 +86,25 @@ class Record(Base):
         return {"version_id_col": cls.__table__.c.version}
 
 
+def changed(record: Base) -> bool:
+    """Whether a loaded record has a column whose value differs from what was read (setting a value to the one it
+    already has is no change). Collections are not columns: they are not looked at."""
+    session = object_session(record)
+    return session is not None and session.is_modified(record, include_collections=False)
+
+
+def version_holds(session: Session, record: Record) -> bool:
+    """For a write that changes nothing: whether the row still has the version that was read, checked the way a real
+    write is (an UPDATE that sets `version` to itself, under the row's write lock), so that a no-op acknowledged
+    with `If-Match` can never be a stale one. Nothing changes, not even `updated_at`."""
+    model = type(record)
+    statement = (update(model).where(model.id == record.id, model.version == record.version)
+                 .values(version=model.version, updated_at=model.updated_at)  # (no `onupdate` either)
+                 .execution_options(synchronize_session=False))
+    result = session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
@@ -135,9 +155,45 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+PRIVATE_FILE_MODE = 0o600
+SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def secure_sqlite_files(database: str | None) -> None:
+    """The register's SQLite file and its -wal/-shm/-journal companions are the register in clear: owner-only (0600).
+
+    A missing database file is created empty with mode 0600 before SQLite opens it (SQLite then gives its -wal and
+    -shm files the database file's mode); files that exist with a looser mode are narrowed. An in-memory database
+    has no file. A folder that does not exist yet is left to whoever creates it (`exchange init`)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = os.path.abspath(database)
+    if not os.path.isdir(os.path.dirname(path)):
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+    for suffix in SQLITE_COMPANIONS:
+        companion = path + suffix
+        try:
+            if os.stat(companion).st_mode & 0o077:
+                os.chmod(companion, PRIVATE_FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except PermissionError:  # not ours to change: say so, once per connection, and go on
+            log.warning("database file readable by others", extra={"path": companion})
+
+
 def _make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "do_connect")
+        def _private_files(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+            secure_sqlite_files(engine.url.database)  # before SQLite opens (or creates) the file
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -148,6 +204,7 @@ def _make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+            secure_sqlite_files(engine.url.database)  # the -wal and -shm files the first connection created
 
         return engine
     # connect_timeout: an unreachable server (not only a refusing one) is a 503 within seconds, not a hung worker

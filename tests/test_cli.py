@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from exchange import migrate
 from exchange.cli import main
 from exchange.clients.models import ClientKey
 from exchange.db import make_engine
+from exchange.keys.master import new_master_key
 from exchange.register.models import BorderCrossing, Returnee
 
 
@@ -72,6 +74,43 @@ def test_init_creates_database_and_sealed_key_store_and_is_idempotent(
     assert code == 1 and "master_secret_wrong" in output
     code, output = run("db", "current")
     assert f"current: {head}" in output and f"head: {head}" in output
+
+
+def test_init_creates_the_database_and_its_wal_files_owner_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The register is in clear in the SQLite files: 0600 whatever the umask, as the key files are."""
+    database = tmp_path / "data" / "exchange.db"
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("EXCHANGE_MASTER_KEY", new_master_key())
+    monkeypatch.delenv("EXCHANGE_MASTER_PASSPHRASE", raising=False)
+    previous = os.umask(0o022)
+    try:
+        code, output = run("init")
+        assert code == 0, output
+        assert stat.S_IMODE(database.stat().st_mode) == 0o600
+        engine = make_engine(f"sqlite:///{database}")
+        with engine.begin() as connection:  # a writer keeps the -wal and -shm files while it is connected
+            connection.execute(text("CREATE TABLE scratch (x INTEGER)"))
+            companions = [Path(f"{database}{suffix}") for suffix in ("-wal", "-shm")]
+            assert all(f.exists() for f in companions)
+            assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in companions} == {
+                f.name: 0o600 for f in companions}
+        engine.dispose()
+    finally:
+        os.umask(previous)
+
+
+def test_a_database_file_readable_by_others_is_narrowed_when_opened(tmp_path: Path) -> None:
+    database = tmp_path / "exchange.db"
+    database.touch(mode=0o644)
+    os.chmod(database, 0o644)
+    engine = make_engine(f"sqlite:///{database}")
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    engine.dispose()
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
 
 
 def test_demo_data_walks_returnees_through_the_lifecycle(

@@ -8,6 +8,7 @@ cannot be written, nothing is read.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -259,11 +260,14 @@ def search_command(agency: str | None, client_id: str | None, action: str | None
 @audit.command("export")
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option("--end", type=click.IntRange(min=0), help="Default: the size of the latest checkpoint.")
-@click.option("--output", "-o", type=click.File("w", encoding="utf-8"), default="-", show_default=True)
+@click.option("--output", "-o", type=click.File("w", encoding="utf-8", lazy=False), default="-", show_default=True,
+              help="A file is created (or narrowed to) mode 0600: entries name records and agencies.")
 @OFFICER
 @with_appcontext
 def export_command(start: int, end: int | None, output: Any, officer: str | None) -> None:
     """Write entries as JSON Lines with a checkpoint covering them (signing a new one if the log grew)."""
+    if getattr(output, "name", "-") not in ("-", "<stdout>") and os.path.isfile(output.name):
+        os.fchmod(output.fileno(), 0o600)  # before the first entry is written
     _record_read(officer, "exchange audit export")
     app = _app()
     log = AuditLog(session=db.session)

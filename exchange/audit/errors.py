@@ -19,6 +19,15 @@ class AuditUnavailable(ExchangeError):
     default_message = "The audit log could not record this call, so nothing was changed; retry later."
 
 
+class AuditKeyUnavailable(AuditUnavailable):
+    """The exchange's active `audit` key does not load (missing, damaged): no checkpoint could vouch for a call's
+    entry, so no call is served; nothing was changed and a retry is safe once the key store is repaired."""
+
+    code = "audit_key_unavailable"
+    default_message = ("The exchange cannot sign its audit log (its audit key is unavailable), so it serves no "
+                       "calls; nothing was changed; retry later.")
+
+
 class AuditPending(ExchangeError):
     """The call was carried out and its entry stored, but the entry could not be sequenced into the log after the
     commit. Not a 503: a 503 means nothing was stored and a retry is safe (the client library retries it); this

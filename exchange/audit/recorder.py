@@ -41,13 +41,13 @@ from sqlalchemy.orm import Session
 
 from exchange.audit import context
 from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.errors import AuditPending, AuditUnavailable
+from exchange.audit.errors import AuditKeyUnavailable, AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
 from exchange.http_errors import error_response, outage_noted
 from exchange.keys.ring import KeyRing
-from exchange.keys.store import b64url
+from exchange.keys.store import KeyStoreError, b64url
 
 log = logging.getLogger("exchange.audit")
 
@@ -67,6 +67,28 @@ def key_ring(app: Flask) -> KeyRing:
 
 def signer(app: Flask) -> Signer:
     return key_ring(app).active("audit")
+
+
+KEY_REPAIR_PREFIX = "/v1/keys"
+
+
+def require_audit_key(app: Flask) -> None:
+    """Refuse a call that could not be audited: the active `audit` key must load (fail closed, 503
+    `audit_key_unavailable`). Cheap: the key ring caches the registry and the loaded key. A database that cannot be
+    read is not this check's fault to report: the call meets it where it reads the database.
+
+    Key administration (`/v1/keys...`) is the way out and stays open: security officers rotate the lost key there
+    (the runbook). Those calls are still recorded; their entries are covered by the first checkpoint the new audit
+    key signs."""
+    if request.path == KEY_REPAIR_PREFIX or request.path.startswith(KEY_REPAIR_PREFIX + "/"):
+        return
+    try:
+        signer(app)
+    except KeyStoreError as e:
+        log.error("audit key unavailable", extra={"code": e.code})
+        raise AuditKeyUnavailable() from e
+    except SQLAlchemyError:
+        return
 
 
 def origin(app: Flask) -> str:

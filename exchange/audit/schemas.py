@@ -5,17 +5,12 @@ Bytes travel as b64 (base64url without padding, protocol.md): the leaf exactly a
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, fields, validate
+from marshmallow import Schema, fields, validate
 
 from exchange.audit.services import ACTIONS, MAX_PAGE, OUTCOMES
+from exchange.strict import Strict
 
 INDEX = validate.Range(min=0)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
 
 
 class EntriesQuery(Strict):

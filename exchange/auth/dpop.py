@@ -16,6 +16,7 @@ from exchange.auth import jose
 from exchange.auth.errors import DPoPReplay, InvalidDPoPProof, Replayed
 from exchange.auth.replay import ReplayCache
 from exchange.keys.store import okp_thumbprint
+from exchange.strict import text_fault
 
 PAST_SKEW = 60  # protocol.md §3: iat within [now - 60, now + 10]
 FUTURE_SKEW = 10
@@ -39,8 +40,8 @@ def _optional_str(claims: dict[str, Any], name: str, limit: int = 128) -> str | 
     value = claims.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise InvalidDPoPProof(f"The proof's {name!r} claim must be a short string.")
+    if not isinstance(value, str) or not 0 < len(value) <= limit or text_fault(value):
+        raise InvalidDPoPProof(f"The proof's {name!r} claim must be a short string (no NUL, no lone surrogate).")
     return value
 
 
@@ -82,7 +83,7 @@ def verify_dpop_proof(
         raise InvalidDPoPProof("The DPoP proof's signature does not verify.") from e
     # 3. The request it was made for.
     jti, htm, htu, iat = claims.get("jti"), claims.get("htm"), claims.get("htu"), claims.get("iat")
-    if not isinstance(jti, str) or not 16 <= len(jti) <= 128:
+    if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or text_fault(jti):
         raise InvalidDPoPProof("The DPoP proof needs a unique jti (16-128 characters).")
     if htm != method:
         raise InvalidDPoPProof(f"The DPoP proof's htm must be {method}.")

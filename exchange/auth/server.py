@@ -32,6 +32,7 @@ from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
 from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
+from exchange.strict import text_fault
 
 AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
@@ -47,6 +48,15 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         super().__init__(validate_jti=True, leeway=0)
         self.issuer = issuer
         self.replay = replay
+
+    def __call__(self, query_client: Any, request: Any) -> Client | None:
+        client: Client | None = super().__call__(query_client, request)
+        # 5. A form `client_id`, when sent, names the same client as the assertion (RFC 7521 §4.2): a request that
+        # says one client and proves another is refused, and no token is issued to either.
+        named = request.form.get("client_id")
+        if client is not None and named is not None and named != client.client_id:
+            raise InvalidClientError(description="The form client_id is not the client_assertion's sub.")
+        return client
 
     def get_audiences(self) -> list[str]:
         return [self.issuer]
@@ -86,7 +96,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         if claims.get("iss") != claims.get("sub"):
             raise InvalidClientError(description="The client assertion's iss and sub must both be the client_id.")
         jti = claims.get("jti")
-        if not isinstance(jti, str) or not 16 <= len(jti) <= 128:
+        if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or text_fault(jti):
             raise InvalidClientError(description="The client assertion needs a unique jti (16-128 characters).")
         if not self.validate_jti(claims, jti):
             raise InvalidClientError(description="The client assertion's jti was used before.")
@@ -227,6 +237,8 @@ def build_server(
     scopes: list[str],
 ) -> ExchangeAuthorizationServer:
     def query_client(client_id: str) -> Client | None:
+        if not isinstance(client_id, str) or text_fault(client_id):  # no registered client has such an id
+            return None
         client: Client | None = session().scalar(select(Client).where(Client.client_id == client_id))
         return client
 

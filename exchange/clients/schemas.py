@@ -9,7 +9,8 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from exchange.auth.policy import AGENCY_SCOPES, ALL_SCOPES
 from exchange.clients.models import CLIENT_STATUSES, CURVE_FOR_PURPOSE, KEY_PURPOSES
-from exchange.register.schemas import PagingQuery, Strict
+from exchange.register.schemas import PagingQuery
+from exchange.strict import Changes, Strict
 
 CLIENT_ID = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,63}$", error="Use 3-64 lowercase letters, digits, . _ -")
 AGENCIES = tuple(AGENCY_SCOPES)
@@ -70,7 +71,7 @@ class ClientCreateSchema(Strict):
             raise ValidationError("Register at least one auth key.", field_name="keys")
 
 
-class ClientUpdateSchema(Strict):
+class ClientUpdateSchema(Changes):
     name = fields.String(validate=validate.Length(min=1, max=200))
     scopes = fields.List(fields.String(validate=validate.OneOf(ALL_SCOPES)), validate=validate.Length(min=1))
     status = fields.String(validate=validate.OneOf(CLIENT_STATUSES))
@@ -78,8 +79,6 @@ class ClientUpdateSchema(Strict):
 
     @validates_schema
     def _reason_with_suspension(self, data: dict[str, Any], **_: Any) -> None:
-        if not data:
-            raise ValidationError("Send at least one field to change.", field_name="_schema")
         if data.get("status") == "suspended" and not data.get("status_reason"):
             raise ValidationError("Say why the client is suspended.", field_name="status_reason")
 

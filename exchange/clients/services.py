@@ -22,7 +22,7 @@ from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
-from exchange.db import utcnow
+from exchange.db import changed, utcnow, version_holds
 from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.errors import PreconditionFailed, ValidationFailed
 from exchange.keys.store import okp_thumbprint
@@ -83,8 +83,11 @@ class ClientService:
             fields.setdefault("status_reason", None)
         for name, value in fields.items():
             setattr(client, name, value)
-        client.updated_by = officer
-        client.updated_at = utcnow()  # always an UPDATE, so the version check always runs
+        if changed(client):  # a change that changes nothing makes no new version (README, "Using the API")
+            client.updated_by = officer
+            client.updated_at = utcnow()
+        elif not version_holds(self.session, client):
+            raise PreconditionFailed()
         self._flush()
         return client
 

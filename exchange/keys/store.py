@@ -48,6 +48,14 @@ class KeyStoreError(ExchangeError):
     default_message = "The exchange's key store is unavailable."
 
 
+class KeyStoreDamaged(KeyStoreError):
+    """A key file is there but does not yield its key (truncated, altered, or sealed by something else), while the
+    master secret is right: the operator restores the file from a backup; changing the secret would not help."""
+
+    code = "key_store_damaged"
+    default_message = "A key file of the exchange's key store is damaged."
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -256,18 +264,31 @@ class FileKeyStore:
                 raise ValueError("not a sealed key file of this version")
             return dict(data)
         except (ValueError, UnicodeDecodeError, AttributeError) as e:
-            raise KeyStoreError(f"Key file {path.name} is unreadable.") from e
+            raise KeyStoreDamaged(f"Key file {path.name} is damaged: it is not a sealed key file.") from e
 
-    def _unseal(self, data: dict[str, Any]) -> bytes:
+    def _unseal(self, kid: str, data: dict[str, Any]) -> bytes:
         sealed = b64url_decode(data["sealed"])
         wrapper = data.get("wrapped_by")
         if wrapper == MASTER:
-            opened: bytes = self._master_key().open(sealed)
+            master = self._master_key()  # unlock() proved the secret right against master.json's check value
+            try:
+                opened: bytes = master.open(sealed)
+            except KeyStoreError as e:  # so a file that does not open under it is damaged, not the secret wrong
+                raise KeyStoreDamaged(f"Key file {kid}.key is damaged: it does not open with the master key.") from e
             return opened
-        storage = self.load(str(wrapper))
+        # A wrapping key is a storage key sealed by the master key: checking that first also ends any loop of
+        # files that name each other (or themselves) as their wrapper.
+        if not isinstance(wrapper, str) or wrapper == kid or (
+                wrapper not in self._loaded and self._read_file(wrapper).get("wrapped_by") != MASTER):
+            raise KeyStoreDamaged(f"Key file {kid}.key is sealed under {wrapper}.key, which is damaged or not a "
+                                  "storage key sealed by the master key.")
+        storage = self.load(wrapper)
         if not isinstance(storage, StorageKey):
-            raise KeyStoreError(f"Key {data.get('kid')} names a wrapping key that is not a storage key.")
-        return storage.open(sealed)
+            raise KeyStoreDamaged(f"Key file {kid}.key names a wrapping key that is not a storage key.")
+        try:
+            return storage.open(sealed)
+        except KeyStoreError as e:
+            raise KeyStoreDamaged(f"Key file {kid}.key is damaged: it does not open with storage key {wrapper}.") from e
 
     def load(self, kid: str) -> PrivateKey:
         key = self._loaded.get(kid)
@@ -275,11 +296,11 @@ class FileKeyStore:
             return key
         data = self._read_file(kid)
         try:
-            key = make_key(str(data["purpose"]), created_at=int(data["created_at"]), secret=self._unseal(data))
+            key = make_key(str(data["purpose"]), created_at=int(data["created_at"]), secret=self._unseal(kid, data))
         except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError) as e:
-            raise KeyStoreError(f"Key file {kid}.key is unreadable.") from e
+            raise KeyStoreDamaged(f"Key file {kid}.key is damaged: its contents are not a key.") from e
         if key.kid != kid:
-            raise KeyStoreError(f"Key file {kid}.key holds another key; refusing to use it.")
+            raise KeyStoreDamaged(f"Key file {kid}.key is damaged: it holds another key.")
         self._loaded[kid] = key
         return key
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from exchange.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from exchange.db import utcnow
 from exchange.register import models as m
 from exchange.register.transliteration import parse_partial_date
+from exchange.strict import Changes, Strict
 
 COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use an ISO 3166-1 alpha-2 code such as TJ.")
 OFFICER = validate.Length(min=1, max=64)
@@ -41,12 +42,6 @@ class IsoDate(fields.Date):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value if isinstance(value, str) or value is None else super()._serialize(value, attr, obj, **kwargs)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
 
 
 def _one_of(values: tuple[str, ...]) -> validate.OneOf:
@@ -110,7 +105,7 @@ class _JsonList(fields.List[Any]):
 # ---- returnee input -----------------------------------------------------------------------------------------------
 
 
-class ReturneeUpdateSchema(Strict):
+class ReturneeUpdateSchema(Changes):
     """Fields interior may change; status changes go through transitions, the register number never changes."""
 
     person_name = fields.Nested(PersonNameSchema)
@@ -125,13 +120,6 @@ class ReturneeUpdateSchema(Strict):
     risk_level = fields.String(validate=_one_of(m.RISK_LEVELS))
     handling_code = fields.String(validate=_one_of(m.HANDLING_CODES))
     handling_restriction = fields.String(allow_none=True, validate=LONG)
-
-    require_changes = True  # an update must change something; the create schema below turns this off
-
-    @validates_schema
-    def _not_empty(self, data: dict[str, Any], **_: Any) -> None:
-        if not data and self.require_changes:
-            raise ValidationError("Send at least one field to change.", field_name="_schema")
 
 
 class ReturneeCreateSchema(ReturneeUpdateSchema):
@@ -168,7 +156,7 @@ class HotlineContactCreateSchema(Strict):
             raise ValidationError("Give exactly one of returnee_id or new_returnee.", field_name="returnee_id")
 
 
-class HotlineContactUpdateSchema(Strict):
+class HotlineContactUpdateSchema(Changes):
     received_at = fields.AwareDateTime()
     channel = fields.String(validate=_one_of(m.CONTACT_CHANNELS))
     caller_relation = fields.String(allow_none=True, validate=SHORT)
@@ -193,7 +181,7 @@ class BorderInstructionCreateSchema(Strict):
             raise ValidationError("valid_until must be after valid_from.", field_name="valid_until")
 
 
-class BorderInstructionUpdateSchema(Strict):
+class BorderInstructionUpdateSchema(Changes):
     valid_until = fields.AwareDateTime(allow_none=True)
     reason = fields.String(validate=LONG)
 
@@ -224,14 +212,14 @@ class BorderCrossingCreateSchema(Strict):
             raise ValidationError("An unmatched crossing needs the traveller's name.", field_name="traveller_name")
 
 
-class BorderCrossingUpdateSchema(Strict):
+class BorderCrossingUpdateSchema(Changes):
     returnee_id = fields.UUID(metadata={"description": "Links an unmatched crossing to its returnee (interior)."})
     outcome = fields.String(validate=_one_of(m.OUTCOMES))
     officer = fields.String(allow_none=True, validate=OFFICER)
     emergency_document_number = fields.String(allow_none=True, validate=validate.Length(min=1, max=40))
 
 
-class VettingAssessmentUpdateSchema(Strict):
+class VettingAssessmentUpdateSchema(Changes):
     interviewed_at = fields.AwareDateTime()
     genuine_repentance = fields.String(validate=_one_of(m.REPENTANCE))
     risk_level = fields.String(validate=_one_of(m.RISK_LEVELS))
@@ -245,6 +233,7 @@ class VettingAssessmentUpdateSchema(Strict):
 
 
 class VettingAssessmentCreateSchema(VettingAssessmentUpdateSchema):
+    require_changes = False
     returnee_id = fields.UUID(required=True)
     interviewed_at = fields.AwareDateTime(required=True)
     genuine_repentance = fields.String(required=True, validate=_one_of(m.REPENTANCE))
@@ -254,7 +243,7 @@ class VettingAssessmentCreateSchema(VettingAssessmentUpdateSchema):
     information_accuracy = fields.String(required=True, validate=_one_of(m.INFORMATION_ACCURACY))
 
 
-class ProsecutorialDecisionUpdateSchema(Strict):
+class ProsecutorialDecisionUpdateSchema(Changes):
     """The decision itself cannot change: a new decision is recorded instead."""
 
     statute = fields.String(allow_none=True, validate=SHORT)
@@ -264,6 +253,7 @@ class ProsecutorialDecisionUpdateSchema(Strict):
 
 
 class ProsecutorialDecisionCreateSchema(ProsecutorialDecisionUpdateSchema):
+    require_changes = False
     returnee_id = fields.UUID(required=True)
     decision = fields.String(required=True, validate=_one_of(m.DECISIONS))
     case_number = fields.String(required=True, validate=validate.Length(min=1, max=64))

@@ -24,7 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.auth.caller import Caller
-from exchange.db import Record, utcnow
+from exchange.db import Record, changed, utcnow, version_holds
 from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
@@ -447,11 +447,16 @@ class RegisterService:
             raise PreconditionFailed(f"The record is at version {record.version}, not {if_match}.")
 
     def _write(self, record: Record, changes: Mapping[str, Any]) -> None:
-        """Apply changes and always touch `updated_at`: even a write that changes no value then issues the
-        version-checked UPDATE, so a stale If-Match can never be acknowledged."""
+        """Apply changes; only a write that changes a value touches `updated_at` and makes a new version. A write that
+        changes nothing (every field sent at its current value) leaves version, ETag and `updated_at` as they were;
+        its version is still confirmed under the row's write lock (`version_holds`), so a stale If-Match is never
+        acknowledged."""
         for name, value in changes.items():
             setattr(record, name, value)
-        record.updated_at = self.clock()
+        if changed(record):
+            record.updated_at = self.clock()
+        elif not version_holds(self.session, record):
+            raise PreconditionFailed()
 
     def _flush_versioned(self) -> None:
         try:

@@ -106,7 +106,7 @@ def test_records_of_a_returnee_touch_the_returnee_too(
         ("interior", "GET", "/v1/returnees/6f1c1f38-5d4e-4c36-9b59-8a4ef1f7b7a1", None, 404, "consult", "not_found"),
         ("interior", "GET", "/v1/nothing-here", None, 404, "consult", "not_found"),
         ("interior", "POST", "/v1/returnees", {"person_name": {}}, 422, "collect", "validation_failed"),
-        ("interior", "DELETE", "/v1/returnees", None, 405, "erase", "method_not_allowed"),
+        (None, "DELETE", "/v1/returnees", None, 405, "erase", "method_not_allowed"),  # before authentication
         ("border", "GET", "/v1/audit/checkpoint", None, 403, "deny", "insufficient_scope"),
     ],
 )

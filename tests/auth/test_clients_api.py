@@ -81,6 +81,38 @@ def test_suspend_needs_a_reason_and_if_match(partner: MakePartner) -> None:
     assert resumed.get_json()["status"] == "active" and resumed.get_json()["status_reason"] is None
 
 
+def test_a_change_that_changes_nothing_makes_no_new_version(partner: MakePartner) -> None:
+    security, border = partner("security"), partner("border")
+    path = f"/v1/clients/{border.client_id}"
+    before = security.call("GET", path)
+    current = before.get_json()
+    empty = security.call("PATCH", path, json={}, headers={"If-Match": before.headers["ETag"]})
+    assert_api_error(empty, 422, "validation_failed")
+    for body in ({"name": current["name"]}, {"name": current["name"], "scopes": current["scopes"]}):
+        response = security.call("PATCH", path, json=body, headers={"If-Match": before.headers["ETag"]})
+        assert response.status_code == 200, response.get_json()
+        assert response.headers["ETag"] == before.headers["ETag"]
+        assert response.get_json()["updated_at"] == current["updated_at"]
+    changed = security.call("PATCH", path, json={"name": "Border, renamed"},
+                            headers={"If-Match": before.headers["ETag"]})
+    assert changed.status_code == 200 and changed.headers["ETag"] != before.headers["ETag"]
+
+
+@pytest.mark.parametrize("bad", ["nul\u0000", "\ud800", "ok\udc00ok"])
+def test_unstorable_text_in_client_administration_is_422(partner: MakePartner, bad: str) -> None:
+    security, border = partner("security"), partner("border")
+    response = security.call("POST", "/v1/clients", json=client_body(name=bad))
+    assert_api_error(response, 422, "validation_failed")
+    assert "name" in response.get_json()["errors"]
+    assert security.call("GET", "/v1/clients?agency=prosecutor").get_json()["total"] == 0
+    path = f"/v1/clients/{border.client_id}"
+    etag = security.call("GET", path).headers["ETag"]
+    response = security.call("PATCH", path, json={"status": "suspended", "status_reason": bad},
+                             headers={"If-Match": etag})
+    assert_api_error(response, 422, "validation_failed")
+    assert security.call("GET", path).get_json()["status"] == "active"
+
+
 def test_revoked_auth_key_gets_no_more_tokens(partner: MakePartner) -> None:
     security, border = partner("security"), partner("border")
     spare = PartnerKey.generate()

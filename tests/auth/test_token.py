@@ -358,3 +358,53 @@ def test_tokens_issued_and_refused_are_audited(partner: MakePartner, oauth_app: 
     assert (refused["action"], refused["outcome"], refused["reason"], refused["status"]) == (
         "token.deny", "failure", "invalid_scope", 400)
     assert token not in json.dumps(entries)  # ids and hashes, never the token itself
+
+
+def test_form_client_id_must_name_the_assertions_client(partner: MakePartner, oauth_app: Flask) -> None:
+    """RFC 7521 §4.2: a request that names one client and proves another gets no token, for either."""
+    interior, border = partner("interior"), partner("border")
+    response = interior.token_request(form={"client_id": border.client_id})
+    assert_oauth_error(response, 401, "invalid_client")
+    assert "access_token" not in response.get_json()
+    assert interior.token_request(form={"client_id": interior.client_id}).status_code == 200
+
+
+def test_token_endpoint_refuses_query_parameters(partner: MakePartner, oauth_app: Flask) -> None:
+    interior = partner("interior")
+    proof = dpop_proof(key=interior.dpop_key, method="POST", url=f"{ISSUER}/oauth/token")
+    data = {"grant_type": "client_credentials", "scope": "returnees:read",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": client_assertion(client_id=interior.client_id, issuer=ISSUER, key=interior.auth_key)}
+    response = interior.http.post("/oauth/token?scope=returnees:write", data=data, headers={"DPoP": proof})
+    assert_api_error(response, 422, "validation_failed")
+    assert "scope" in response.get_json()["errors"]
+
+
+@pytest.mark.parametrize("bad", ["a\u0000b", "\ud800", "x" * 15 + "\u0000"])
+def test_unstorable_text_in_assertions_and_proofs_is_refused_not_a_500(
+    partner: MakePartner, oauth_app: Flask, bad: str
+) -> None:
+    """NUL and lone surrogates in claims that reach the database (sub, jti, officer, case_ref): refused with the
+    endpoint's own code, on PostgreSQL too."""
+    interior = partner("interior")
+    for overrides in ({"sub": bad, "iss": bad}, {"jti": bad + "0123456789abcdef"}):
+        token = signed({"alg": "EdDSA", "typ": "JWT"}, assertion_claims(interior, **overrides), interior.auth_key)
+        assert_oauth_error(interior.token_request(assertion=token), 401, "invalid_client")
+    token = interior.get_token()
+    now = int(time.time())
+    for extra in ({"officer": bad}, {"case_ref": bad}, {"jti": bad + "0123456789abcdef"}):
+        claims = {"jti": new_jti(), "htm": "GET", "htu": f"{ISSUER}/v1/returnees", "iat": now,
+                  "ath": jose.sha256_b64(token), "purpose": "investigation", **extra}
+        header = {"alg": "EdDSA", "typ": "dpop+jwt", "jwk": interior.dpop_key.public_jwk}
+        proof = signed(header, claims, interior.dpop_key)
+        assert_api_error(interior.call("GET", "/v1/returnees", proof=proof), 401, "invalid_dpop_proof")
+
+
+def signed(header: dict[str, Any], claims: dict[str, Any], key: PartnerKey) -> str:
+    """A JWS as an attacker builds it: JSON with \\u escapes (a lone surrogate too), signed with the real key."""
+    import nacl.signing
+
+    signing_input = f"{b64(header)}.{b64(claims)}"
+    d = key.key.as_dict(private=True)["d"]
+    secret = nacl.signing.SigningKey(base64.urlsafe_b64decode(d + "=" * (-len(d) % 4)))
+    return forged(header, claims, secret.sign(signing_input.encode()).signature)

@@ -12,7 +12,16 @@ import pytest
 
 from exchange import create_app
 from exchange.keys.master import MasterSecret, MasterSecretMissing, MasterSecretWrong, new_master_key, unlock
-from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreError, StorageKey, b64url, secret_bytes
+from exchange.keys.store import (
+    MASTER,
+    ExchangeKey,
+    FileKeyStore,
+    KeyStoreDamaged,
+    KeyStoreError,
+    StorageKey,
+    b64url,
+    secret_bytes,
+)
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -171,3 +180,81 @@ def test_readyz_says_unavailable_when_an_active_key_does_not_open(file_app: Any)
     ring.store.destroy(token)  # e.g. a file deleted by hand
     response = client.get("/readyz")
     assert response.status_code == 503 and response.get_json()["checks"]["key_store"] == "unavailable"
+
+
+def _damage(path: Path) -> None:
+    """Flip one byte inside the sealed secret: the file still parses, but no longer opens."""
+    data = json.loads(path.read_text())
+    sealed = data["sealed"]
+    middle = len(sealed) // 2
+    data["sealed"] = sealed[:middle] + ("A" if sealed[middle] != "A" else "B") + sealed[middle + 1:]
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated", "not json", "another key"])
+def test_a_damaged_key_file_is_reported_as_damaged_naming_it(tmp_path: Path, damage: str) -> None:
+    """The master secret is right (master.json's check value says so): the file is at fault, not the secret."""
+    directory, secret = tmp_path / "keys", MasterSecret(key=new_master_key())
+    first = opened(directory, secret)
+    storage = first.generate("storage")
+    token = first.generate("token", wrap_with=storage.kid)
+    other = first.generate("audit", wrap_with=storage.kid)
+    path = directory / f"{storage.kid}.key"
+    if damage == "flipped":
+        _damage(path)
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:40])
+    elif damage == "not json":
+        path.write_bytes(b"\x00\x01garbage")
+    else:
+        path.write_bytes((directory / f"{other.kid}.key").read_bytes())
+    again = FileKeyStore(directory, master=unlock(directory, secret))
+    for kid in (storage.kid, token.kid):  # the storage key, and a key sealed under it
+        with pytest.raises(KeyStoreDamaged) as damaged:
+            again.load(kid)
+        assert damaged.value.code == "key_store_damaged" and damaged.value.status == 503
+        assert f"{storage.kid}.key" in damaged.value.message
+
+
+def test_a_damaged_signing_key_file_names_itself_and_a_wrong_secret_stays_wrong(tmp_path: Path) -> None:
+    directory, secret = tmp_path / "keys", MasterSecret(key=new_master_key())
+    first = opened(directory, secret)
+    storage = first.generate("storage")
+    token = first.generate("token", wrap_with=storage.kid)
+    _damage(directory / f"{token.kid}.key")
+    again = FileKeyStore(directory, master=unlock(directory, secret))
+    assert again.load(storage.kid).kid == storage.kid
+    with pytest.raises(KeyStoreDamaged) as damaged:
+        again.load(token.kid)
+    assert f"{token.kid}.key" in damaged.value.message
+    with pytest.raises(MasterSecretWrong):
+        unlock(directory, MasterSecret(key=new_master_key()))
+
+
+def test_calls_that_cannot_be_audited_are_refused_while_key_administration_stays_open(
+    make_app: Any, file_keys: FileKeyStore, master_key: str
+) -> None:
+    """A damaged audit key: readyz says so, and /v1 calls are 503 audit_key_unavailable (never served unaudited),
+    except key administration, the way to repair it."""
+    from exchange.auth.caller import Caller
+    from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+    from tests.conftest import AgencyClient
+
+    first = make_app(KEYSTORE=file_keys, KEYS_DIR=str(file_keys.directory))
+    audit_kid = first.extensions["exchange.keystore"].active("audit").kid
+    _damage(file_keys.directory / f"{audit_kid}.key")
+    fresh = FileKeyStore(file_keys.directory, master=unlock(file_keys.directory, MasterSecret(key=master_key)))
+    app = make_app(KEYSTORE=fresh, KEYS_DIR=str(file_keys.directory))
+    assert app.test_client().get("/readyz").status_code == 503
+
+    def caller(agency: str) -> AgencyClient:
+        return AgencyClient(app.test_client(), Caller(agency=agency, client_id=f"test-{agency}", officer="TJ-1",
+                                                      scopes=AGENCY_SCOPES[agency], purpose=min(PURPOSES[agency])))
+
+    interior = caller("interior")
+    for response in (interior.get("/v1/returnees"), interior.post("/v1/returnees", json={}),
+                     AgencyClient(app.test_client(), None).get("/v1/returnees")):
+        body = response.get_json()
+        assert response.status_code == 503 and body["code"] == "audit_key_unavailable", body
+    security = caller("security")
+    assert security.get("/v1/keys").status_code == 200

@@ -267,6 +267,56 @@ def test_change_with_if_match(kind: Kind, subject: dict[str, Any], as_agency: As
     assert read(writer_for_change, path)["version"] == changed["version"]
 
 
+def test_change_that_changes_nothing_makes_no_new_version(
+    kind: Kind, subject: dict[str, Any], as_agency: AsAgency
+) -> None:
+    """`PATCH {}` is 422; a PATCH that sets fields to the values they have answers 200 with the record as it is:
+    same version, ETag and updated_at (README, "Using the API")."""
+    updater = as_agency(sorted(kind.updaters)[0])
+    record = created(as_agency(kind.writer).post(kind.path, json=kind.body(subject["id"])))
+    path = f"{kind.path}/{record['id']}"
+    current = read(updater, path)
+    body = assert_error(updater.patch(path, json={}, headers={"If-Match": record["_etag"]}), 422, "validation_failed")
+    assert "_schema" in body["errors"]
+    same_values = {name: current[name] for name in kind.change}
+    unchanged = ok(updater.patch(path, json=same_values, headers={"If-Match": record["_etag"]}))
+    assert (unchanged["version"], unchanged["_etag"], unchanged["updated_at"]) == (
+        current["version"], current["_etag"], current["updated_at"])
+    assert_error(updater.patch(path, json=same_values, headers={"If-Match": '"99"'}), 412, "precondition_failed")
+    changed = ok(updater.patch(path, json=kind.change, headers={"If-Match": record["_etag"]}))
+    assert changed["version"] == current["version"] + 1
+
+
+@pytest.mark.parametrize("bad", ["nul \u0000 inside", "lone \ud800 surrogate", "\udfff"])
+def test_unstorable_text_in_any_field_is_refused_and_stores_nothing(
+    kind: Kind, subject: dict[str, Any], as_agency: AsAgency, app: Flask, bad: str
+) -> None:
+    """A NUL or an unpaired surrogate, sent as JSON escapes, in a record's text field: 422 on every database."""
+    text = bad
+    writer = as_agency(kind.writer)
+    body = kind.body(subject["id"])
+    name = next(k for k in kind.echo if isinstance(body.get(k), str))
+    before = counts(app)
+    raw = json_with_escapes({**body, name: text})
+    response = writer.post(kind.path, data=raw, content_type="application/json")
+    assert name in assert_error(response, 422, "validation_failed")["errors"]
+    assert counts(app) == before
+    record = created(writer.post(kind.path, json=body))
+    updater = as_agency(sorted(kind.updaters)[0])
+    field_name = next(iter(kind.change))
+    response = updater.patch(f"{kind.path}/{record['id']}", data=json_with_escapes({field_name: text}),
+                             content_type="application/json", headers={"If-Match": record["_etag"]})
+    assert field_name in assert_error(response, 422, "validation_failed")["errors"]
+    assert read(updater, f"{kind.path}/{record['id']}")["version"] == record["version"]
+
+
+def json_with_escapes(body: dict[str, Any]) -> str:
+    """JSON as an attacker sends it: NUL and lone surrogates as \\u escapes (json.dumps escapes them)."""
+    import json
+
+    return json.dumps(body)
+
+
 def test_change_refusals_change_nothing(kind: Kind, subject: dict[str, Any], as_agency: AsAgency) -> None:
     updater = as_agency(sorted(kind.updaters)[0])
     record = created(as_agency(kind.writer).post(kind.path, json=kind.body(subject["id"])))

@@ -196,15 +196,22 @@ def test_search_keys_follow_name_and_document_changes(
     assert documents == ["500999111"]
 
 
-def test_a_write_that_changes_no_value_is_still_conditional(
+def test_a_write_that_changes_no_value_makes_no_version_and_is_still_conditional(
     make_returnee: MakeReturnee, interior: AgencyClient
 ) -> None:
     created = make_returnee()
     path = f"/v1/returnees/{created['id']}"
-    same = {"risk_level": created["risk_level"]}
-    response = interior.patch(path, json=same, headers={"If-Match": '"1"'})
-    assert response.status_code == 200 and response.get_json()["version"] == 2
-    assert_error(interior.patch(path, json=same, headers={"If-Match": '"1"'}), 412, "precondition_failed")
+    body = assert_error(interior.patch(path, json={}, headers={"If-Match": '"1"'}), 422, "validation_failed")
+    assert "_schema" in body["errors"]
+    for same in ({"risk_level": created["risk_level"]}, {"person_name": created["person_name"],
+                                                          "identifications": created["identifications"]}):
+        response = interior.patch(path, json=same, headers={"If-Match": '"1"'})
+        assert response.status_code == 200, response.get_json()
+        assert response.get_json()["version"] == 1 and response.headers["ETag"] == '"1"'
+        assert response.get_json()["updated_at"] == created["updated_at"]
+        assert_error(interior.patch(path, json=same, headers={"If-Match": '"2"'}), 412, "precondition_failed")
+    changed = interior.patch(path, json={"risk_level": "high"}, headers={"If-Match": '"1"'})
+    assert changed.status_code == 200 and changed.get_json()["version"] == 2
 
 
 def test_identification_expiry_dates_round_trip(interior: AgencyClient) -> None:
