@@ -267,11 +267,22 @@ def test_entry_crossing_leaves_later_statuses(
     assert read(interior, before["id"])["status"] == status
 
 
-def test_crossing_for_closed_returnee_is_refused(walk: Walk, border: AgencyClient, interior: AgencyClient) -> None:
+def test_crossing_for_closed_returnee_is_kept_for_interior(
+    walk: Walk, border: AgencyClient, interior: AgencyClient
+) -> None:
+    # The border sees a closed file as `other`, like any later status: a refusal would tell it the file is closed.
+    # The crossing is kept, flagged for interior, and the returnee stays closed.
     before = walk("closed")
-    assert_error(border.post("/v1/border-crossings", json=crossing_body(before["id"])), 409, "invalid_state")
+    crossing = created(border.post("/v1/border-crossings", json=crossing_body(
+        before["id"], emergency_document_number="ETD-77")))
+    assert (crossing["returnee_id"], crossing["flagged_for_interior"]) == (before["id"], True)
     assert snapshot(read(interior, before["id"])) == snapshot(before)
-    assert count(interior, "/v1/border-crossings", before["id"]) == 0
+    assert count(interior, "/v1/border-crossings", before["id"]) == 1
+    # interior, who sees the status, is still refused a link of an unmatched crossing to the closed file
+    unmatched = created(border.post("/v1/border-crossings", json=crossing_body(
+        None, traveller_name="Gulmurod Halimov")))
+    assert_error(interior.patch(f"/v1/border-crossings/{unmatched['id']}", json={"returnee_id": before["id"]},
+                                headers={"If-Match": '"1"'}), 409, "invalid_state")
 
 
 def test_instruction_for_closed_returnee_is_refused(walk: Walk, interior: AgencyClient) -> None:
