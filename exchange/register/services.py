@@ -508,15 +508,13 @@ class RegisterService:
     def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee, *, by: str) -> None:
         """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived.
 
-        A closed file refuses interior's link (interior sees the status), but a crossing the border records is always
-        kept, flagged for interior: the border sees a closed file only as `other`, and a refusal would tell it
-        which."""
+        A closed file refuses interior's link (interior sees the status). A crossing the border records for a closed
+        file is kept exactly as for any other status it sees as `other` (no flag, the emergency document joins the
+        identifications): a refusal, or any difference it can see, would tell the border the file is closed.
+        Interior finds the crossing on the closed returnee."""
         crossing.returnee = returnee
         crossing.flagged_for_interior = False
-        if returnee.status == "closed":
-            if policy.status_in_terms(by, "closed") != "closed":
-                crossing.flagged_for_interior = True
-                return
+        if returnee.status == "closed" and policy.status_in_terms(by, "closed") == "closed":
             raise InvalidState("The returnee's file is closed; reopen it before recording crossings.")
         if crossing.direction == "entry" and returnee.status in ("reported", "expected"):
             # The arrival is the border's act (it recorded the entry), also when interior links the crossing later.

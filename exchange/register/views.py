@@ -24,7 +24,6 @@ from exchange.auth.protect import protected
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
-from exchange.register import policy
 from exchange.register import schemas as s
 from exchange.register.models import (
     BorderCrossing,
@@ -87,13 +86,13 @@ def record_response(caller: Caller, views: AgencyViews, record: Record, *, statu
 def etag(caller: Caller, record: Record, shown: Mapping[str, Any]) -> str:
     """The record's ETag as the caller's agency sees it.
 
-    An agency that sees the whole record (every writer of that kind does) gets its version, `"<version>"`, and writes
-    with `If-Match: "<version>"`. An agency that sees less gets a digest of exactly what it was shown (`"v-<hex>"`): it
-    changes when something in its view changes and never when another agency edits a field it may not see. Such a
-    tag never matches a version, so it cannot be used for a write (412); no agency writes a kind it sees only in
-    part.
+    Where the view shows the record's `version` (it does exactly when the agency sees all of the record's own fields,
+    policy.shown; every writer of a kind does), the ETag is that version, `"<version>"`, and writes carry it in
+    `If-Match`. Where it does not, the ETag is a digest of exactly what the agency was shown (`"v-<hex>"`): it
+    changes when something in its view changes and never when another agency edits a field it may not see. A digest
+    never matches a version, so it cannot serve a write (412); no agency writes a kind it sees only in part.
     """
-    if policy.sees_whole(type(record), caller.agency):
+    if "version" in shown:
         return f'"{record.version}"'
     canonical = json.dumps(shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return f'"v-{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"'
@@ -275,6 +274,7 @@ class RecordResource:
         update_scopes: set[str],
     ) -> None:
         self.views = views
+        self.model = model
         resource = self
 
         class Collection(MethodView):
