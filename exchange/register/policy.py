@@ -1,7 +1,10 @@
-"""Need to know, as data: which agencies may read, create and update each record kind (domain.md).
+"""Need to know, as data (domain.md): which agencies may read, create and update each record kind, and which
+fields of each kind each agency sees (`NEED_TO_KNOW`).
 
-What each reader *sees* of a record is decided by its view schema (`schemas.py`); this table decides whether it
-sees the record at all. Auditors and security officers never read or record content.
+The second table is the one source of what an agency may learn: its view schemas (`schemas.agency_view`), the list
+filters it may use and in what terms (`filters_for`), the order of its lists (`order_by`), which rows it sees
+(`ROWS`), whether its ETag is a version or a digest of its view, and how a refusal is worded (`status_in_terms`).
+Auditors and security officers never read or record content.
 """
 
 from __future__ import annotations
