@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from exchange.register import policy
 from exchange.register.errors import InvalidTransition
 
 
@@ -52,9 +53,23 @@ DECISION_TARGET: dict[str, str | None] = {
 }
 
 
+def check_requester(agency: str) -> None:
+    """Raise `InvalidTransition` unless `agency` makes some move by transition request. The message names only the
+    agency's own way of moving a returnee: nothing about the returnee it asked for."""
+    if any(rule == (agency, Via.TRANSITION) for rule in _ALLOWED.values()):
+        return
+    ways = sorted({via.value for owner, via in _ALLOWED.values() if owner == agency})
+    named = " or ".join(f"{'an' if way[0] in 'aeiouAEIOU' else 'a'} {way}" for way in ways)
+    how = f" it moves a returnee by recording {named}" if ways else " it moves no returnee"
+    raise InvalidTransition(f"Agency {agency!r} makes no move by transition request;{how}.")
+
+
 def check_transition(*, status: str, to: str, agency: str, via: Via) -> None:
     """Return if `agency` may move a returnee from `status` to `to` via `via`, else raise `InvalidTransition`."""
     rule = _ALLOWED.get((status, to))
+    if policy.status_in_terms(agency, status) != status and (rule is None or rule != (agency, via)):
+        # the agency may not know the exact status: one message for every refusal, naming nothing it may not see
+        raise InvalidTransition(f"Agency {agency!r} may not move this returnee to {to!r}.")
     if rule is None:
         raise InvalidTransition(f"A returnee cannot move from {status!r} to {to!r}.")
     owner, how = rule

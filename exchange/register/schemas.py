@@ -6,13 +6,16 @@ agency may not see is simply not in its schema, so it is absent from the respons
 
 from __future__ import annotations
 
+import copy
+import functools
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
 from exchange.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from exchange.db import utcnow
+from exchange.db import Record, utcnow
 from exchange.register import models as m
+from exchange.register import policy
 from exchange.register.transliteration import parse_partial_date
 from exchange.strict import Changes, Strict
 
@@ -277,7 +280,7 @@ class ChildView(RecordView):
     returnee_id = fields.UUID(dump_only=True)
 
 
-class HotlineContactView(ChildView):
+class HotlineContactFields(ChildView):
     received_at = fields.AwareDateTime()
     channel = fields.String()
     caller_relation = fields.String(allow_none=True)
@@ -287,7 +290,7 @@ class HotlineContactView(ChildView):
     officer = fields.String(allow_none=True)
 
 
-class BorderInstructionView(ChildView):
+class BorderInstructionFields(ChildView):
     instruction = fields.String()
     valid_from = fields.AwareDateTime()
     valid_until = fields.AwareDateTime(allow_none=True)
@@ -295,24 +298,7 @@ class BorderInstructionView(ChildView):
     issued_by = fields.String(allow_none=True)
 
 
-class BorderInstructionBorderView(Schema):
-    """What a border post sees of an instruction: what to do and until when; never why."""
-
-    class Meta:
-        ordered = True
-
-    instruction = fields.String()
-    valid_until = fields.AwareDateTime(allow_none=True)
-
-
-class BorderInstructionBorderRecordView(ChildView, BorderInstructionBorderView):
-    """The border's view of an instruction when it lists instructions."""
-
-    class Meta:
-        ordered = True
-
-
-class BorderCrossingView(RecordView):
+class BorderCrossingFields(RecordView):
     returnee_id = fields.UUID(allow_none=True)
     matched = fields.Boolean()
     flagged_for_interior = fields.Boolean()
@@ -327,7 +313,7 @@ class BorderCrossingView(RecordView):
     traveller_birth_date = fields.String(allow_none=True)
 
 
-class VettingAssessmentView(ChildView):
+class VettingAssessmentFields(ChildView):
     interviewed_at = fields.AwareDateTime()
     genuine_repentance = fields.String()
     risk_level = fields.String()
@@ -340,22 +326,7 @@ class VettingAssessmentView(ChildView):
     officer = fields.String(allow_none=True)
 
 
-class VettingAssessmentProsecutorView(VettingAssessmentView):
-    """H1: not for judicial proceedings without the owner's consent, so `findings` is absent while the code is H1."""
-
-    findings_withheld = fields.Method("_withheld", metadata={"description": "True when findings are withheld (H1)."})
-
-    def _withheld(self, obj: m.VettingAssessment) -> bool:
-        return obj.handling_code == "H1"
-
-    @post_dump(pass_original=True)
-    def _withhold_findings(self, data: dict[str, Any], original: m.VettingAssessment, **_: Any) -> dict[str, Any]:
-        if original.handling_code == "H1":
-            data.pop("findings", None)
-        return data
-
-
-class ProsecutorialDecisionView(ChildView):
+class ProsecutorialDecisionFields(ChildView):
     decision = fields.String()
     statute = fields.String(allow_none=True)
     case_number = fields.String()
@@ -377,8 +348,8 @@ class _ActiveInstruction(fields.Field[Any]):
         return self.view.dump(instruction) if instruction is not None else None
 
 
-class ReturneeBaseView(RecordView):
-    """The fields every reading agency sees."""
+class ReturneeFields(RecordView):
+    """Every field of a returnee, as the agencies that see it in full see it: the source of the agency views."""
 
     register_number = fields.String()
     person_name = fields.Nested(PersonNameSchema)
@@ -389,35 +360,126 @@ class ReturneeBaseView(RecordView):
     identifications = fields.List(fields.Nested(IdentificationSchema))
     handling_code = fields.String()
     handling_restriction = fields.String(allow_none=True, metadata={"description": "H3 restriction text."})
-
-
-class InteriorReturneeView(ReturneeBaseView):
     status = fields.String()
     birth_place = fields.String(allow_none=True)
     conflict_history = fields.List(fields.Nested(ConflictEpisodeSchema))
     accompanying_persons = fields.List(fields.Nested(AccompanyingPersonSchema))
     risk_level = fields.String()
-    active_border_instruction = _ActiveInstruction(BorderInstructionView)
-    hotline_contacts = fields.List(fields.Nested(HotlineContactView))
-    vetting_assessments = fields.List(fields.Nested(VettingAssessmentView))
-    border_crossings = fields.List(fields.Nested(BorderCrossingView))
-    prosecutorial_decisions = fields.List(fields.Nested(ProsecutorialDecisionView))
 
 
-class ProsecutorReturneeView(InteriorReturneeView):
-    vetting_assessments = fields.List(fields.Nested(VettingAssessmentProsecutorView))
+# ---- the agency views, derived from the need-to-know table (policy.NEED_TO_KNOW) ----------------------------------
 
 
-class BorderReturneeView(ReturneeBaseView):
-    status = fields.Method(
-        "_coarse_status",
-        metadata={"description": "expected, arrived or other", "enum": ["expected", "arrived", "other"]},
-    )
-    active_border_instruction = _ActiveInstruction(BorderInstructionBorderView)
-    border_crossings = fields.List(fields.Nested(BorderCrossingView))
+class AgencyView(Schema):
+    """Base of the generated views: drops the fields shown `UNLESS_H1` from a record handled H1."""
 
-    def _coarse_status(self, obj: m.Returnee) -> str:
-        return obj.status if obj.status in ("expected", "arrived") else "other"
+    class Meta:
+        ordered = True
+
+    unless_h1: tuple[str, ...] = ()
+
+    @post_dump(pass_original=True)
+    def _withhold_h1(self, data: dict[str, Any], original: Any, **_: Any) -> dict[str, Any]:
+        if self.unless_h1 and getattr(original, "handling_code", None) == "H1":
+            for name in self.unless_h1:
+                data.pop(name, None)
+        return data
+
+
+# The full source of each kind's fields; the agency views take from it what the table shows them.
+SOURCES: dict[type[Record], type[Schema]] = {
+    m.Returnee: ReturneeFields,
+    m.HotlineContact: HotlineContactFields,
+    m.BorderInstruction: BorderInstructionFields,
+    m.BorderCrossing: BorderCrossingFields,
+    m.VettingAssessment: VettingAssessmentFields,
+    m.ProsecutorialDecision: ProsecutorialDecisionFields,
+}
+_RELATED_KINDS: dict[str, type[Record]] = {
+    "hotline_contacts": m.HotlineContact,
+    "vetting_assessments": m.VettingAssessment,
+    "border_crossings": m.BorderCrossing,
+    "prosecutorial_decisions": m.ProsecutorialDecision,
+}
+_VIEWS: dict[tuple[type[Record], str], type[Schema]] = {}
+
+
+def agency_view(model: type[Record], agency: str) -> type[Schema]:
+    """The view schema of `model` for `agency`, built from the need-to-know table (one class per distinct view, so
+    that agencies seeing the same share one OpenAPI component). A field the table shows but no rendering exists for
+    fails here, at import, not in a response."""
+    if (model, agency) in _VIEWS:
+        return _VIEWS[(model, agency)]
+    shown = policy.shown(model, agency)
+    if not shown:
+        raise KeyError(f"{agency} has no view of {model.__name__}")
+    source = SOURCES[model]
+    attrs: dict[str, Any] = {}
+    for name, way in shown.items():
+        if name in _RELATED_KINDS:
+            attrs[name] = fields.List(fields.Nested(agency_view(_RELATED_KINDS[name], agency)))
+        elif name == "active_border_instruction":
+            full = way == policy.FULL
+            attrs[name] = _ActiveInstruction(
+                agency_view(m.BorderInstruction, agency) if full else _active_instruction_view(agency))
+        elif way == policy.COARSE:  # status, in the agency's own terms
+            attrs[name] = fields.Function(
+                functools.partial(_status_in_terms, agency),
+                metadata={"description": ", ".join(policy.COARSE_STATUS), "enum": list(policy.COARSE_STATUS)},
+            )
+        elif way in (policy.FULL, policy.UNLESS_H1):
+            attrs[name] = copy.deepcopy(source._declared_fields[name])
+        else:
+            raise KeyError(f"no rendering of {model.__name__}.{name} as {way!r}")
+    unless_h1 = tuple(name for name, way in shown.items() if way == policy.UNLESS_H1)
+    for name in unless_h1:
+        if name not in policy.BOOKKEEPING:
+            attrs[f"{name}_withheld"] = fields.Function(
+                lambda obj: obj.handling_code == "H1",
+                metadata={"description": f"True when {name} is withheld (the record is handled H1)."},
+            )
+    attrs["unless_h1"] = unless_h1
+    same = next((view for (kind, _), view in _VIEWS.items() if kind is model and view.__dict__.get("_shown") == shown),
+                None)
+    if same is not None and model is not m.Returnee:
+        _VIEWS[(model, agency)] = same
+        return same
+    if model is m.Returnee:
+        name = f"{agency.title()}ReturneeView"
+    elif policy.sees_whole(model, agency):
+        name = f"{model.__name__}View"
+    else:
+        name = f"{model.__name__}{agency.title()}View"
+    attrs["_shown"] = shown
+    view = type(name, (AgencyView,), attrs)
+    _VIEWS[(model, agency)] = view
+    return view
+
+
+def _status_in_terms(agency: str, obj: m.Returnee) -> str:
+    return policy.status_in_terms(agency, obj.status)
+
+
+@functools.cache
+def _active_instruction_view(agency: str) -> type[Schema]:
+    """What an agency with a LIMITED view sees of the active instruction: its view of instructions, less the
+    record's identity (the border: `instruction` and `valid_until`)."""
+    record = agency_view(m.BorderInstruction, agency)
+    shown = {n: copy.deepcopy(f) for n, f in record._declared_fields.items() if n not in ("id", "returnee_id")}
+    return type(f"ActiveBorderInstruction{agency.title()}View", (AgencyView,), shown)
+
+
+AGENCIES = ("interior", "border", "prosecutor")
+
+
+def views_of(model: type[Record]) -> dict[str, type[Schema]]:
+    """agency -> its view of `model`, for every agency that reads this kind."""
+    return {agency: agency_view(model, agency) for agency in AGENCIES if policy.shown(model, agency)}
+
+
+InteriorReturneeView = agency_view(m.Returnee, "interior")
+BorderReturneeView = agency_view(m.Returnee, "border")
+ProsecutorReturneeView = agency_view(m.Returnee, "prosecutor")
 
 
 class ScreeningHitView(Schema):
@@ -458,7 +520,10 @@ class PagingQuery(Strict):
 
 
 class ReturneeQuery(PagingQuery):
-    status = fields.String(validate=_one_of(m.STATUSES))
+    status = fields.String(
+        validate=_one_of((*m.STATUSES, *policy.COARSE_STATUS)),
+        metadata={"description": "A status in the caller's terms: the border's are expected, arrived and other."},
+    )
     risk_level = fields.String(validate=_one_of(m.RISK_LEVELS))
     citizenship = fields.String(validate=COUNTRY)
     register_number = fields.String(validate=validate.Length(min=1, max=32))

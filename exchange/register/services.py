@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, bindparam, delete, func, inspect, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, inspect, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
+from sqlalchemy.orm import Session, aliased, joinedload, raiseload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -28,7 +28,7 @@ from exchange.db import Record, changed, utcnow, version_holds
 from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
-from exchange.register.lifecycle import DECISION_TARGET, Via, check_transition
+from exchange.register.lifecycle import DECISION_TARGET, Via, check_requester, check_transition
 from exchange.register.matching import Candidate, rank_candidates
 from exchange.register.models import (
     BorderCrossing,
@@ -97,8 +97,35 @@ def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, A
             stmt = stmt.where(BorderCrossing.occurred_at >= value)
         elif name == "occurred_to":
             stmt = stmt.where(BorderCrossing.occurred_at < value)
+        elif isinstance(value, frozenset):  # a coarse term stands for a set of real values (policy.COARSE_STATUS)
+            stmt = stmt.where(getattr(model, name).in_(sorted(value)))
         else:
             stmt = stmt.where(getattr(model, name) == value)
+    return stmt
+
+
+def _active_instructions(now: datetime) -> Any:
+    """The condition that picks each returnee's active border instruction (`Returnee.active_border_instruction`):
+    valid at `now`, and no other instruction of the same returnee valid at `now` and newer."""
+    other = aliased(BorderInstruction)
+
+    def valid(instruction: Any) -> Any:
+        return and_(instruction.valid_from <= now,
+                    or_(instruction.valid_until.is_(None), instruction.valid_until > now))
+
+    newer = exists().where(
+        other.returnee_id == BorderInstruction.returnee_id, other.id != BorderInstruction.id, valid(other),
+        or_(other.valid_from > BorderInstruction.valid_from,
+            and_(other.valid_from == BorderInstruction.valid_from, other.created_at > BorderInstruction.created_at)),
+    )
+    return and_(valid(BorderInstruction), ~newer)
+
+
+def _rows_for(model: type[Record], agency: str, stmt: Select[Any], now: datetime) -> Select[Any]:
+    """Narrow `stmt` to the rows of `model` the agency may see at all (policy.ROWS)."""
+    rows = policy.ROWS.get((model, agency))
+    if rows == "active":
+        return stmt.where(_active_instructions(now))
     return stmt
 
 
@@ -170,13 +197,23 @@ class RegisterService:
         if model is Returnee:
             wanted = RETURNEE_COLLECTIONS if collections is None else tuple(collections)
             return self._read_returnee(record_id, wanted)  # type: ignore[return-value]
+        if (model, caller.agency) in policy.ROWS:  # a row outside the agency's rows is as absent as a missing one
+            stmt = _rows_for(model, caller.agency, select(model).where(model.id == record_id), self.clock())
+            record: R | None = self.session.scalars(stmt).first()
+            if record is None:
+                raise RecordNotFound(f"No {model.__tablename__[:-1].replace('_', ' ')} with id {record_id}.")
+            return record
         return self._load(model, record_id)
 
     def list_records(self, caller: Caller, model: type[R], filters: Mapping[str, Any], paging: PageRequest) -> Page[R]:
+        """A page of the records of `model` the caller may know of, filtered and ordered only by what its view shows
+        (a filter on anything else is refused: `policy.filters_for`), so neither the items nor `total` can tell
+        records apart by a field outside the view."""
         policy.require("read", model, caller.agency)
-        stmt = _filters_for(model, select(model), filters)
+        real = policy.filters_for(model, caller.agency, filters)
+        stmt = _rows_for(model, caller.agency, _filters_for(model, select(model), real), self.clock())
         total = self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-        stmt = stmt.order_by(model.created_at, model.id)
+        stmt = stmt.order_by(*(getattr(model, name) for name in policy.order_by(model, caller.agency)))
         if model is Returnee:
             stmt = stmt.options(*self._returnee_loads())
         items = list(
@@ -226,6 +263,8 @@ class RegisterService:
         # that is not its own gets invalid_transition (domain.md).
         policy.require("read", Returnee, caller.agency)
         returnee = self._load(Returnee, returnee_id, for_write=True)
+        # before the version or the status is looked at: the border may know neither (412 vs 409 would tell)
+        check_requester(caller.agency)
         self._check_version(returnee, if_match)
         if to == "vetted" and returnee.status == "under_vetting" and not returnee.vetting_assessments:
             raise InvalidTransition("Record a vetting assessment before marking the returnee vetted.")
@@ -282,7 +321,7 @@ class RegisterService:
         if returnee is None:
             crossing.flagged_for_interior = crossing.direction == "entry"
         else:
-            self._attach_crossing(crossing, returnee)
+            self._attach_crossing(crossing, returnee, by=caller.agency)
         self._flush_versioned()
         return crossing
 
@@ -336,7 +375,7 @@ class RegisterService:
             if link_target is not None:
                 if record.returnee_id is not None:
                     raise InvalidState("This crossing is already linked to a returnee.")
-                self._attach_crossing(record, link_target)
+                self._attach_crossing(record, link_target, by=caller.agency)
             elif record.returnee is not None and "emergency_document_number" in fields:
                 self._add_emergency_document(record.returnee, record.emergency_document_number)
         self._flush_versioned()
@@ -471,11 +510,16 @@ class RegisterService:
         if valid_until is not None and valid_until <= valid_from:
             raise ValidationFailed(errors={"valid_until": ["valid_until must be after valid_from."]})
 
-    def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee) -> None:
-        """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived."""
+    def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee, *, by: str) -> None:
+        """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived.
+
+        A closed file refuses interior's link (interior sees the status). A crossing the border records for a closed
+        file is kept exactly as for any other status it sees as `other` (no flag, the emergency document joins the
+        identifications): a refusal, or any difference it can see, would tell the border the file is closed.
+        Interior finds the crossing on the closed returnee."""
         crossing.returnee = returnee
         crossing.flagged_for_interior = False
-        if returnee.status == "closed":
+        if returnee.status == "closed" and policy.status_in_terms(by, "closed") == "closed":
             raise InvalidState("The returnee's file is closed; reopen it before recording crossings.")
         if crossing.direction == "entry" and returnee.status in ("reported", "expected"):
             # The arrival is the border's act (it recorded the entry), also when interior links the crossing later.

@@ -8,6 +8,8 @@ view as its own schema under `oneOf`.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,11 +39,7 @@ blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The
 
 AgencyViews = Mapping[str, type[Schema]]
 
-RETURNEE_VIEWS: AgencyViews = {
-    "interior": s.InteriorReturneeView,
-    "border": s.BorderReturneeView,
-    "prosecutor": s.ProsecutorReturneeView,
-}
+RETURNEE_VIEWS: AgencyViews = s.views_of(Returnee)
 
 
 def service() -> RegisterService:
@@ -78,10 +76,26 @@ def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
 
 def record_response(caller: Caller, views: AgencyViews, record: Record, *, status: int = 200) -> Response:
     touch(record.id, getattr(record, "returnee_id", None))
-    response = jsonify(dump_for(caller, views, record))
+    data = dump_for(caller, views, record)
+    response = jsonify(data)
     response.status_code = status
-    response.headers["ETag"] = f'"{record.version}"'
+    response.headers["ETag"] = etag(caller, record, data)
     return response
+
+
+def etag(caller: Caller, record: Record, shown: Mapping[str, Any]) -> str:
+    """The record's ETag as the caller's agency sees it.
+
+    Where the view shows the record's `version` (it does exactly when the agency sees all of the record's own fields,
+    policy.shown; every writer of a kind does), the ETag is that version, `"<version>"`, and writes carry it in
+    `If-Match`. Where it does not, the ETag is a digest of exactly what the agency was shown (`"v-<hex>"`): it
+    changes when something in its view changes and never when another agency edits a field it may not see. A digest
+    never matches a version, so it cannot serve a write (412); no agency writes a kind it sees only in part.
+    """
+    if "version" in shown:
+        return f'"{record.version}"'
+    canonical = json.dumps(shown, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return f'"v-{hashlib.sha256(canonical.encode()).hexdigest()[:32]}"'
 
 
 def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Response:
@@ -155,7 +169,9 @@ def documented_views() -> list[type[Schema]]:
 READ = {"returnees:read", "returnees:screen"}  # the border reads its own (border) view with its screening scope
 WRITE = {"returnees:write"}
 # A transition request is a write to the register by any register agency; the lifecycle then decides whether this
-# agency may make this move (409 invalid_transition otherwise, as domain.md says).
+# agency may make this move (409 invalid_transition otherwise, as domain.md says). An agency that makes no move by
+# request (the border, the prosecutor) is refused before its returnee's status or version is looked at, in words
+# that name neither.
 TRANSITION = {"returnees:write", "crossings:write", "decisions:write"}
 
 
@@ -258,6 +274,7 @@ class RecordResource:
         update_scopes: set[str],
     ) -> None:
         self.views = views
+        self.model = model
         resource = self
 
         class Collection(MethodView):
@@ -313,7 +330,7 @@ RESOURCES = [
         path="hotline-contacts", model=HotlineContact, noun="hotline contacts",
         create_schema=s.HotlineContactCreateSchema, update_schema=s.HotlineContactUpdateSchema,
         query_schema=s.HotlineContactQuery,
-        views={"interior": s.HotlineContactView, "prosecutor": s.HotlineContactView},
+        views=s.views_of(HotlineContact),
         create=RegisterService.record_hotline_contact,
         create_summary="Record a hotline contact, about a known returnee or registering a new one (interior)",
         read_scopes={"returnees:read"}, create_scopes=WRITE, update_scopes=WRITE,
@@ -322,8 +339,7 @@ RESOURCES = [
         path="border-instructions", model=BorderInstruction, noun="border instructions",
         create_schema=s.BorderInstructionCreateSchema, update_schema=s.BorderInstructionUpdateSchema,
         query_schema=s.BorderInstructionQuery,
-        views={"interior": s.BorderInstructionView, "prosecutor": s.BorderInstructionView,
-               "border": s.BorderInstructionBorderRecordView},
+        views=s.views_of(BorderInstruction),
         create=RegisterService.issue_border_instruction,
         create_summary="Issue a border instruction; ASSIST_RETURN makes a reported returnee expected (interior)",
         read_scopes=READ, create_scopes=WRITE, update_scopes=WRITE,
@@ -332,7 +348,7 @@ RESOURCES = [
         path="border-crossings", model=BorderCrossing, noun="border crossings",
         create_schema=s.BorderCrossingCreateSchema, update_schema=s.BorderCrossingUpdateSchema,
         query_schema=s.BorderCrossingQuery,
-        views={"interior": s.BorderCrossingView, "prosecutor": s.BorderCrossingView, "border": s.BorderCrossingView},
+        views=s.views_of(BorderCrossing),
         create=RegisterService.record_crossing,
         create_summary="Record a crossing; an entry makes a reported or expected returnee arrived (border)",
         read_scopes=READ, create_scopes={"crossings:write"}, update_scopes={"crossings:write", "returnees:write"},
@@ -341,7 +357,7 @@ RESOURCES = [
         path="vetting-assessments", model=VettingAssessment, noun="vetting assessments",
         create_schema=s.VettingAssessmentCreateSchema, update_schema=s.VettingAssessmentUpdateSchema,
         query_schema=s.VettingAssessmentQuery,
-        views={"interior": s.VettingAssessmentView, "prosecutor": s.VettingAssessmentProsecutorView},
+        views=s.views_of(VettingAssessment),
         create=RegisterService.record_vetting,
         create_summary="Record a vetting assessment of a returnee under vetting (interior)",
         read_scopes={"returnees:read"}, create_scopes=WRITE, update_scopes=WRITE,
@@ -350,7 +366,7 @@ RESOURCES = [
         path="prosecutorial-decisions", model=ProsecutorialDecision, noun="prosecutorial decisions",
         create_schema=s.ProsecutorialDecisionCreateSchema, update_schema=s.ProsecutorialDecisionUpdateSchema,
         query_schema=s.ProsecutorialDecisionQuery,
-        views={"interior": s.ProsecutorialDecisionView, "prosecutor": s.ProsecutorialDecisionView},
+        views=s.views_of(ProsecutorialDecision),
         create=RegisterService.record_decision,
         create_summary="Record a prosecutorial decision on a returnee under review (prosecutor)",
         read_scopes={"returnees:read"}, create_scopes={"decisions:write"}, update_scopes={"decisions:write"},

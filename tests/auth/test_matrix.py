@@ -16,6 +16,7 @@ from flask import Flask
 from exchange.auth.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
 from tests.auth.conftest import Partner
 from tests.conftest import route_scopes
+from tests.register.test_need_to_know import NO_SCOPE, PAGING, REFUSED, SAMPLES
 
 AGENCIES = sorted(AGENCY_SCOPES)
 
@@ -151,3 +152,28 @@ def test_route_matrix(oauth_app: Flask, partner: Callable[..., Partner], agency:
             caller.token = full_token
         cells += 5
     assert cells > 0
+
+
+@pytest.mark.parametrize("agency", ["interior", "border", "prosecutor"])
+def test_list_parameter_matrix(oauth_app: Flask, partner: Callable[..., Partner], agency: str) -> None:
+    """Every list route x every query parameter, through the released authenticator: a parameter that reads a field
+    outside the agency's view is 422 `validation_failed` naming it; the others answer a page. (The register's own
+    matrix, tests/register/test_need_to_know.py, checks what the pages then contain.)"""
+    caller = partner(agency)
+    cells = 0
+    for route, samples in sorted(SAMPLES.items()):
+        for param, value in {**samples, **PAGING}.items():
+            if (route, param) == ("/v1/returnees", "status") and agency == "border":
+                value = "other"  # the border's own terms
+            response = caller.call("GET", f"{route}?{param}={value}")
+            body = response.get_json()
+            if (route, agency) in NO_SCOPE:
+                expected: tuple[int, str | None] = (403, "insufficient_scope")
+            elif agency in REFUSED.get((route, param), set()):
+                expected = (422, "validation_failed")
+                assert set(body["errors"]) == {param}, (route, param)
+            else:
+                expected = (200, None)
+            assert (response.status_code, body.get("code")) == expected, (route, param, body)
+            cells += 1
+    assert cells == sum(len(s) + len(PAGING) for s in SAMPLES.values())

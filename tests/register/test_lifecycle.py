@@ -267,11 +267,32 @@ def test_entry_crossing_leaves_later_statuses(
     assert read(interior, before["id"])["status"] == status
 
 
-def test_crossing_for_closed_returnee_is_refused(walk: Walk, border: AgencyClient, interior: AgencyClient) -> None:
-    before = walk("closed")
-    assert_error(border.post("/v1/border-crossings", json=crossing_body(before["id"])), 409, "invalid_state")
-    assert snapshot(read(interior, before["id"])) == snapshot(before)
-    assert count(interior, "/v1/border-crossings", before["id"]) == 0
+def test_crossing_for_closed_returnee_is_kept_for_interior(
+    walk: Walk, border: AgencyClient, interior: AgencyClient
+) -> None:
+    # The border sees a closed file as `other`, like any later status: a refusal, or any difference it can see,
+    # would tell it the file is closed. The crossing is kept as for any `other` file and the returnee stays closed.
+    seen = {}
+    for status in ("closed", "under_vetting"):
+        before = walk(status)
+        crossings = count(interior, "/v1/border-crossings", before["id"])
+        crossing = created(border.post("/v1/border-crossings", json=crossing_body(
+            before["id"], emergency_document_number="ETD-77")))
+        assert crossing["returnee_id"] == before["id"]
+        assert read(interior, before["id"])["status"] == status
+        assert count(interior, "/v1/border-crossings", before["id"]) == crossings + 1
+        shown = read(border, before["id"])
+        seen[status] = (crossing["flagged_for_interior"], crossing["matched"], shown["status"],
+                        [i["id"] for i in shown["identifications"]])
+    assert seen["closed"] == seen["under_vetting"] == (False, True, "other", ["400123456", "ETD-77"])
+
+    # interior, who sees the status, is still refused a link of an unmatched crossing to the closed file
+    closed = walk("closed")
+    unmatched = created(border.post("/v1/border-crossings", json=crossing_body(
+        None, traveller_name="Gulmurod Halimov")))
+    assert_error(interior.patch(f"/v1/border-crossings/{unmatched['id']}", json={"returnee_id": closed["id"]},
+                                headers={"If-Match": '"1"'}), 409, "invalid_state")
+    assert snapshot(read(interior, closed["id"])) == snapshot(closed)
 
 
 def test_instruction_for_closed_returnee_is_refused(walk: Walk, interior: AgencyClient) -> None:
