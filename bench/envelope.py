@@ -20,7 +20,7 @@ long-running service holds them), and do the same work per round trip:
   the very function `open_envelope` uses); decrypt; the JWS key callable checks that the signed header repeats the
   outer one and resolves `kid` through the same `StaticSenderKeys` (step 8); verify; the same replay claim; the
   same `parse_json` of the payload. Errors are mapped to the same `EnvelopeError`s. The JWS goes through the
-  project's own EdDSA registry (`exchange.auth.jose`: no RFC 9864 deprecation warning; its verify is whatever the
+  project's own EdDSA registry (`exchange.protocol.jose`: no RFC 9864 deprecation warning; its verify is whatever the
   project uses, printed below the table), with room for 200 KB payloads; `--jose-eddsa joserfc` takes joserfc's
   stock EdDSA (verified by OpenSSL through `cryptography`) instead. No warning filter is changed.
 - floor: only the calls the envelope cannot avoid, through `nacl.bindings` (Ed25519 sign and verify of the
@@ -64,9 +64,10 @@ from joserfc.registry import HeaderParameter
 from rich.console import Console
 from rich.table import Table
 
-from exchange.auth import jose
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.envelope.envelope import (
+from exchange.keys.store import b64url
+from exchange.protocol import jose
+from exchange.protocol.envelope import (
     CTYPE,
     MAX_HEADER_BYTES,
     MAX_LIFETIME,
@@ -87,8 +88,7 @@ from exchange.envelope.envelope import (
     signing_input,
     x25519_kid,
 )
-from exchange.envelope.errors import EnvelopeBadSignature, EnvelopeMalformed, EnvelopeUndecryptable
-from exchange.keys.store import b64url
+from exchange.protocol.envelope_errors import EnvelopeBadSignature, EnvelopeMalformed, EnvelopeUndecryptable
 
 TARGET = "/v1/returnees?dry_run=false"
 SENDER, RECEIVER = "interior", "exchange"

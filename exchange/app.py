@@ -10,17 +10,17 @@ from flask import Flask, request
 from flask_smorest import Api
 
 from exchange.audit.recorder import install_audit
-from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
 from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
-from exchange.errors import MalformedJson, UnsupportedMediaType
-from exchange.http_errors import ErrorSchema, register_error_handlers
 from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
+from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
+from exchange.web.caller import authenticate
+from exchange.web.errors import ErrorSchema, register_error_handlers
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the

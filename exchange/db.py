@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
-from exchange.http_errors import error_response
+from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.db")
 

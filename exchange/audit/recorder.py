@@ -40,14 +40,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from exchange.audit import context
-from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.errors import AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
-from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
-from exchange.http_errors import error_response
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import b64url
+from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
+from exchange.protocol.checkpoint import NoteVerifier
+from exchange.web.caller import Caller
+from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.audit")
 

@@ -33,10 +33,10 @@ from typing import Any, Protocol
 import rfc8785
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
-from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
-from exchange.audit.errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.audit.services import ENTRY_MEMBERS, ENTRY_VERSION, EXPORT_FORMAT, AuditLog, StoredEntry
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
+from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
 
 DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 

@@ -1,6 +1,6 @@
 """Resource protection: who is calling (token + DPoP proof), and may they do this (scope + purpose).
 
-`OAuth2Authenticator` is the released authenticator of the caller seam (`exchange.auth.caller`): it runs before any
+`OAuth2Authenticator` is the released authenticator of the caller seam (`exchange.web.caller`): it runs before any
 `/v1` view and turns `Authorization: DPoP <token>` + `DPoP: <proof>` into a `Caller`, or refuses. `protected(...)`
 decorates every API view with the scopes it needs; it then checks the declared purpose of use. A view without it is
 caught by the route matrix test.
@@ -16,15 +16,15 @@ from flask import Request
 from sqlalchemy import Row, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller, ResponseKey, current_caller
-from exchange.auth.dpop import verify_dpop_proof
-from exchange.auth.errors import InsufficientScope, InvalidToken, PurposeNotAllowed
 from exchange.auth.models import RevokedToken
-from exchange.auth.policy import PURPOSES
 from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import verify_access_token
 from exchange.clients.models import Client, ClientKey
 from exchange.keys.ring import KeyRing
+from exchange.protocol.auth_errors import InsufficientScope, InvalidToken, PurposeNotAllowed
+from exchange.protocol.dpop import verify_dpop_proof
+from exchange.protocol.policy import PURPOSES
+from exchange.web.caller import Caller, ResponseKey, current_caller
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,8 +18,8 @@ from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from exchange.auth.errors import Replayed
 from exchange.auth.models import SeenJti
+from exchange.protocol.auth_errors import Replayed
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
 

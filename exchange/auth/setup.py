@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from flask import Flask
 
-from exchange.auth.caller import install_authenticator
-from exchange.auth.policy import ALL_SCOPES
 from exchange.auth.protect import OAuth2Authenticator
 from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache, ReplayCache
 from exchange.auth.server import build_server
 from exchange.db import db
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.web.caller import install_authenticator
 
 
 def init_auth(app: Flask) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exchange.auth import jose
-from exchange.auth.errors import InvalidToken
 from exchange.keys.store import ExchangeKey
+from exchange.protocol import jose
+from exchange.protocol.auth_errors import InvalidToken
 
 
 class TrustedKey(Protocol):

@@ -8,15 +8,15 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
 
-from exchange.audit.errors import AuditUnavailable
 from exchange.audit.recorder import record_event
-from exchange.auth.caller import Caller
-from exchange.auth.dpop import verify_dpop_proof
-from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
-from exchange.auth.policy import ALL_SCOPES
 from exchange.db import db
-from exchange.http_errors import error_response
 from exchange.keys.ring import KeyRing
+from exchange.protocol.audit_errors import AuditUnavailable
+from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof
+from exchange.protocol.dpop import verify_dpop_proof
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.web.caller import Caller
+from exchange.web.errors import error_response
 
 bp = Blueprint("oauth", __name__)
 

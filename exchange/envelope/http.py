@@ -29,10 +29,11 @@ from webargs.flaskparser import FlaskParser
 
 from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
-from exchange.auth.caller import ResponseKey, current_caller
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
-from exchange.envelope.envelope import (
+from exchange.envelope.models import EnvelopeEvidence
+from exchange.keys.ring import KeyRing
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     AuditReceipt,
     EnvelopeHeader,
@@ -41,10 +42,9 @@ from exchange.envelope.envelope import (
     open_envelope,
     seal,
 )
-from exchange.envelope.errors import KeyRevoked, UnknownKey
-from exchange.envelope.models import EnvelopeEvidence
-from exchange.errors import ExchangeError, UnsupportedMediaType
-from exchange.keys.ring import KeyRing
+from exchange.protocol.envelope_errors import KeyRevoked, UnknownKey
+from exchange.protocol.errors import ExchangeError, UnsupportedMediaType
+from exchange.web.caller import ResponseKey, current_caller
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
@@ -190,7 +190,7 @@ def install_envelopes(app: Flask) -> None:
         try:
             return seal_response(response)
         except ExchangeError as e:
-            from exchange.http_errors import error_response
+            from exchange.web.errors import error_response
 
             return error_response(status=e.status, code=e.code, message=e.message)
 

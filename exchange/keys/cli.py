@@ -22,12 +22,12 @@ from rich.table import Table
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
 from exchange.db import db
-from exchange.errors import ExchangeError
 from exchange.keys.models import KeyApproval
 from exchange.keys.ring import KeyRing, PublishedKey
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
 from exchange.operator import KID_FIRST_DASH, officer_caller, run_audited
+from exchange.protocol.errors import ExchangeError
 
 console = Console()
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import Conflict, NotFound, NotPermitted, ValidationFailed
+from exchange.protocol.errors import Conflict, NotFound, NotPermitted, ValidationFailed
 
 
 class KeyNotFound(NotFound):

@@ -28,7 +28,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from exchange.errors import ExchangeError
+from exchange.protocol.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it

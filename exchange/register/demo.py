@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller
 from exchange.db import utcnow
 from exchange.register.models import Returnee
 from exchange.register.services import RegisterService
+from exchange.web.caller import Caller
 
 INTERIOR = Caller(agency="interior", client_id="demo-interior", officer="TJ-MVD-04411")
 BORDER = Caller(agency="border", client_id="demo-border", officer="TJ-PS-DUSHANBE-017")

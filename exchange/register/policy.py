@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 from exchange.db import Record
-from exchange.errors import NotPermitted
+from exchange.protocol.errors import NotPermitted
 from exchange.register.models import (
     BorderCrossing,
     BorderInstruction,

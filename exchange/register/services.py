@@ -23,9 +23,8 @@ from sqlalchemy.orm import Session, joinedload, raiseload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from exchange.auth.caller import Caller
 from exchange.db import Record, utcnow
-from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
+from exchange.protocol.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_transition
@@ -41,6 +40,7 @@ from exchange.register.models import (
     VettingAssessment,
 )
 from exchange.register.transliteration import document_key, name_key, parse_partial_date
+from exchange.web.caller import Caller
 
 Clock = Callable[[], datetime]
 R = TypeVar("R", bound=Record)

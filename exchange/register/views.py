@@ -1,6 +1,6 @@
 """HTTP resources of the register. Thin: parse (schemas), ask the service, dump the caller's agency view.
 
-Every route here is under `/v1/` and so runs after the caller seam (`exchange.auth.caller`) has authenticated the
+Every route here is under `/v1/` and so runs after the caller seam (`exchange.web.caller`) has authenticated the
 request. The response schema depends on the caller's agency (need to know); the OpenAPI document lists each agency's
 view as its own schema under `oneOf`.
 """
@@ -17,11 +17,10 @@ from flask.views import MethodView
 from marshmallow import RAISE, Schema
 
 from exchange.audit.context import touch
-from exchange.auth.caller import Caller, current_caller
 from exchange.auth.protect import protected
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
-from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
+from exchange.protocol.errors import NotPermitted, PreconditionFailed, PreconditionRequired
 from exchange.register import schemas as s
 from exchange.register.models import (
     BorderCrossing,
@@ -32,6 +31,7 @@ from exchange.register.models import (
     VettingAssessment,
 )
 from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
+from exchange.web.caller import Caller, current_caller
 
 blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 

@@ -15,12 +15,15 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
-from exchange.envelope.envelope import (
+from exchange.keys.master import new_master_key
+from exchange.keys.models import ExchangeKeyRecord
+from exchange.keys.ring import PublishedKey, provision
+from exchange.keys.store import FileKeyStore, b64url
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     EnvelopeHeader,
     RequestRef,
@@ -32,10 +35,7 @@ from exchange.envelope.envelope import (
     open_response,
     seal_json,
 )
-from exchange.keys.master import new_master_key
-from exchange.keys.models import ExchangeKeyRecord
-from exchange.keys.ring import PublishedKey, provision
-from exchange.keys.store import FileKeyStore, b64url
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 

@@ -13,9 +13,9 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth import jose
 from exchange.auth.models import RevokedToken, SeenJti
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, new_jti
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof, new_jti
+from exchange.protocol import jose
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body

@@ -17,9 +17,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
-from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
-from exchange.envelope.envelope import (
+from exchange.envelope.models import EnvelopeEvidence
+from exchange.partner.envelopes import PartnerKeys
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     EnvelopeHeader,
     SealedEnvelope,
@@ -29,7 +30,6 @@ from exchange.envelope.envelope import (
     unsafe_seal_raw,
     x25519_kid,
 )
-from exchange.envelope.models import EnvelopeEvidence
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body

@@ -5,8 +5,8 @@
         hits = exchange.screening.by_name("Gulmurod Halimov", birth_date="1975").data["candidates"]
 """
 
-from exchange.client.api import ExchangeClient, Result, RetryPolicy
-from exchange.client.envelopes import PartnerKeys
-from exchange.client.errors import ExchangeClientError, ResponseVerificationError
+from exchange.partner.api import ExchangeClient, Result, RetryPolicy
+from exchange.partner.envelopes import PartnerKeys
+from exchange.partner.errors import ExchangeClientError, ResponseVerificationError
 
 __all__ = ["ExchangeClient", "ExchangeClientError", "PartnerKeys", "ResponseVerificationError", "Result", "RetryPolicy"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import ExchangeError
+from exchange.protocol.errors import ExchangeError
 
 
 class InvalidToken(ExchangeError):

@@ -23,10 +23,11 @@ import nacl.signing
 import pytest
 from joserfc.jwk import OKPKey
 
-from exchange.auth.errors import Replayed
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.envelope import errors
-from exchange.envelope.envelope import (
+from exchange.keys.store import b64url
+from exchange.protocol import envelope_errors as errors
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.envelope import (
     MAX_BODY_BYTES,
     MEDIA_TYPE,
     AuditReceipt,
@@ -50,8 +51,7 @@ from exchange.envelope.envelope import (
     verify_evidence,
     x25519_kid,
 )
-from exchange.errors import ExchangeError, ValidationFailed
-from exchange.keys.store import b64url
+from exchange.protocol.errors import ExchangeError, ValidationFailed
 
 TARGET = "/v1/returnees?dry_run=false"
 MARKER = "PLAINTEXT-MARKER-7f3a"  # must never appear in an error message or a repr

@@ -1,6 +1,6 @@
 """Typed errors (protocol.md §5): one `ExchangeError` base with an HTTP `status` and a stable `code`.
 
-Services raise them; `exchange.http_errors` is the one place that maps them (and every error Flask, werkzeug or
+Services raise them; `exchange.web.errors` is the one place that maps them (and every error Flask, werkzeug or
 webargs raises) to the wire. This module imports no web framework, so the partner client library can share the
 error types. Nothing secret, no stack trace, no SQL and no record content ever goes into a message.
 """

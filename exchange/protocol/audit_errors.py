@@ -8,7 +8,7 @@ client library report them, the API never does.
 
 from __future__ import annotations
 
-from exchange.errors import ExchangeError
+from exchange.protocol.errors import ExchangeError
 
 
 class AuditUnavailable(ExchangeError):

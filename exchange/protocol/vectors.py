@@ -24,8 +24,9 @@ import nacl.bindings
 import nacl.public
 import nacl.signing
 
-from exchange.envelope import errors
-from exchange.envelope.envelope import (
+from exchange.keys.store import b64url
+from exchange.protocol import envelope_errors as errors
+from exchange.protocol.envelope import (
     CTYPE,
     FUTURE_SKEW,
     MAX_BODY_BYTES,
@@ -43,7 +44,6 @@ from exchange.envelope.envelope import (
     signing_input,
     x25519_kid,
 )
-from exchange.keys.store import b64url
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "schemas" / "test-vectors" / "envelope-v1.json"
 SEED_LABEL = b"exchange-envelope/v1 test vectors: "

@@ -13,7 +13,7 @@ from flask import Flask, Response, g, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
-from exchange.errors import ExchangeError, ValidationFailed
+from exchange.protocol.errors import ExchangeError, ValidationFailed
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.exchange.envelope.v1+json"  # protocol.md §4 (exchange.envelope.MEDIA_TYPE)
 

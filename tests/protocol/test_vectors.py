@@ -21,9 +21,9 @@ import nacl.signing
 import pytest
 from joserfc.jwk import OKPKey
 
-from exchange.auth.errors import Replayed
-from exchange.envelope import vectors
-from exchange.envelope.envelope import (
+from exchange.protocol import vectors
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.envelope import (
     EnvelopeHeader,
     RequestRef,
     SenderKey,
@@ -32,7 +32,7 @@ from exchange.envelope.envelope import (
     open_response,
     seal,
 )
-from exchange.envelope.errors import EnvelopeError
+from exchange.protocol.envelope_errors import EnvelopeError
 
 PATH = Path(__file__).resolve().parents[2] / "schemas" / "test-vectors" / "envelope-v1.json"
 DOC: dict[str, Any] = json.loads(PATH.read_text(encoding="utf-8"))

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from flask import Flask, Request, current_app, g
 
-from exchange.errors import Unauthenticated
+from exchange.protocol.errors import Unauthenticated
 
 AGENCIES = ("interior", "border", "prosecutor", "auditor", "security", "exchange")
 

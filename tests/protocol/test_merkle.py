@@ -4,7 +4,7 @@ Vectors: the eight leaves, the root after each, and the inclusion and consistenc
 Transparency (google/certificate-transparency `cpp/merkletree/merkle_tree_test.cc`) and carried on by
 transparency-dev/merkle (`proof/verify_test.go`; `{leaf, size}` there counts leaves from 1).
 
-The brute force below is written independently of `exchange.audit.merkle`: it follows RFC 6962 §2.1's recursive
+The brute force below is written independently of `exchange.protocol.merkle`: it follows RFC 6962 §2.1's recursive
 definitions of MTH, PATH and PROOF over the whole list of leaves, sharing only the two hash functions.
 """
 
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.audit import merkle
-from exchange.audit.errors import InvalidProof
-from exchange.audit.merkle import (
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import InvalidProof
+from exchange.protocol.merkle import (
     ConsistencyProof,
     Frontier,
     InclusionProof,

@@ -1,5 +1,5 @@
 """The partner side of protocol v1 §4: a partner's keys, the exchange's published keys, sealing requests, opening
-responses. Built on the envelope core (`exchange.envelope.envelope`); `exchange.client.api` is the only intended user.
+responses. Built on the envelope core (`exchange.protocol.envelope`); `exchange.partner.api` is the only intended user.
 
 A partner holds three long-lived keys and one ephemeral one:
 
@@ -30,9 +30,10 @@ from typing import Any, ClassVar
 import nacl.public
 import nacl.signing
 
-from exchange.auth.errors import Replayed
-from exchange.client.credentials import PartnerKey
-from exchange.envelope.envelope import (
+from exchange.keys.store import b64url
+from exchange.partner.credentials import PartnerKey
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.envelope import (
     MAX_BODY_BYTES,
     EnvelopeHeader,
     OpenedEnvelope,
@@ -47,8 +48,7 @@ from exchange.envelope.envelope import (
     seal_json,
     x25519_kid,
 )
-from exchange.envelope.errors import UnknownKey
-from exchange.keys.store import b64url
+from exchange.protocol.envelope_errors import UnknownKey
 
 EXCHANGE = "exchange"  # the exchange's party id: recipient of requests, sender of responses
 SIGN_PURPOSE = "envelope-sign"

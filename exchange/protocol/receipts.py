@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint, verify_checkpoint
-from exchange.audit.errors import VerificationError
-from exchange.audit.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from exchange.protocol.audit_errors import VerificationError
+from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, verify_checkpoint
+from exchange.protocol.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 
 INDEX_HEADER = "Audit-Index"
 LEAF_HASH_HEADER = "Audit-Leaf-Hash"

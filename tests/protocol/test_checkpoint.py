@@ -12,7 +12,9 @@ import base64
 import nacl.signing
 import pytest
 
-from exchange.audit.checkpoint import (
+from exchange.keys.store import ExchangeKey
+from exchange.protocol.audit_errors import InvalidCheckpoint
+from exchange.protocol.checkpoint import (
     Checkpoint,
     NoteVerifier,
     key_id,
@@ -21,9 +23,7 @@ from exchange.audit.checkpoint import (
     sign_note,
     verify_checkpoint,
 )
-from exchange.audit.errors import InvalidCheckpoint
-from exchange.audit.merkle import EMPTY_ROOT
-from exchange.keys.store import ExchangeKey
+from exchange.protocol.merkle import EMPTY_ROOT
 
 GO_SIGNER_KEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
 GO_VERIFIER_KEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"

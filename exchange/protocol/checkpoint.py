@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import nacl.exceptions
 import nacl.signing
 
-from exchange.audit.errors import InvalidCheckpoint
-from exchange.audit.merkle import HASH_SIZE
+from exchange.protocol.audit_errors import InvalidCheckpoint
+from exchange.protocol.merkle import HASH_SIZE
 
 ED25519 = 0x01  # signed-note signature type
 SIGNATURE_PREFIX = "\u2014 "  # "— "

@@ -1,7 +1,7 @@
 """The partner client library against a fake exchange on `httpx.MockTransport` (no server, no database).
 
 `FakeExchange` plays the exchange with the real verification code wherever the project has it: client assertions
-are verified with `exchange.auth.jose`, DPoP proofs with `exchange.auth.dpop.verify_dpop_proof` (ath, htm, htu,
+are verified with `exchange.protocol.jose`, DPoP proofs with `exchange.protocol.dpop.verify_dpop_proof` (ath, htm, htu,
 cnf binding, one use), request envelopes with the core's `open_envelope` (all eleven checks, replay included), and
 responses are sealed with `EnvelopeHeader.for_response` + `seal` to the partner's `enc` key. Tests then break one
 thing at a time (a revoked token, a tampered or misaddressed response, an outage) and check what the client does.
@@ -35,14 +35,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.auth import jose
-from exchange.auth.dpop import DPoPProof, verify_dpop_proof
-from exchange.auth.errors import DPoPReplay, InvalidDPoPProof, Replayed
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.client import errors
-from exchange.client.api import ExchangeClient, Result, RetryPolicy
-from exchange.client.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, ResponseReplayCache
-from exchange.envelope.envelope import (
+from exchange.keys.store import b64url
+from exchange.partner import errors
+from exchange.partner.api import ExchangeClient, Result, RetryPolicy
+from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, ResponseReplayCache
+from exchange.protocol import jose
+from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
+from exchange.protocol.dpop import DPoPProof, verify_dpop_proof
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     AuditReceipt,
     EnvelopeHeader,
@@ -57,8 +58,7 @@ from exchange.envelope.envelope import (
     seal,
     x25519_kid,
 )
-from exchange.envelope.errors import EnvelopeError
-from exchange.keys.store import b64url
+from exchange.protocol.envelope_errors import EnvelopeError
 
 BASE = "https://exchange.test"
 CLIENT_ID = "interior-case-1"

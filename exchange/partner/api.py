@@ -1,6 +1,6 @@
 """The partner-agency client of the Returnee Exchange: typed methods over protocol v1, no raw envelopes.
 
-    from exchange.client.api import ExchangeClient
+    from exchange.partner.api import ExchangeClient
 
     with ExchangeClient.from_files("https://exchange.example", "interior-case-system", "interior",
                                    Path("/etc/exchange-client"), purpose="amnesty-vetting",
@@ -25,7 +25,7 @@ What one call does (protocol.md §1-5):
    answering this very request (`reply_to`, `request_hash`), fresh and never seen before; and its signed `audit`
    receipt must agree with the `Audit-Index`/`Audit-Leaf-Hash` headers. Anything else raises
    `ResponseVerificationError` and the content is dropped: unverified data is never returned.
-5. Errors raise the typed exceptions of `exchange.client.errors`, carrying the exchange's `code`.
+5. Errors raise the typed exceptions of `exchange.partner.errors`, carrying the exchange's `code`.
 
 Retries (`RetryPolicy`: 3 tries, exponential backoff with jitter capped at 2 s, `Retry-After` honoured up to 10 s)
 happen only where repeating cannot store something twice:
@@ -43,7 +43,7 @@ the `bearer` scheme (`TokenAuth.SIGN_METHODS`; a `token_type` of `DPoP` raises `
 place for a per-request proof bound to the token (`ath`) and the request (`htm`/`htu`); its `PrivateKeyJWT` signs
 assertions valid for an hour (the exchange allows 60 s) through joserfc's default registry, which warns on `EdDSA`
 (see `exchange/auth/jose.py`). Bending it to DPoP would mean replacing the parts that matter, so the token request is
-a plain form POST here, with the assertion and proofs of `exchange.client.credentials`.
+a plain form POST here, with the assertion and proofs of `exchange.partner.credentials`.
 
 Every object here is safe to share between threads; `using()` makes a view with other call context (purpose,
 case reference, officer) over the same connection, token and caches.
@@ -68,12 +68,8 @@ from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 
-from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint
-from exchange.audit.client import verify_receipt
-from exchange.audit.errors import VerificationError as AuditVerificationError
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, rotation_proof
-from exchange.client.envelopes import (
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof, rotation_proof
+from exchange.partner.envelopes import (
     PartnerEncryptionKey,
     PartnerKeys,
     PublishedKeys,
@@ -81,7 +77,7 @@ from exchange.client.envelopes import (
     open_reply,
     seal_request,
 )
-from exchange.client.errors import (
+from exchange.partner.errors import (
     AuthError,
     BadRequestError,
     ConflictError,
@@ -98,8 +94,12 @@ from exchange.client.errors import (
     ValidationError,
     error_from_response,
 )
-from exchange.envelope.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
-from exchange.envelope.errors import EnvelopeError, UnknownKey
+from exchange.protocol.audit_errors import VerificationError as AuditVerificationError
+from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint
+from exchange.protocol.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
+from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
+from exchange.protocol.receipts import verify_receipt
 
 __all__ = [  # the error types are re-exported for convenience
     "AuthError",
@@ -936,7 +936,7 @@ class Audit(_Resource):
     PAGE: ClassVar[int] = 1000  # the most entries the exchange returns per call
 
     def checkpoint(self) -> str:
-        """The latest signed checkpoint note, unverified: check it with `exchange.audit.checkpoint.verify_checkpoint`
+        """The latest signed checkpoint note, unverified: check it with `exchange.protocol.checkpoint.verify_checkpoint`
         against the keys you trust."""
         text: str = self._client._connection.call("GET", f"{self.path}/checkpoint", context=self._client.context,
                                                   signed_text=True).data

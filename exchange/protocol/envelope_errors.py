@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from exchange.errors import ExchangeError, ValidationFailed
+from exchange.protocol.errors import ExchangeError, ValidationFailed
 
 
 class EnvelopeError(ExchangeError):

@@ -20,7 +20,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from exchange.audit.errors import InvalidProof
+from exchange.protocol.audit_errors import InvalidProof
 
 HASH_SIZE = 32
 LEAF_PREFIX = b"\x00"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exchange.auth import jose
+from exchange.protocol import jose
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.envelope.envelope import (
+from exchange.protocol.envelope import (
     EnvelopeHeader,
     OpenedEnvelope,
     SenderKey,
@@ -36,7 +36,7 @@ from exchange.envelope.envelope import (
     seal_json,
     x25519_kid,
 )
-from exchange.envelope.errors import EnvelopeError
+from exchange.protocol.envelope_errors import EnvelopeError
 
 TARGET = "/v1/returnees?dry_run=false"
 SIGN = nacl.signing.SigningKey.generate()

@@ -9,7 +9,7 @@ b64 is base64url without padding, and only the canonical encoding is accepted (n
 alphabet, unused trailing bits zero), so that one envelope has exactly one serialisation of each part.
 
 `open_envelope` runs the receiver's checks in the order of protocol.md §4; the first failure raises its
-`EnvelopeError` (statuses and codes: `exchange.envelope.errors`). Where the spec leaves a choice:
+`EnvelopeError` (statuses and codes: `exchange.protocol.envelope_errors`). Where the spec leaves a choice:
 
 - Step 1 covers the body (size first, so an oversized body is never parsed; then UTF-8, JSON without duplicate
   members, exactly `protected` and `ciphertext`, canonical b64) and the syntax of the header (a UTF-8 JSON object of at
@@ -52,8 +52,9 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
-from exchange.auth.errors import Replayed
-from exchange.envelope.errors import (
+from exchange.keys.store import b64url, okp_thumbprint
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.envelope_errors import (
     EnvelopeBadSignature,
     EnvelopeExpired,
     EnvelopeMalformed,
@@ -69,7 +70,6 @@ from exchange.envelope.errors import (
     KeyRevoked,
     UnknownKey,
 )
-from exchange.keys.store import b64url, okp_thumbprint
 
 MEDIA_TYPE: Final = "application/vnd.exchange.envelope.v1+json"
 VERSION: Final = 1
@@ -577,7 +577,7 @@ class ReplayCache(Protocol):
     """Structurally `exchange.auth.replay.ReplayCache` (database, Redis or in-memory): pass any of those."""
 
     def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        """Record `jti` until `expires_at`; raise `exchange.auth.errors.Replayed` if it is already recorded."""
+        """Record `jti` until `expires_at`; raise `exchange.protocol.auth_errors.Replayed` if it is already recorded."""
         ...
 
 

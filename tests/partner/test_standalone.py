@@ -1,4 +1,4 @@
-"""A partner installs the client without the server: `exchange.client` imports none of the server's dependencies."""
+"""A partner installs the client without the server: `exchange.partner` imports none of the server's dependencies."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class Block:
         if name.split(".")[0] in {SERVER_ONLY!r}:
             raise ImportError("server-only module imported: " + name)
 sys.meta_path.insert(0, Block())
-from exchange.client import ExchangeClient, PartnerKeys
+from exchange.partner import ExchangeClient, PartnerKeys
 print("ok")
 """
 

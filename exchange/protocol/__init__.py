@@ -1,0 +1,1 @@
+"""The wire protocol, shared by the server and the partner library: no Flask, no SQLAlchemy."""

@@ -1,0 +1,1 @@
+"""The Flask plumbing between the domains and the app factory."""
