@@ -22,7 +22,8 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 
-from exchange.keys.store import KeyStoreError, atomic_write
+from exchange.files import atomic_write
+from exchange.keys.store import KeyStoreError
 
 PASSPHRASE_ENV = "EXCHANGE_MASTER_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
 KEY_ENV = "EXCHANGE_MASTER_KEY"

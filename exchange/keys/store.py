@@ -15,7 +15,6 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
+from exchange.files import atomic_write, fsync_directory
 from exchange.protocol.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
@@ -342,30 +342,6 @@ class FileKeyStore:
                 self._write(self.load(kid), wrap_with=storage_kid)
                 count += 1
         return count
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Write `path` whole or not at all: a 0600 temp file in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, payload)
-        os.fsync(fd)
-        os.close(fd)
-        os.rename(tmp, path)
-        fsync_directory(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class InMemoryKeyStore:
