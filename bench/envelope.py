@@ -65,8 +65,8 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.keys.store import b64url
 from exchange.protocol import jose
+from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
     CTYPE,
     MAX_HEADER_BYTES,
@@ -78,7 +78,6 @@ from exchange.protocol.envelope import (
     SealedEnvelope,
     SenderKey,
     StaticSenderKeys,
-    b64decode,
     check_addressing,
     decrypt_keyring,
     ed25519_kid,
@@ -175,7 +174,7 @@ class Jose:
         # What each side holds, parsed once: the sender the recipient's public key, the recipient the sender's.
         self.recipient_key = OKPKey.import_key(self.enc.as_dict(private=False))
         sender_public = OKPKey.import_key(self.sign.as_dict(private=False))
-        raw = b64decode(sender_public.as_dict()["x"])
+        raw = b64url_decode_strict(sender_public.as_dict()["x"])
         self.senders = StaticSenderKeys([SenderKey(agency=SENDER, verify_key=nacl.signing.VerifyKey(raw))])
         self.verify_keys = {raw: sender_public}
         self.keyring = {self.rkid: self.enc}
@@ -347,7 +346,7 @@ def primitives(sizes: list[int], budget: float) -> list[tuple[str, list[float]]]
         row("sig || plaintext (copy)", lambda: sig + plaintext)
         row("b64url encode (ciphertext)", lambda: b64url(box))
         ciphertext = b64url(box)
-        row("b64decode strict (ciphertext)", lambda: b64decode(ciphertext))
+        row("b64url_decode_strict (ciphertext)", lambda: b64url_decode_strict(ciphertext))
         row("json.loads(plaintext), stdlib", lambda: json.loads(plaintext))
         row("parse_json(plaintext), no duplicates", lambda: parse_json(plaintext))
         row("ours: EnvelopeHeader.for_request", lambda: EnvelopeHeader.for_request(

@@ -29,10 +29,10 @@ from urllib.parse import urlencode, urlsplit
 
 from harness import Signed
 
-from exchange.keys.store import b64url
 from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof
 from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, seal_request
 from exchange.protocol import jose
+from exchange.protocol.encoding import b64url
 from exchange.protocol.envelope import MEDIA_TYPE
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

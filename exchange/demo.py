@@ -175,8 +175,9 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
 def _oversight(auditor: ExchangeClient, returnee: dict[str, Any], say: Callable[[str, str], None]) -> None:
     """The auditor asks who touched one returnee's records and why, then verifies the whole log through the API."""
     from exchange.audit.remote import ServerSource
-    from exchange.audit.verify import b64url_decode, verify_log
+    from exchange.audit.verify import verify_log
     from exchange.protocol.checkpoint import NoteVerifier
+    from exchange.protocol.encoding import b64url_decode
 
     items = auditor.audit.search(record_id=returnee["id"], limit=1000).data["items"]
     calls: Counter[str] = Counter()

@@ -43,9 +43,9 @@ from exchange.audit import context
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.db import db, utcnow
 from exchange.keys.ring import KeyRing
-from exchange.keys.store import b64url
 from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.encoding import b64url
 from exchange.web.caller import Caller
 from exchange.web.errors import error_response
 

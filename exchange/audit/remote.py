@@ -11,9 +11,9 @@ import binascii
 from collections.abc import Iterator
 
 from exchange.audit.services import StoredEntry
-from exchange.audit.verify import b64url_decode
 from exchange.partner.api import ExchangeClient
 from exchange.protocol.audit_errors import LogMismatch
+from exchange.protocol.encoding import b64url_decode
 
 
 class ServerSource:

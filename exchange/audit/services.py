@@ -50,10 +50,10 @@ from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode, AuditQueued
 from exchange.db import utcnow
-from exchange.keys.store import b64url
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.protocol.checkpoint import Checkpoint, sign_checkpoint
+from exchange.protocol.encoding import b64url
 from exchange.protocol.errors import ValidationFailed
 from exchange.protocol.merkle import ConsistencyProof, Frontier, InclusionProof
 

@@ -36,6 +36,7 @@ from exchange.files import atomic_write
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
+from exchange.protocol.encoding import b64url_decode
 
 DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 
@@ -44,10 +45,6 @@ DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 # locates a moved entry; integrity itself rests on the root.
 _INDEX = re.compile(rb'"index":(0|[1-9][0-9]*)[,}]')
 _EXPORT_LINE = re.compile(r'^\{"index":(\d+),"leaf":"([A-Za-z0-9_-]*)","leaf_hash":(?:"([A-Za-z0-9_-]*)"|null)\}$')
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # An entry as a source holds it: `index` is where (a row's key, a line's `index`), `stored_leaf_hash` the tree's

@@ -21,7 +21,7 @@ from exchange.audit import schemas as s
 from exchange.audit.services import AuditLog, SearchFilters, entry_json, export_lines
 from exchange.auth.protect import protected
 from exchange.db import db
-from exchange.keys.store import b64url
+from exchange.protocol.encoding import b64url
 from exchange.protocol.errors import NotFound, NotPermitted, ValidationFailed
 from exchange.protocol.policy import ALL_SCOPES
 from exchange.web.caller import current_caller

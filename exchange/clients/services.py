@@ -20,9 +20,9 @@ from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
 from exchange.db import utcnow
-from exchange.keys.store import okp_thumbprint
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.encoding import okp_thumbprint
 from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.protocol.errors import PreconditionFailed, ValidationFailed
 from exchange.protocol.policy import AGENCY_SCOPES

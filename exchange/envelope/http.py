@@ -16,7 +16,6 @@ this off.
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any
 
@@ -33,6 +32,7 @@ from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.models import EnvelopeEvidence
 from exchange.keys.ring import KeyRing
+from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import (
     MEDIA_TYPE,
     AuditReceipt,
@@ -70,10 +70,6 @@ def request_target() -> str:
     return request.path + (f"?{query}" if query else "")
 
 
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class DatabaseSenderKeys:
     """The agencies' registered `sign` keys. A revoked key fails at once, whatever the envelope's `iat` says."""
 
@@ -86,7 +82,7 @@ class DatabaseSenderKeys:
             raise UnknownKey()
         if not key.verifies_at(utcnow()):  # revoked, or retired after its overlap
             raise KeyRevoked()
-        return nacl.signing.VerifyKey(_b64(key.x))
+        return nacl.signing.VerifyKey(b64url_decode(key.x))
 
 
 def open_request() -> OpenedEnvelope:
@@ -174,7 +170,7 @@ def seal_response(response: Response) -> Response:
         audit=AuditReceipt(index=int(index), leaf_hash=leaf_hash),
     )
     sealed = seal(header=header, plaintext=response.get_data(), signing_key=signer.signing_key,
-                  recipient_key=nacl.public.PublicKey(_b64(key.x)))
+                  recipient_key=nacl.public.PublicKey(b64url_decode(key.x)))
     response.set_data(sealed.to_json())
     response.mimetype = MEDIA_TYPE
     return response

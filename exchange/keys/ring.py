@@ -36,8 +36,8 @@ from exchange.keys.store import (
     KeyStoreError,
     PrivateKey,
     StorageKey,
-    b64url_decode,
 )
+from exchange.protocol.encoding import b64url_decode
 
 MISS_REFRESH_SECONDS = 0.2  # a burst of unknown kids reloads the registry at most this often
 

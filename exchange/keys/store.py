@@ -11,7 +11,6 @@ A key's private part never appears in a repr, a log line, an error or an API res
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -28,6 +27,7 @@ import nacl.signing
 import nacl.utils
 
 from exchange.files import atomic_write, fsync_directory
+from exchange.protocol.encoding import b64url, b64url_decode, okp_thumbprint
 from exchange.protocol.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
@@ -46,20 +46,6 @@ class KeyStoreError(ExchangeError):
     status = 503
     code = "key_store_unavailable"
     default_message = "The exchange's key store is unavailable."
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def okp_thumbprint(crv: str, x: str) -> str:
-    """RFC 7638 JWK thumbprint of an OKP key: b64url(SHA-256 of {"crv","kty","x"} in lexicographic order)."""
-    canonical = json.dumps({"crv": crv, "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
 def storage_kid(secret: bytes) -> str:

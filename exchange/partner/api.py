@@ -51,7 +51,6 @@ case reference, officer) over the same connection, token and caches.
 
 from __future__ import annotations
 
-import base64
 import email.utils
 import enum
 import random
@@ -96,6 +95,7 @@ from exchange.partner.errors import (
 )
 from exchange.protocol.audit_errors import VerificationError as AuditVerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint
+from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
 from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
@@ -894,7 +894,7 @@ class Clients(_Resource):
         """Replace this client's own `purpose` key by `new_jwk` (public), proven by `current`: the active key of
         that purpose (the `sign` key when replacing `enc`). The old key keeps working for an overlap of ~11 minutes;
         switch to the new private key now."""
-        from exchange.keys.store import okp_thumbprint
+        from exchange.protocol.encoding import okp_thumbprint
 
         new_kid = okp_thumbprint(str(new_jwk.get("crv")), str(new_jwk.get("x")))
         issuer = self._client._connection.metadata().issuer.rstrip("/")  # the server checks aud against it
@@ -999,13 +999,10 @@ class Audit(_Resource):
             raise AuditVerificationError(f"no consistency proof from the kept checkpoint of size {kept.size}")
         latest = verify_receipt(
             note=note, verifiers=[NoteVerifier(name=origin, public_key=k) for k in published.audit], origin=origin,
-            index=receipt.index, leaf_hash=_b64url_bytes(receipt.leaf_hash),
-            inclusion=[_b64url_bytes(h) for h in data["inclusion"]], kept=kept,
-            consistency=[_b64url_bytes(h) for h in data["consistency"]] if kept is not None else None)
+            index=receipt.index, leaf_hash=b64url_decode(receipt.leaf_hash),
+            inclusion=[b64url_decode(h) for h in data["inclusion"]], kept=kept,
+            consistency=[b64url_decode(h) for h in data["consistency"]] if kept is not None else None)
         if latest.size != data["size"]:
             raise AuditVerificationError("the checkpoint and the proof disagree on the size")
         return latest
 
-
-def _b64url_bytes(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

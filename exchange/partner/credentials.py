@@ -43,7 +43,7 @@ class PartnerKey:
 
     @property
     def kid(self) -> str:
-        from exchange.keys.store import okp_thumbprint
+        from exchange.protocol.encoding import okp_thumbprint
 
         return okp_thumbprint(self.public_jwk["crv"], self.public_jwk["x"])
 

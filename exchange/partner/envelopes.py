@@ -30,9 +30,9 @@ from typing import Any, ClassVar
 import nacl.public
 import nacl.signing
 
-from exchange.keys.store import b64url
 from exchange.partner.credentials import PartnerKey
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
     MAX_BODY_BYTES,
     EnvelopeHeader,
@@ -40,7 +40,6 @@ from exchange.protocol.envelope import (
     RequestRef,
     SenderKey,
     StaticSenderKeys,
-    b64decode,
     decrypt_keyring,
     ed25519_kid,
     open_response,
@@ -66,7 +65,7 @@ def _write_private(path: Path, jwk: Mapping[str, Any]) -> None:
 def _key_bytes(value: Any, member: str) -> bytes:
     if not isinstance(value, str):
         raise ValueError(f"the JWK member {member!r} must be a string")
-    raw = b64decode(value)
+    raw = b64url_decode_strict(value)
     if len(raw) != 32:
         raise ValueError(f"the JWK member {member!r} must encode 32 bytes")
     return raw

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchange.auth.replay import ReplayCache
-from exchange.keys.store import okp_thumbprint
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
+from exchange.protocol.encoding import okp_thumbprint
 
 PAST_SKEW = 60  # protocol.md §3: iat within [now - 60, now + 10]
 FUTURE_SKEW = 10

@@ -35,7 +35,6 @@ caller's).
 
 from __future__ import annotations
 
-import binascii
 import functools
 import hashlib
 import hmac
@@ -52,8 +51,8 @@ import nacl.exceptions
 import nacl.public
 import nacl.signing
 
-from exchange.keys.store import b64url, okp_thumbprint
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.encoding import b64url, b64url_decode_strict, b64url_decode_strict_ascii, okp_thumbprint
 from exchange.protocol.envelope_errors import (
     EnvelopeBadSignature,
     EnvelopeExpired,
@@ -103,36 +102,6 @@ _REPLY_TO = re.compile(r"[\x21-\x7e]{1,256}")
 
 
 # --- encoding ---------------------------------------------------------------------------------------------------------
-
-_B64URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")  # "+", "/" and "=" are not in our base64url: make them invalid
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_UNUSED_BITS: Final = {0: 0, 2: 4, 3: 2}  # len % 4 -> unused low bits of the last character
-
-
-def b64decode(text: str) -> bytes:
-    """Decode canonical base64url without padding; raise ValueError on anything else (padding, other characters,
-    non-zero unused trailing bits)."""
-    try:
-        raw = text.encode("ascii")
-    except UnicodeEncodeError as e:
-        raise ValueError("not base64url") from e
-    return _b64decode_ascii(raw)
-
-
-def _b64decode_ascii(raw: bytes) -> bytes:
-    """`b64decode` of text already encoded as bytes (the body's parts, sliced from the body without a copy to str)."""
-    if len(raw) % 4 == 1:
-        raise ValueError("not base64url")
-    try:
-        data = binascii.a2b_base64(raw.translate(_B64URL_TO_STD) + b"=" * (-len(raw) % 4), strict_mode=True)
-    except binascii.Error as e:
-        raise ValueError("not base64url") from e
-    # strict_mode checks the alphabet and the padding; the last character may still carry unused bits.
-    unused_bits = _UNUSED_BITS[len(raw) % 4]
-    if unused_bits and _B64URL_ALPHABET.index(chr(raw[-1])) & ((1 << unused_bits) - 1):
-        raise ValueError("not canonical base64url")
-    return data
-
 
 def _b64_sha256(data: bytes) -> str:
     return b64url(hashlib.sha256(data).digest())
@@ -235,7 +204,7 @@ def _is_b64_of(text: str, size: int) -> bool:
     if size == 32:
         return _B64_32.fullmatch(text) is not None
     try:
-        return len(b64decode(text)) == size
+        return len(b64url_decode_strict(text)) == size
     except ValueError:
         return False
 
@@ -285,7 +254,7 @@ class EnvelopeHeader:
         _require(_PARTY.fullmatch(self.recipient) is not None, "recipient")
         _require(_is_b64_of(self.rkid, 32), "rkid")
         try:
-            msg_id_bytes = len(b64decode(self.msg_id))
+            msg_id_bytes = len(b64url_decode_strict(self.msg_id))
         except ValueError:
             msg_id_bytes = 0
         _require(MSG_ID_BYTES <= msg_id_bytes <= MAX_MSG_ID_BYTES, "msg_id")
@@ -475,7 +444,7 @@ class SealedEnvelope:
             return None
         protected, ciphertext = body[len(_BODY_PREFIX):middle], body[middle + len(_BODY_MIDDLE):-len(_BODY_SUFFIX)]
         try:
-            header_bytes, sealed_bytes = _b64decode_ascii(protected), _b64decode_ascii(ciphertext)
+            header_bytes, sealed_bytes = b64url_decode_strict_ascii(protected), b64url_decode_strict_ascii(ciphertext)
         except ValueError:
             return None
         sealed = cls(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"))
@@ -486,14 +455,14 @@ class SealedEnvelope:
     @functools.cached_property
     def header_bytes(self) -> bytes:
         try:
-            return b64decode(self.protected)
+            return b64url_decode_strict(self.protected)
         except ValueError as e:
             raise EnvelopeMalformed('"protected" is not canonical base64url without padding.') from e
 
     @functools.cached_property
     def sealed_bytes(self) -> bytes:
         try:
-            return b64decode(self.ciphertext)
+            return b64url_decode_strict(self.ciphertext)
         except ValueError as e:
             raise EnvelopeMalformed('"ciphertext" is not canonical base64url without padding.') from e
 
@@ -556,7 +525,7 @@ class RequestRef:
         verified the proof), `request_hash` the hash of the proof."""
         try:
             payload = dpop_proof.split(".")[1]
-            jti = parse_json(b64decode(payload))["jti"]
+            jti = parse_json(b64url_decode_strict(payload))["jti"]
         except (IndexError, ValueError, KeyError, TypeError) as e:
             raise ValueError("not a compact JWS with a jti claim") from e
         if not isinstance(jti, str):
@@ -793,7 +762,7 @@ def verify_evidence(
     `protected`. Returns the header; raises EnvelopeMalformed/EnvelopeUnsupported or EnvelopeBadSignature. Time,
     replay and recipient checks belong to live traffic and are not repeated here."""
     try:
-        header_bytes, signature = b64decode(protected), b64decode(sig)
+        header_bytes, signature = b64url_decode_strict(protected), b64url_decode_strict(sig)
     except ValueError as e:
         raise EnvelopeMalformed("The evidence is not canonical base64url.") from e
     header = EnvelopeHeader.parse(header_bytes)

@@ -13,7 +13,6 @@ request parse a token once (`parse`), look at its header, then `verify` the pars
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from typing import Any
@@ -26,6 +25,8 @@ from joserfc._rfc8037.jws_eddsa import EdDSAAlgorithm
 from joserfc.errors import BadSignatureError, InvalidPayloadError, JoseError
 from joserfc.jwk import KeySet, OKPKey
 from joserfc.jws import CompactSignature, JWSRegistry, extract_compact, validate_compact
+
+from exchange.protocol.encoding import b64url
 
 ALG = "EdDSA"
 
@@ -50,12 +51,8 @@ class _Registry(JWSRegistry):
 
 REGISTRY = _Registry(algorithms=[ALG])
 
-__all__ = ["ALG", "REGISTRY", "JoseError", "KeySet", "OKPKey", "b64url", "decode", "encode", "header_of", "parse",
+__all__ = ["ALG", "REGISTRY", "JoseError", "KeySet", "OKPKey", "decode", "encode", "header_of", "parse",
            "sha256_b64", "verify"]
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def sha256_b64(text: str) -> str:

@@ -10,7 +10,6 @@ credentials (an `httpx.Auth` that adds the token and DPoP proof, or headers set 
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import httpx
 
 from exchange.protocol.audit_errors import VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, verify_checkpoint
+from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 
 INDEX_HEADER = "Audit-Index"
@@ -28,7 +28,7 @@ LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 
 def _b64d(text: str) -> bytes:
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return b64url_decode(text)
     except (binascii.Error, ValueError) as e:
         raise VerificationError("not base64url") from e
 

@@ -24,8 +24,8 @@ import nacl.bindings
 import nacl.public
 import nacl.signing
 
-from exchange.keys.store import b64url
 from exchange.protocol import envelope_errors as errors
+from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
     CTYPE,
     FUTURE_SKEW,
@@ -37,7 +37,6 @@ from exchange.protocol.envelope import (
     VERSION,
     AuditReceipt,
     EnvelopeHeader,
-    b64decode,
     dumps_json,
     ed25519_kid,
     request_hash_of_proof,
@@ -519,7 +518,7 @@ def body_of(vector: dict[str, Any]) -> bytes:
     """The exact body bytes of a vector (`body` as UTF-8, or `body_b64`)."""
     if "body" in vector:
         return str(vector["body"]).encode("utf-8")
-    return b64decode(vector["body_b64"])
+    return b64url_decode_strict(vector["body_b64"])
 
 
 def main(argv: list[str] | None = None, echo: Callable[[str], Any] = print) -> int:

@@ -12,11 +12,11 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from exchange.clients.services import ClientService
-from exchange.keys.store import b64url
 from exchange.partner.api import ExchangeClient
 from exchange.partner.envelopes import PartnerKeys
 from exchange.partner.errors import ExchangeClientError, ResponseVerificationError
 from exchange.protocol.checkpoint import Checkpoint, SignedCheckpoint
+from exchange.protocol.encoding import b64url
 from exchange.protocol.envelope import AuditReceipt
 from tests.conftest import returnee_body
 

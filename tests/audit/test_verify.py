@@ -16,11 +16,10 @@ from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditNode
-from exchange.audit.verify import b64url_decode
 from exchange.cli import main
-from exchange.keys.store import b64url
 from exchange.protocol import merkle
 from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.encoding import b64url, b64url_decode
 from tests.audit.conftest import engine_of, fill, rewind, stored_entries, stored_leaves
 from tests.conftest import AgencyClient, returnee_body
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.keys.store import b64url
+from exchange.protocol.encoding import b64url
 from exchange.protocol.envelope import (
     AuditReceipt,
     EnvelopeHeader,

@@ -18,8 +18,9 @@ from exchange.audit.recorder import origin, signer, verifiers
 from exchange.audit.services import AuditLog
 from exchange.keys.ring import KeyRing
 from exchange.keys.service import MIN_OVERLAP
-from exchange.keys.store import FileKeyStore, b64url, secret_bytes
+from exchange.keys.store import FileKeyStore, secret_bytes
 from exchange.protocol.checkpoint import verify_checkpoint
+from exchange.protocol.encoding import b64url
 from tests.conftest import AgencyClient
 
 OFFICER_A, OFFICER_B = "TJ-SEC-0001", "TJ-SEC-0002"

@@ -12,7 +12,8 @@ import pytest
 
 from exchange import create_app
 from exchange.keys.master import MasterSecret, MasterSecretMissing, MasterSecretWrong, new_master_key, unlock
-from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreError, StorageKey, b64url, secret_bytes
+from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreError, StorageKey, secret_bytes
+from exchange.protocol.encoding import b64url
 
 PASSPHRASE = "correct horse battery staple"
 

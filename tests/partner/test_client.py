@@ -36,13 +36,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.keys.store import b64url
 from exchange.partner import errors
 from exchange.partner.api import ExchangeClient, Result, RetryPolicy
 from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, ResponseReplayCache
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
 from exchange.protocol.dpop import DPoPProof, verify_dpop_proof
+from exchange.protocol.encoding import b64url
 from exchange.protocol.envelope import (
     MEDIA_TYPE,
     AuditReceipt,

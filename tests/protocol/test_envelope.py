@@ -24,9 +24,9 @@ import pytest
 from joserfc.jwk import OKPKey
 
 from exchange.auth.replay import InMemoryReplayCache
-from exchange.keys.store import b64url
 from exchange.protocol import envelope_errors as errors
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
     MAX_BODY_BYTES,
     MEDIA_TYPE,
@@ -37,7 +37,6 @@ from exchange.protocol.envelope import (
     SealedEnvelope,
     SenderKey,
     StaticSenderKeys,
-    b64decode,
     decrypt_keyring,
     ed25519_kid,
     new_msg_id,
@@ -162,7 +161,7 @@ def test_a_sealed_envelope_opens_to_its_plaintext(world: World) -> None:
     assert opened.plaintext == PLAINTEXT
     assert opened.json["person_name"] == {"given": "Фарҳод"}
     assert opened.header == header
-    assert opened.header_bytes == header.to_bytes() == b64decode(sealed.protected)
+    assert opened.header_bytes == header.to_bytes() == b64url_decode_strict(sealed.protected)
     assert world.interior_sign.verify_key.verify(
         DOMAIN + opened.header_bytes + b"\x00" + hashlib.sha256(PLAINTEXT).digest(), opened.sig)
     assert world.replay.claims == [("envelope:interior", header.msg_id, header.exp + 60)]
@@ -232,7 +231,7 @@ class Scenario:
         body = world.body(self.header, plaintext=self.plaintext, signer=signer, signed_header=signed)
         if self.flip_ciphertext:
             envelope = json.loads(body)
-            box = bytearray(b64decode(envelope["ciphertext"]))
+            box = bytearray(b64url_decode_strict(envelope["ciphertext"]))
             box[len(box) // 2] ^= 0x01
             body = json.dumps({"protected": envelope["protected"], "ciphertext": b64url(bytes(box))}).encode()
         if self.body_edit is not None:
@@ -729,7 +728,7 @@ def test_kids_are_rfc7638_thumbprints(world: World) -> None:
 def test_msg_ids_carry_128_random_bits() -> None:
     ids = {new_msg_id() for _ in range(100)}
     assert len(ids) == 100
-    assert all(len(b64decode(i)) == 16 for i in ids)
+    assert all(len(b64url_decode_strict(i)) == 16 for i in ids)
 
 
 def test_request_hash_is_over_protected_dot_ciphertext(world: World) -> None:
@@ -801,9 +800,9 @@ def test_the_spy_sees_what_the_cache_refuses() -> None:
 def test_b64decode_accepts_only_canonical_base64url(text: str, ok: bytes | None) -> None:
     if ok is None:
         with pytest.raises(ValueError):
-            b64decode(text)
+            b64url_decode_strict(text)
     else:
-        assert b64decode(text) == ok
+        assert b64url_decode_strict(text) == ok
 
 
 def test_parse_json_is_strict() -> None:
