@@ -46,13 +46,12 @@ from exchange.keys.ring import KeyRing
 from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
 from exchange.web.caller import Caller
 from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.audit")
 
-INDEX_HEADER = "Audit-Index"
-LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 REGISTER_OWNER = "interior"  # reads by any other agency disclose the register's data to it
 AUDITED_PREFIX = "/v1/"
 

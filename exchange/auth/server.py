@@ -32,10 +32,10 @@ from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import InvalidToken, Replayed
+from exchange.protocol.clock import FUTURE_SKEW
 
 AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
-FUTURE_SKEW = 10
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]

@@ -44,6 +44,7 @@ from exchange.protocol.envelope import (
 )
 from exchange.protocol.envelope_errors import KeyRevoked, UnknownKey
 from exchange.protocol.errors import ExchangeError, UnsupportedMediaType
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
 from exchange.web.caller import ResponseKey, current_caller
 
 log = logging.getLogger("exchange.envelope")
@@ -159,7 +160,7 @@ def seal_response(response: Response) -> Response:
         reference = opened.request_ref()
     else:
         reference = RequestRef.of_proof(caller.dpop_proof or "", method=request.method, target=target)
-    index, leaf_hash = response.headers.get("Audit-Index"), response.headers.get("Audit-Leaf-Hash")
+    index, leaf_hash = response.headers.get(INDEX_HEADER), response.headers.get(LEAF_HASH_HEADER)
     if index is None or leaf_hash is None:  # fail closed: no audited response leaves unsealed or unreceipted
         log.error("response without an audit receipt", extra={"code": "audit_unavailable"})
         raise ExchangeError("The response could not be sealed.")

@@ -99,7 +99,7 @@ from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
 from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
-from exchange.protocol.receipts import verify_receipt
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, verify_receipt
 
 __all__ = [  # the error types are re-exported for convenience
     "AuthError",
@@ -530,7 +530,7 @@ class _Connection:
                                             request_id)
         opened = self._open(response.content, request, request_id)
         audit = opened.header.audit
-        index, leaf_hash = response.headers.get("Audit-Index"), response.headers.get("Audit-Leaf-Hash")
+        index, leaf_hash = response.headers.get(INDEX_HEADER), response.headers.get(LEAF_HASH_HEADER)
         if audit is None or (index is not None and index != str(audit.index)) or (
                 leaf_hash is not None and leaf_hash != audit.leaf_hash):
             raise ResponseVerificationError("audit_receipt_mismatch",

@@ -15,10 +15,10 @@ from typing import Any
 from exchange.auth.replay import ReplayCache
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
+from exchange.protocol.clock import FUTURE_SKEW
 from exchange.protocol.encoding import okp_thumbprint
 
 PAST_SKEW = 60  # protocol.md §3: iat within [now - 60, now + 10]
-FUTURE_SKEW = 10
 MAX_PROOF_BYTES = 8192
 
 

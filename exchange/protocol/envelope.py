@@ -52,6 +52,7 @@ import nacl.public
 import nacl.signing
 
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.clock import FUTURE_SKEW
 from exchange.protocol.encoding import b64url, b64url_decode_strict, b64url_decode_strict_ascii, okp_thumbprint
 from exchange.protocol.envelope_errors import (
     EnvelopeBadSignature,
@@ -78,7 +79,6 @@ SIGNATURE_DOMAIN: Final = b"exchange-envelope/v1\x00"
 MAX_BODY_BYTES: Final = 1 << 20  # protocol.md §4 step 1 default
 MAX_HEADER_BYTES: Final = 16 << 10
 MAX_LIFETIME: Final = 300  # exp <= iat + 300
-FUTURE_SKEW: Final = 10  # iat may be up to 10 s in the receiver's future
 DEFAULT_LIFETIME: Final = 60
 REPLAY_MARGIN: Final = 60  # a msg_id is remembered until exp + this (clock differences between workers)
 MSG_ID_BYTES: Final = 16  # 128 random bits

@@ -22,7 +22,7 @@ from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, verify_
 from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
 
-INDEX_HEADER = "Audit-Index"
+INDEX_HEADER = "Audit-Index"  # the one place the audit receipt headers are named (server and partner)
 LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 
 

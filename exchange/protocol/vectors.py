@@ -25,10 +25,10 @@ import nacl.public
 import nacl.signing
 
 from exchange.protocol import envelope_errors as errors
+from exchange.protocol.clock import FUTURE_SKEW
 from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
     CTYPE,
-    FUTURE_SKEW,
     MAX_BODY_BYTES,
     MAX_LIFETIME,
     MEDIA_TYPE,
