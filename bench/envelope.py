@@ -64,7 +64,6 @@ from joserfc.registry import HeaderParameter
 from rich.console import Console
 from rich.table import Table
 
-from exchange.auth.replay import InMemoryReplayCache
 from exchange.protocol import jose
 from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
@@ -88,6 +87,7 @@ from exchange.protocol.envelope import (
     x25519_kid,
 )
 from exchange.protocol.envelope_errors import EnvelopeBadSignature, EnvelopeMalformed, EnvelopeUndecryptable
+from exchange.protocol.replay import InMemoryReplayCache
 
 TARGET = "/v1/returnees?dry_run=false"
 SENDER, RECEIVER = "interior", "exchange"

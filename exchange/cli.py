@@ -21,8 +21,8 @@ from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
 from exchange.keys import cli as keys_cli
+from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
-from exchange.keys.store import KeyStoreError
 
 console = Console(stderr=False)
 

@@ -12,9 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.db import db
+from exchange.keys.errors import KeyStoreError
 from exchange.keys.ring import KeyRing
 from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
-from exchange.keys.store import KeyStoreError
 
 bp = Blueprint("health", __name__)
 

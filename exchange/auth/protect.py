@@ -17,13 +17,13 @@ from sqlalchemy import Row, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
-from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import verify_access_token
 from exchange.clients.models import Client, ClientKey
 from exchange.keys.ring import KeyRing
 from exchange.protocol.auth_errors import InsufficientScope, InvalidToken, PurposeNotAllowed
 from exchange.protocol.dpop import verify_dpop_proof
 from exchange.protocol.policy import PURPOSES
+from exchange.protocol.replay import ReplayCache
 from exchange.web.caller import Caller, ResponseKey, current_caller
 
 F = TypeVar("F", bound=Callable[..., Any])

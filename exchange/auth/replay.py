@@ -9,10 +9,8 @@ tools and unit tests only.
 from __future__ import annotations
 
 import random
-import threading
 import time
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
@@ -22,12 +20,6 @@ from exchange.auth.models import SeenJti
 from exchange.protocol.auth_errors import Replayed
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
-
-
-class ReplayCache(Protocol):
-    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        """Record `jti` until `expires_at` (Unix seconds); raise `Replayed` if it is already recorded."""
-        ...
 
 
 class DatabaseReplayCache:
@@ -56,17 +48,3 @@ class RedisReplayCache:
         ttl = max(1, expires_at - int(time.time()))
         if not self.client.set(f"exchange:jti:{namespace}:{jti}", b"1", nx=True, ex=ttl):
             raise Replayed(jti)
-
-
-class InMemoryReplayCache:
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-
-    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        now = int(time.time())
-        with self._lock:
-            seen = self._seen.get((namespace, jti))
-            if seen is not None and seen >= now:
-                raise Replayed(jti)
-            self._seen[(namespace, jti)] = expires_at

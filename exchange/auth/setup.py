@@ -5,10 +5,11 @@ from __future__ import annotations
 from flask import Flask
 
 from exchange.auth.protect import OAuth2Authenticator
-from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache, ReplayCache
+from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache
 from exchange.auth.server import build_server
 from exchange.db import db
 from exchange.protocol.policy import ALL_SCOPES
+from exchange.protocol.replay import ReplayCache
 from exchange.web.caller import install_authenticator
 
 

@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
@@ -26,6 +25,7 @@ from exchange.protocol.encoding import okp_thumbprint
 from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.protocol.errors import PreconditionFailed, ValidationFailed
 from exchange.protocol.policy import AGENCY_SCOPES
+from exchange.protocol.replay import ReplayCache
 
 ROTATION_PROOF_MAX_AGE = 60  # seconds either side of now
 # a replaced agency key keeps verifying this long: its holder may have tokens and envelopes in flight

@@ -1,8 +1,12 @@
-"""Errors of key management (stable codes, mapped to HTTP in exchange/http_errors.py like every ExchangeError)."""
+"""Errors of key management (stable codes, mapped to HTTP in exchange/web/errors.py like every ExchangeError)."""
 
 from __future__ import annotations
 
-from exchange.protocol.errors import Conflict, NotFound, NotPermitted, ValidationFailed
+from exchange.protocol.errors import Conflict, ExchangeError, NotFound, NotPermitted, ValidationFailed
+
+# the environment that unlocks the key store (read by exchange.keys.master; named here for the error messages)
+PASSPHRASE_ENV = "EXCHANGE_MASTER_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
+KEY_ENV = "EXCHANGE_MASTER_KEY"
 
 
 class KeyNotFound(NotFound):
@@ -43,3 +47,22 @@ class SameOfficer(NotPermitted):
 class OfficerRequired(ValidationFailed):
     code = "officer_required"
     default_message = "Key operations need the officer's id (the DPoP proof's `officer` claim, or --officer)."
+
+
+class KeyStoreError(ExchangeError):
+    """The key store is missing, locked, unreadable or holds no usable key; the exchange fails closed."""
+
+    status = 503
+    code = "key_store_unavailable"
+    default_message = "The exchange's key store is unavailable."
+
+
+class MasterSecretMissing(KeyStoreError):
+    code = "master_secret_missing"
+    default_message = (f"The key store is locked: set {PASSPHRASE_ENV} (or {KEY_ENV}, 32 bytes in base64) "
+                       "to unlock it.")
+
+
+class MasterSecretWrong(KeyStoreError):
+    code = "master_secret_wrong"
+    default_message = "The master passphrase or key does not unlock this key store."

@@ -24,6 +24,7 @@ import nacl.signing
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from exchange.keys.errors import KeyStoreError
 from exchange.keys.models import ExchangeKeyRecord
 from exchange.keys.store import (
     ALGORITHMS,
@@ -33,7 +34,6 @@ from exchange.keys.store import (
     ExchangeEncryptionKey,
     ExchangeKey,
     KeyStore,
-    KeyStoreError,
     PrivateKey,
     StorageKey,
 )

@@ -27,8 +27,8 @@ import nacl.signing
 import nacl.utils
 
 from exchange.files import atomic_write, fsync_directory
+from exchange.keys.errors import KeyStoreError, MasterSecretMissing
 from exchange.protocol.encoding import b64url, b64url_decode, okp_thumbprint
-from exchange.protocol.errors import ExchangeError
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it
@@ -38,14 +38,6 @@ ALGORITHMS = {"token": "Ed25519", "envelope-sign": "Ed25519", "audit": "Ed25519"
               "storage": "XSalsa20-Poly1305"}
 FILE_VERSION = 1
 MASTER = "master"  # `wrapped_by` of a file sealed directly by the master key
-
-
-class KeyStoreError(ExchangeError):
-    """The key store is missing, locked, unreadable or holds no usable key; the exchange fails closed."""
-
-    status = 503
-    code = "key_store_unavailable"
-    default_message = "The exchange's key store is unavailable."
 
 
 def storage_kid(secret: bytes) -> str:
@@ -213,8 +205,6 @@ class FileKeyStore:
         if self._master is None:
             source = self._master_source
             if source is None:
-                from exchange.keys.master import MasterSecretMissing
-
                 raise MasterSecretMissing()
             self._master = source() if callable(source) else source
         return self._master

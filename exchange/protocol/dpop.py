@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from exchange.auth.replay import ReplayCache
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
 from exchange.protocol.clock import FUTURE_SKEW
 from exchange.protocol.encoding import okp_thumbprint
+from exchange.protocol.replay import ReplayCache
 
 PAST_SKEW = 60  # protocol.md §3: iat within [now - 60, now + 10]
 MAX_PROOF_BYTES = 8192

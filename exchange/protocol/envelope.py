@@ -70,6 +70,7 @@ from exchange.protocol.envelope_errors import (
     KeyRevoked,
     UnknownKey,
 )
+from exchange.protocol.replay import ReplayCache
 
 MEDIA_TYPE: Final = "application/vnd.exchange.envelope.v1+json"
 VERSION: Final = 1
@@ -539,14 +540,6 @@ class SenderKeyResolver(Protocol):
     def resolve(self, agency: str, skid: str, at: int) -> nacl.signing.VerifyKey:
         """The `sign` key `skid` of `agency` if it is valid at `at` (the header's iat); raise `UnknownKey` or
         `KeyRevoked` otherwise."""
-        ...
-
-
-class ReplayCache(Protocol):
-    """Structurally `exchange.auth.replay.ReplayCache` (database, Redis or in-memory): pass any of those."""
-
-    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        """Record `jti` until `expires_at`; raise `exchange.protocol.auth_errors.Replayed` if it is already recorded."""
         ...
 
 

@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.replay import InMemoryReplayCache
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
 from exchange.keys.master import new_master_key
@@ -36,6 +35,7 @@ from exchange.protocol.envelope import (
     seal_json,
 )
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
+from exchange.protocol.replay import InMemoryReplayCache
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 

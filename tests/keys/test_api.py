@@ -301,8 +301,8 @@ def test_after_a_lost_master_passphrase_officers_rotate_every_key_storage_first(
     """The runbook's recovery: a new, empty store under a new master secret; the registry still names the old keys,
     whose private parts are lost. Rotating storage first, then the rest, gives a working set again, and checkpoints
     signed by the lost audit key still verify."""
+    from exchange.keys.errors import KeyStoreError
     from exchange.keys.master import MasterSecret, new_master_key, unlock
-    from exchange.keys.store import KeyStoreError
 
     with app.app_context():
         from exchange.db import db

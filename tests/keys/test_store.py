@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from exchange import create_app
-from exchange.keys.master import MasterSecret, MasterSecretMissing, MasterSecretWrong, new_master_key, unlock
-from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreError, StorageKey, secret_bytes
+from exchange.keys.errors import KeyStoreError, MasterSecretMissing, MasterSecretWrong
+from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, StorageKey, secret_bytes
 from exchange.protocol.encoding import b64url
 
 PASSPHRASE = "correct horse battery staple"

@@ -35,7 +35,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.auth.replay import InMemoryReplayCache
 from exchange.partner import errors
 from exchange.partner.api import ExchangeClient, Result, RetryPolicy
 from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, ResponseReplayCache
@@ -59,6 +58,7 @@ from exchange.protocol.envelope import (
     x25519_kid,
 )
 from exchange.protocol.envelope_errors import EnvelopeError
+from exchange.protocol.replay import InMemoryReplayCache
 
 BASE = "https://exchange.test"
 CLIENT_ID = "interior-case-1"

@@ -23,7 +23,6 @@ import nacl.signing
 import pytest
 from joserfc.jwk import OKPKey
 
-from exchange.auth.replay import InMemoryReplayCache
 from exchange.protocol import envelope_errors as errors
 from exchange.protocol.auth_errors import Replayed
 from exchange.protocol.encoding import b64url, b64url_decode_strict
@@ -51,6 +50,7 @@ from exchange.protocol.envelope import (
     x25519_kid,
 )
 from exchange.protocol.errors import ExchangeError, ValidationFailed
+from exchange.protocol.replay import InMemoryReplayCache
 
 TARGET = "/v1/returnees?dry_run=false"
 MARKER = "PLAINTEXT-MARKER-7f3a"  # must never appear in an error message or a repr

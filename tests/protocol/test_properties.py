@@ -22,7 +22,6 @@ import nacl.signing
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from exchange.auth.replay import InMemoryReplayCache
 from exchange.protocol.envelope import (
     EnvelopeHeader,
     OpenedEnvelope,
@@ -37,6 +36,7 @@ from exchange.protocol.envelope import (
     x25519_kid,
 )
 from exchange.protocol.envelope_errors import EnvelopeError
+from exchange.protocol.replay import InMemoryReplayCache
 
 TARGET = "/v1/returnees?dry_run=false"
 SIGN = nacl.signing.SigningKey.generate()
