@@ -21,6 +21,7 @@ from exchange.logs import configure_logging, install_request_ids
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
 from exchange.web.caller import authenticate
 from exchange.web.errors import ErrorSchema, register_error_handlers
+from exchange.web.pipeline import install_unit_of_work
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
@@ -81,7 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     configure_logging(app)
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
     db.init_app(app)
-    db.install_unit_of_work(app)
+    install_unit_of_work(app)
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
     install_audit(app)
     install_key_ring(app)

@@ -16,11 +16,8 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
-
-from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.db")
 
@@ -134,35 +131,6 @@ class Database:
             connection: Connection | None = g.pop("db_connection", None)
             if connection is not None:
                 connection.close()
-
-    def install_unit_of_work(self, app: Flask) -> None:
-        """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
-
-        Services only flush. A response below 400 is sent only after its changes are committed (an acknowledged
-        write is durable); any error response leaves the database as it was. After a successful commit the
-        request's `after_commit` callbacks finish the response, in the order they were registered.
-        """
-
-        @app.after_request
-        def _commit(response: Response) -> Response:
-            session: Session | None = g.get("db_session")
-            callbacks: list[Callable[[Response], Response]] = g.pop("db_after_commit", [])
-            if session is not None:
-                if response.status_code >= 400:
-                    session.rollback()
-                    return response
-                try:
-                    session.commit()
-                except SQLAlchemyError:
-                    session.rollback()
-                    log.error("commit failed", extra={"code": "commit_failed"})
-                    return error_response(
-                        status=503, code="commit_failed",
-                        message="The change could not be stored; nothing was changed.",
-                    )
-            for callback in callbacks:
-                response = callback(response)
-            return response
 
     @staticmethod
     def after_commit(callback: Callable[[Response], Response]) -> None:

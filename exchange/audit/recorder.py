@@ -1,6 +1,6 @@
 """Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
 
-`install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs before the
+`install_audit(app)` is called right after `install_unit_of_work(app)`, so its after-request hook runs before the
 unit of work's commit (Flask runs them in reverse order of registration). For each `/v1/` response:
 
 - success (< 400): the entry is queued in the request's own transaction (`AuditLog.enqueue`: one INSERT, no lock);
@@ -140,6 +140,18 @@ def record_event(
     except ValueError as e:
         raise AuditUnavailable() from e
     return AuditLog(session=session).append([event])[0]
+
+
+def record_and_commit(session: Session, **event: Any) -> AppendedEntry:
+    """`record_event`, then commit `session`: for callers outside the request's unit of work (the OAuth endpoints).
+    A database failure of either becomes `AuditUnavailable`, after a rollback, so nothing is half-written."""
+    try:
+        entry = record_event(session, **event)
+        session.commit()
+    except (AuditUnavailable, SQLAlchemyError) as e:
+        session.rollback()
+        raise AuditUnavailable() from e
+    return entry
 
 
 def _error_code(response: Response) -> str:
@@ -297,7 +309,7 @@ def record_late_failure(response: Response) -> None:
 
 
 def install_audit(app: Flask) -> None:
-    """Record every `/v1/` call. Call right after `db.install_unit_of_work(app)` so that this runs first."""
+    """Record every `/v1/` call. Call right after `install_unit_of_work(app)` so that this runs first."""
 
     @app.after_request
     def _audit_api_calls(response: Response) -> Response:

@@ -6,9 +6,8 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 
-from exchange.audit.recorder import record_event
+from exchange.audit.recorder import record_and_commit
 from exchange.db import db
 from exchange.keys.ring import KeyRing
 from exchange.protocol.audit_errors import AuditUnavailable
@@ -101,13 +100,11 @@ def _audit_oauth(response: Response) -> Response:
     caller = Caller(agency=claims["agency"], client_id=claims["client_id"], token_jti=claims["jti"],
                     dpop_jti=g.get("dpop_jti")) if claims else None
     try:
-        record_event(db.session, action=action, outcome="success" if ok else "failure", status=response.status_code,
-                     reason=None if ok else g.get("oauth_error", "invalid_request"), caller=caller,
-                     request_id=g.get("request_id", ""), method=request.method, path=request.path,
-                     source_ip=request.remote_addr)
-        db.session.commit()
-    except (AuditUnavailable, SQLAlchemyError):
-        db.session.rollback()
+        record_and_commit(db.session, action=action, outcome="success" if ok else "failure",
+                          status=response.status_code, reason=None if ok else g.get("oauth_error", "invalid_request"),
+                          caller=caller, request_id=g.get("request_id", ""), method=request.method, path=request.path,
+                          source_ip=request.remote_addr)
+    except AuditUnavailable:
         return error_response(status=503, code=AuditUnavailable.code, message=AuditUnavailable.default_message)
     return response
 

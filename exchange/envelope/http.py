@@ -178,7 +178,7 @@ def seal_response(response: Response) -> Response:
 
 
 def install_envelopes(app: Flask) -> None:
-    """Call between `db.install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
+    """Call between `install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
     reverse order, so the audit hook queues the call's entry first; responses are sealed after the commit, once the
     entry has its index (`db.after_commit`, run in the order registered: the audit log's first)."""
     app.config.setdefault("ENVELOPE_MAX_BYTES", 1024 * 1024)
