@@ -15,13 +15,13 @@ from flask import current_app, g
 from flask.views import MethodView
 
 from exchange.audit import context as audit
-from exchange.auth.protect import protected
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
 from exchange.keys.ring import KeyRing
 from exchange.keys.service import KeyService, KeyView
 from exchange.web.caller import current_caller
+from exchange.web.guards import protected
 
 blp = EnvelopeBlueprint("keys", __name__, url_prefix="/v1/keys",
                         description="The exchange's own keys: lifecycle, rotation, dual control (security officers).")

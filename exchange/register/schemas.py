@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from exchange.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from exchange.db import utcnow
 from exchange.register import models as m
 from exchange.register.transliteration import parse_partial_date
+from exchange.web.schemas import PagingQuery, Strict
 
 COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use an ISO 3166-1 alpha-2 code such as TJ.")
 OFFICER = validate.Length(min=1, max=64)
@@ -41,12 +41,6 @@ class IsoDate(fields.Date):
 
     def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return value if isinstance(value, str) or value is None else super()._serialize(value, attr, obj, **kwargs)
-
-
-class Strict(Schema):
-    class Meta:
-        unknown = RAISE
-        ordered = True
 
 
 def _one_of(values: tuple[str, ...]) -> validate.OneOf:
@@ -460,11 +454,6 @@ class ScreeningQuerySchema(Strict):
 
 
 # ---- listing ------------------------------------------------------------------------------------------------------
-
-
-class PagingQuery(Strict):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
 
 class ReturneeQuery(PagingQuery):

@@ -12,15 +12,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from marshmallow import RAISE, Schema
 
 from exchange.audit.context import touch
-from exchange.auth.protect import protected
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
-from exchange.protocol.errors import NotPermitted, PreconditionFailed, PreconditionRequired
+from exchange.protocol.errors import NotPermitted
 from exchange.register import schemas as s
 from exchange.register.models import (
     BorderCrossing,
@@ -32,6 +31,8 @@ from exchange.register.models import (
 )
 from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
 from exchange.web.caller import Caller, current_caller
+from exchange.web.conditional import if_match
+from exchange.web.guards import protected
 
 blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 
@@ -94,24 +95,6 @@ def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Respon
             "total": page.total,
         }
     )
-
-
-def if_match(*, required: bool) -> int | None:
-    """The version named by `If-Match` (`"<version>"`), None for `*` or, where allowed, no header.
-
-    A weak or unparsable tag can never match a version, so it fails the precondition rather than being ignored.
-    """
-    header = request.headers.get("If-Match")
-    if header is None:
-        if required:
-            raise PreconditionRequired()
-        return None
-    if header.strip() == "*":
-        return None
-    tags = request.if_match.as_set(include_weak=False)
-    if len(tags) != 1 or not next(iter(tags)).isdigit():
-        raise PreconditionFailed("If-Match must carry exactly one ETag you received, such as \"3\".")
-    return int(next(iter(tags)))
 
 
 def paging(query: Mapping[str, Any]) -> tuple[PageRequest, dict[str, Any]]:
