@@ -39,7 +39,6 @@ from flask import Flask, Request, Response, g, request, request_finished
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit import context
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.db import db, utcnow
 from exchange.keys.ring import KeyRing
@@ -47,6 +46,7 @@ from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.web import audit_context as context
 from exchange.web.caller import Caller
 from exchange.web.errors import error_response
 

@@ -26,7 +26,6 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from webargs.flaskparser import FlaskParser
 
-from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
@@ -45,6 +44,7 @@ from exchange.protocol.envelope import (
 from exchange.protocol.envelope_errors import KeyRevoked, UnknownKey
 from exchange.protocol.errors import ExchangeError, UnsupportedMediaType
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.web import audit_context
 from exchange.web.caller import ResponseKey, current_caller
 
 log = logging.getLogger("exchange.envelope")

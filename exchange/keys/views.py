@@ -14,12 +14,12 @@ from typing import Any
 from flask import current_app, g
 from flask.views import MethodView
 
-from exchange.audit import context as audit
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
 from exchange.keys.ring import KeyRing
 from exchange.keys.service import KeyService, KeyView
+from exchange.web import audit_context as audit
 from exchange.web.caller import current_caller
 from exchange.web.guards import protected
 

@@ -16,7 +16,6 @@ from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from marshmallow import RAISE, Schema
 
-from exchange.audit.context import touch
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.protocol.errors import NotPermitted
@@ -30,6 +29,7 @@ from exchange.register.models import (
     VettingAssessment,
 )
 from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
+from exchange.web.audit_context import touch
 from exchange.web.caller import Caller, current_caller
 from exchange.web.conditional import if_match
 from exchange.web.guards import protected
