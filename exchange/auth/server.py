@@ -26,12 +26,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
-from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
+from exchange.auth.tokens import AccessToken, issue_access_token, verify_access_token
 from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import InvalidToken, Replayed
-from exchange.protocol.clock import FUTURE_SKEW
+from exchange.protocol.clock import FUTURE_SKEW, TOKEN_LIFETIME
 from exchange.protocol.replay import ReplayCache
 
 AUTH_METHOD = "private_key_jwt"

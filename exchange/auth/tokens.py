@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from exchange.keys.store import ExchangeKey
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import InvalidToken
-from exchange.protocol.clock import FUTURE_SKEW
+from exchange.protocol.clock import FUTURE_SKEW, TOKEN_LIFETIME
 
 
 class TrustedKey(Protocol):
@@ -23,7 +23,6 @@ class TrustedKey(Protocol):
 
     def public_jwk(self) -> dict[str, Any]: ...
 
-TOKEN_LIFETIME = 300  # protocol.md §2: exp - iat <= 300
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,12 +15,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
 from exchange.db import utcnow
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.clock import TOKEN_LIFETIME
 from exchange.protocol.encoding import okp_thumbprint
 from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.protocol.errors import PreconditionFailed, ValidationFailed

@@ -24,7 +24,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.envelope.models import EnvelopeEvidence
 from exchange.keys.errors import (
     ApprovalClosed,
@@ -39,6 +38,7 @@ from exchange.keys.errors import (
 from exchange.keys.models import ExchangeKeyRecord, KeyApproval
 from exchange.keys.ring import KeyRing, active_kids, registry_row, state_of
 from exchange.keys.store import ALL_PURPOSES
+from exchange.protocol.clock import TOKEN_LIFETIME
 from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 
 CLOCK_SKEW = timedelta(seconds=60)
