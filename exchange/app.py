@@ -15,7 +15,7 @@ from exchange.config import from_environment
 from exchange.db import db
 from exchange.envelope.http import envelopes_required, install_envelopes, require_response_key
 from exchange.keys.master import MasterSecret, unlock
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, attach_key_ring
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
@@ -57,8 +57,7 @@ def install_key_ring(app: Flask) -> None:
         store = FileKeyStore(directory, master=lambda: unlock(directory, secret))
         if not app.config.get("LAZY_KEY_STORE"):
             store.unlock()
-    app.extensions["exchange.keystore"] = KeyRing(engine=db.engine(app), store=store,
-                                                  cache_seconds=app.config["KEY_CACHE_SECONDS"])
+    attach_key_ring(app, KeyRing(engine=db.engine(app), store=store, cache_seconds=app.config["KEY_CACHE_SECONDS"]))
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

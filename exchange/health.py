@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.db import db
 from exchange.keys.errors import KeyStoreError
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
 
 bp = Blueprint("health", __name__)
@@ -26,7 +26,7 @@ def healthz() -> ResponseReturnValue:
 
 def _active_keys_open() -> str:
     """Every purpose has an active key whose private part opens (what signing and decrypting will need)."""
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     try:
         for purpose in SIGNING_PURPOSES:
             ring.active(purpose)

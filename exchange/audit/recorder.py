@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.db import db, utcnow
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import key_ring
 from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
@@ -57,11 +57,6 @@ AUDITED_PREFIX = "/v1/"
 
 
 # ---- the app's audit key and origin ---------------------------------------------------------------------------------
-
-
-def key_ring(app: Flask) -> KeyRing:
-    ring: KeyRing = app.extensions["exchange.keystore"]
-    return ring
 
 
 def signer(app: Flask) -> Signer:

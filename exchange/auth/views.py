@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from exchange.audit.recorder import record_and_commit
 from exchange.db import db
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof
 from exchange.protocol.dpop import verify_dpop_proof
@@ -61,7 +61,7 @@ def metadata() -> Response:
 @bp.get("/.well-known/jwks.json")
 def jwks() -> Response:
     """The exchange's public keys, each with its purpose; every key still trusted is listed, once."""
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     keys: dict[str, dict[str, Any]] = {}
     for key, state in ring.published():  # per purpose: the active key first, then pending, then retiring
         keys.setdefault(key.kid, key.public_jwk(state=state))

@@ -30,7 +30,7 @@ from exchange.audit.services import Envelope as AuditEnvelope
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.models import EnvelopeEvidence
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import (
     MEDIA_TYPE,
@@ -93,7 +93,7 @@ def open_request() -> OpenedEnvelope:
         return opened
     if request.mimetype != MEDIA_TYPE:
         raise UnsupportedMediaType(f"Send the body as an envelope ({MEDIA_TYPE}).")
-    keystore: KeyRing = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = key_ring()
     opened = open_envelope(
         request.get_data(cache=True),
         receiver=RECEIVER,
@@ -164,7 +164,7 @@ def seal_response(response: Response) -> Response:
     if index is None or leaf_hash is None:  # fail closed: no audited response leaves unsealed or unreceipted
         log.error("response without an audit receipt", extra={"code": "audit_unavailable"})
         raise ExchangeError("The response could not be sealed.")
-    keystore: KeyRing = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = key_ring()
     signer = keystore.active("envelope-sign")
     header = EnvelopeHeader.for_response(
         sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference,

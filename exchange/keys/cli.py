@@ -23,7 +23,7 @@ from exchange.audit import recorder
 from exchange.audit.services import new_request_id
 from exchange.db import db
 from exchange.keys.models import KeyApproval
-from exchange.keys.ring import KeyRing, PublishedKey
+from exchange.keys.ring import KeyRing, PublishedKey, key_ring
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
 from exchange.operator import KID_FIRST_DASH, officer_caller, run_audited
@@ -38,7 +38,7 @@ STATE_COLOURS = {"active": "green", "pending": "cyan", "retiring": "yellow", "re
 
 
 def _ring() -> KeyRing:
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     return ring
 
 

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import nacl.public
 import nacl.signing
+from flask import Flask, current_app
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -346,4 +347,18 @@ def provision(keys_dir: Path, engine: Engine, *, master_key: str) -> KeyRing:
     master = unlock(keys_dir, MasterSecret(key=master_key), create=True)
     ring = KeyRing(engine=engine, store=FileKeyStore(keys_dir, master=master))
     ring.ensure_all()
+    return ring
+
+
+_EXTENSION = "exchange.keystore"
+
+
+def attach_key_ring(app: Flask, ring: KeyRing) -> None:
+    """Make `ring` the app's key ring (the app factory does, once)."""
+    app.extensions[_EXTENSION] = ring
+
+
+def key_ring(app: Flask | None = None) -> KeyRing:
+    """The app's key ring (`app`, or the current app): the one way to reach it."""
+    ring: KeyRing = (app or current_app).extensions[_EXTENSION]
     return ring

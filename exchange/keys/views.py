@@ -17,7 +17,7 @@ from flask.views import MethodView
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.service import KeyService, KeyView
 from exchange.web import audit_context as audit
 from exchange.web.caller import current_caller
@@ -29,7 +29,7 @@ ADMIN = {"keys:admin"}
 
 
 def ring() -> KeyRing:
-    value: KeyRing = current_app.extensions["exchange.keystore"]
+    value: KeyRing = key_ring()
     return value
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from exchange.audit.models import AuditEntry
 from exchange.audit.recorder import origin, signer, verifiers
 from exchange.audit.services import AuditLog
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.service import MIN_OVERLAP
 from exchange.keys.store import FileKeyStore, secret_bytes
 from exchange.protocol.checkpoint import verify_checkpoint
@@ -46,7 +46,7 @@ def app(file_app: Flask) -> Flask:
 
 @pytest.fixture
 def ring(app: Flask) -> KeyRing:
-    value: KeyRing = app.extensions["exchange.keystore"]
+    value: KeyRing = key_ring(app)
     return value
 
 

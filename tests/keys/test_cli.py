@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
 from exchange.cli import main
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 
 
 def run(*args: str, officer: str | None = "TJ-SEC-0001") -> tuple[int, str]:
@@ -40,7 +40,7 @@ def test_list_rotate_and_show_print_readable_tables(cli_env: Flask) -> None:
     code, output = run("keys", "rotate", "token")
     assert code == 0, output
     assert "pending" in output and "retiring" not in output  # the new key activates in a few seconds
-    ring: KeyRing = cli_env.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring(cli_env)
     pending = [k for k in ring.snapshot(refresh=True).keys if k.purpose == "token" and k.kid not in
                {v.kid for v in ring.verification_keys("token")[:1]}]
     code, output = run("keys", "show", pending[0].kid, officer=None)
@@ -50,7 +50,7 @@ def test_list_rotate_and_show_print_readable_tables(cli_env: Flask) -> None:
 
 
 def test_revocation_from_the_command_line_needs_a_second_officer(cli_env: Flask) -> None:
-    ring: KeyRing = cli_env.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring(cli_env)
     victim = ring.active("envelope-sign").kid
     code, output = run("keys", "revoke", victim, "--reason", "operator laptop stolen")
     assert code == 0 and "pending" in output

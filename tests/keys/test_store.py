@@ -13,6 +13,7 @@ import pytest
 from exchange import create_app
 from exchange.keys.errors import KeyStoreError, MasterSecretMissing, MasterSecretWrong
 from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.ring import key_ring
 from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, StorageKey, secret_bytes
 from exchange.protocol.encoding import b64url
 
@@ -162,13 +163,13 @@ def test_the_exchange_refuses_to_start_without_the_master_secret(
     with pytest.raises(MasterSecretWrong):
         create_app(config)
     monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", PASSPHRASE)
-    assert create_app(config).extensions["exchange.keystore"] is not None
+    assert key_ring(create_app(config)) is not None
 
 
 def test_readyz_says_unavailable_when_an_active_key_does_not_open(file_app: Any) -> None:
     client = file_app.test_client()
     assert client.get("/readyz").get_json()["checks"]["key_store"] == "ok"
-    ring = file_app.extensions["exchange.keystore"]
+    ring = key_ring(file_app)
     token = ring.active("token").kid
     ring.store.destroy(token)  # e.g. a file deleted by hand
     response = client.get("/readyz")
