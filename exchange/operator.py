@@ -16,8 +16,8 @@ from rich.console import Console
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
 from exchange.db import db
+from exchange.identity import Caller
 from exchange.protocol.errors import ExchangeError
-from exchange.web.caller import Caller
 
 T = TypeVar("T")
 console = Console()

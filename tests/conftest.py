@@ -21,12 +21,12 @@ from sqlalchemy.engine import Engine, make_url
 
 from exchange import create_app, migrate
 from exchange.db import Base, make_engine
+from exchange.identity import Caller
 from exchange.keys.master import MasterSecret, new_master_key, unlock
 from exchange.keys.ring import key_ring
 from exchange.keys.store import FileKeyStore, InMemoryKeyStore
 from exchange.protocol.errors import Unauthenticated
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
-from exchange.web.caller import Caller
 
 TEST_CALLER_KEY = "exchange.test_caller"
 

@@ -26,9 +26,9 @@ from exchange.audit import recorder
 from exchange.audit.services import AuditLog, SearchFilters, StoredEntry, export_lines, new_request_id
 from exchange.audit.verify import DEFAULT_STATE, DatabaseSource, ExportSource, LogSource, TrustState, verify_log
 from exchange.db import db
+from exchange.identity import Caller
 from exchange.protocol.audit_errors import AuditUnavailable, InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier
-from exchange.web.caller import Caller
 
 console = Console()
 errors = Console(stderr=True)

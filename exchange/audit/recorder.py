@@ -41,13 +41,13 @@ from sqlalchemy.orm import Session
 
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
 from exchange.db import db, utcnow
+from exchange.identity import Caller
 from exchange.keys.ring import key_ring
 from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
 from exchange.web import audit_context as context
-from exchange.web.caller import Caller
 from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.audit")

@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 from exchange.auth.models import RevokedToken
 from exchange.auth.tokens import verify_access_token
 from exchange.clients.models import Client, ClientKey
+from exchange.identity import Caller, ResponseKey
 from exchange.keys.ring import KeyRing
 from exchange.protocol.auth_errors import InvalidToken
 from exchange.protocol.dpop import verify_dpop_proof
 from exchange.protocol.replay import ReplayCache
-from exchange.web.caller import Caller, ResponseKey
 
 
 class OAuth2Authenticator:

@@ -9,12 +9,12 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from exchange.audit.recorder import record_and_commit
 from exchange.db import db
+from exchange.identity import Caller
 from exchange.keys.ring import KeyRing, key_ring
 from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof
 from exchange.protocol.dpop import verify_dpop_proof
 from exchange.protocol.policy import ALL_SCOPES
-from exchange.web.caller import Caller
 from exchange.web.errors import error_response
 
 bp = Blueprint("oauth", __name__)

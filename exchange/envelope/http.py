@@ -30,6 +30,7 @@ from exchange.audit.services import Envelope as AuditEnvelope
 from exchange.clients.models import Client, ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.models import EnvelopeEvidence
+from exchange.identity import ResponseKey
 from exchange.keys.ring import KeyRing, key_ring
 from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import (
@@ -45,7 +46,7 @@ from exchange.protocol.envelope_errors import KeyRevoked, UnknownKey
 from exchange.protocol.errors import ExchangeError, UnsupportedMediaType
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
 from exchange.web import audit_context
-from exchange.web.caller import ResponseKey, current_caller
+from exchange.web.caller import current_caller
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"

@@ -15,9 +15,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exchange.db import utcnow
+from exchange.identity import Caller
 from exchange.register.models import Returnee
 from exchange.register.services import RegisterService
-from exchange.web.caller import Caller
 
 INTERIOR = Caller(agency="interior", client_id="demo-interior", officer="TJ-MVD-04411")
 BORDER = Caller(agency="border", client_id="demo-border", officer="TJ-PS-DUSHANBE-017")

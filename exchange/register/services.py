@@ -24,6 +24,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.db import Record, utcnow
+from exchange.identity import Caller
 from exchange.protocol.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
@@ -40,7 +41,6 @@ from exchange.register.models import (
     VettingAssessment,
 )
 from exchange.register.transliteration import document_key, name_key, parse_partial_date
-from exchange.web.caller import Caller
 
 Clock = Callable[[], datetime]
 R = TypeVar("R", bound=Record)

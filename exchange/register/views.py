@@ -18,6 +18,7 @@ from marshmallow import RAISE, Schema
 
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
+from exchange.identity import Caller
 from exchange.protocol.errors import NotPermitted
 from exchange.register import schemas as s
 from exchange.register.models import (
@@ -30,7 +31,7 @@ from exchange.register.models import (
 )
 from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
 from exchange.web.audit_context import touch
-from exchange.web.caller import Caller, current_caller
+from exchange.web.caller import current_caller
 from exchange.web.conditional import if_match
 from exchange.web.guards import protected
 

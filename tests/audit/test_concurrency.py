@@ -18,10 +18,10 @@ from exchange.audit.recorder import record_event
 from exchange.audit.services import AuditLog, QueuedEntry
 from exchange.audit.verify import DatabaseSource, verify_log
 from exchange.db import make_engine
+from exchange.identity import Caller
 from exchange.keys.store import ExchangeKey
 from exchange.protocol import merkle
 from exchange.protocol.checkpoint import NoteVerifier
-from exchange.web.caller import Caller
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
 
 WORKERS = 4

@@ -22,10 +22,10 @@ from exchange.audit.models import AuditHead, AuditQueued
 from exchange.audit.recorder import record_event
 from exchange.audit.services import ENTRY_MEMBERS, AuditLog, encode_entry, fill_leaf, queue_leaf
 from exchange.db import db
+from exchange.identity import Caller
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.register.models import Returnee
-from exchange.web.caller import Caller
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
 from tests.audit.test_concurrency import audit_key
 from tests.conftest import AgencyClient, returnee_body

@@ -15,12 +15,12 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
+from exchange.identity import Caller
 from exchange.register import schemas as s
 from exchange.register import services
 from exchange.register.models import Returnee, ReturneeSearchKey
 from exchange.register.services import RETURNEE_COLLECTIONS, RegisterService
 from exchange.register.views import RETURNEE_VIEWS, returnee_collections, view_instance
-from exchange.web.caller import Caller
 from tests.conftest import AgencyClient, returnee_body
 from tests.register.test_records import created, crossing_body, hotline_body, instruction_body
 
