@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
 from exchange.auth.tokens import verify_access_token
+from exchange.clients.keys import ACTIVE_ENC_KEY, NEWEST_FIRST
 from exchange.clients.models import Client, ClientKey
 from exchange.identity import Caller, ResponseKey
 from exchange.keys.ring import KeyRing
@@ -73,10 +74,9 @@ CLIENT_STATE = (
     select(Client.status, exists().where(RevokedToken.jti == bindparam("token_jti")).label("revoked"), ClientKey.kid,
            ClientKey.x)
     .select_from(Client)
-    .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ClientKey.purpose == "enc",
-                               ClientKey.status == "active"))
+    .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ACTIVE_ENC_KEY))
     .where(Client.client_id == bindparam("client_id"))
-    .order_by(ClientKey.created_at.desc())
+    .order_by(NEWEST_FIRST)
     .limit(1)
 )
 

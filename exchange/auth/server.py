@@ -22,11 +22,11 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import g
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
 from exchange.auth.tokens import AccessToken, issue_access_token, verify_access_token
+from exchange.clients.keys import client_by_id
 from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
 from exchange.protocol import jose
@@ -200,7 +200,7 @@ class ExchangeIntrospectionEndpoint(_VerifiesTokens, IntrospectionEndpoint):  # 
         t = token.token
         session = self.session()
         revoked = session.get(RevokedToken, t.jti) is not None
-        client = session.scalar(select(Client).where(Client.client_id == t.client_id))
+        client = client_by_id(session, t.client_id)
         if revoked or client is None or client.status != "active":
             return {"active": False}
         return {"active": True, "client_id": t.client_id, "sub": t.client_id, "agency": t.agency,
@@ -227,8 +227,7 @@ def build_server(
     scopes: list[str],
 ) -> ExchangeAuthorizationServer:
     def query_client(client_id: str) -> Client | None:
-        client: Client | None = session().scalar(select(Client).where(Client.client_id == client_id))
-        return client
+        return client_by_id(session(), client_id)
 
     def save_token(token: dict[str, Any], request: Any) -> None:
         """JWT access tokens are self-contained; issuance is recorded by the token view (audit)."""

@@ -23,11 +23,11 @@ import nacl.public
 import nacl.signing
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
-from sqlalchemy import select
 from webargs.flaskparser import FlaskParser
 
 from exchange.audit.services import Envelope as AuditEnvelope
-from exchange.clients.models import Client, ClientKey
+from exchange.clients.keys import newest_active_enc_key, sign_key
+from exchange.clients.models import ClientKey
 from exchange.db import db, utcnow
 from exchange.envelope.models import EnvelopeEvidence
 from exchange.identity import ResponseKey
@@ -76,10 +76,7 @@ class DatabaseSenderKeys:
     """The agencies' registered `sign` keys. A revoked key fails at once, whatever the envelope's `iat` says."""
 
     def resolve(self, agency: str, skid: str, at: int) -> nacl.signing.VerifyKey:
-        key = db.session.scalar(
-            select(ClientKey).join(Client).where(Client.agency == agency, ClientKey.kid == skid,
-                                                 ClientKey.purpose == "sign")
-        )
+        key = sign_key(db.session, agency=agency, kid=skid)
         if key is None or key.status == "pending":  # a pending key is not in use yet
             raise UnknownKey()
         if not key.verifies_at(utcnow()):  # revoked, or retired after its overlap
@@ -139,11 +136,7 @@ def require_response_key() -> None:
     """Before anything runs: the caller's client must have an `enc` key for its responses."""
     caller = current_caller()
     # the authenticator found it with the client's status (exchange.auth.protect.read_client_state); others look it up
-    key = caller.response_key or db.session.scalar(
-        select(ClientKey).join(Client)
-        .where(Client.client_id == caller.client_id, ClientKey.purpose == "enc", ClientKey.status == "active")
-        .order_by(ClientKey.created_at.desc())
-    )
+    key = caller.response_key or (newest_active_enc_key(db.session, caller.client_id) if caller.client_id else None)
     if key is None:
         raise NoResponseKey()
     g.response_key = key
