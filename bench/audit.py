@@ -47,15 +47,15 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from exchange import migrate
-from exchange.audit import merkle
-from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.merkle import verify_consistency, verify_inclusion
 from exchange.audit.recorder import deferred, make_event, record_event
 from exchange.audit.services import AuditLog, Event, encode_entry, export_lines
 from exchange.audit.verify import DatabaseSource, ExportSource, verify_log
-from exchange.auth.caller import Caller
 from exchange.db import make_engine
+from exchange.identity import Caller
 from exchange.keys.store import ExchangeKey
+from exchange.protocol import merkle
+from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.merkle import verify_consistency, verify_inclusion
 
 ORIGIN = "exchange.bench/audit"
 KEY = ExchangeKey(purpose="audit", created_at=0, signing_key=nacl.signing.SigningKey(b"\x07" * 32))

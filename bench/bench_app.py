@@ -19,9 +19,9 @@ import os
 from flask import Request
 
 from exchange import create_app
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES
-from exchange.errors import Unauthenticated
+from exchange.identity import Caller
+from exchange.protocol.errors import Unauthenticated
+from exchange.protocol.policy import AGENCY_SCOPES
 
 UNSAFE_AUTH_FLAG = "EXCHANGE_BENCH_UNSAFE_AUTH"
 # Every `/v1` view checks scopes and purpose (`exchange.auth.protect.protected`): the caller carries interior's.

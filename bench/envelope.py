@@ -20,7 +20,7 @@ long-running service holds them), and do the same work per round trip:
   the very function `open_envelope` uses); decrypt; the JWS key callable checks that the signed header repeats the
   outer one and resolves `kid` through the same `StaticSenderKeys` (step 8); verify; the same replay claim; the
   same `parse_json` of the payload. Errors are mapped to the same `EnvelopeError`s. The JWS goes through the
-  project's own EdDSA registry (`exchange.auth.jose`: no RFC 9864 deprecation warning; its verify is whatever the
+  project's own EdDSA registry (`exchange.protocol.jose`: no RFC 9864 deprecation warning; its verify is whatever the
   project uses, printed below the table), with room for 200 KB payloads; `--jose-eddsa joserfc` takes joserfc's
   stock EdDSA (verified by OpenSSL through `cryptography`) instead. No warning filter is changed.
 - floor: only the calls the envelope cannot avoid, through `nacl.bindings` (Ed25519 sign and verify of the
@@ -64,9 +64,9 @@ from joserfc.registry import HeaderParameter
 from rich.console import Console
 from rich.table import Table
 
-from exchange.auth import jose
-from exchange.auth.replay import InMemoryReplayCache
-from exchange.envelope.envelope import (
+from exchange.protocol import jose
+from exchange.protocol.encoding import b64url, b64url_decode_strict
+from exchange.protocol.envelope import (
     CTYPE,
     MAX_HEADER_BYTES,
     MAX_LIFETIME,
@@ -77,7 +77,6 @@ from exchange.envelope.envelope import (
     SealedEnvelope,
     SenderKey,
     StaticSenderKeys,
-    b64decode,
     check_addressing,
     decrypt_keyring,
     ed25519_kid,
@@ -87,8 +86,8 @@ from exchange.envelope.envelope import (
     signing_input,
     x25519_kid,
 )
-from exchange.envelope.errors import EnvelopeBadSignature, EnvelopeMalformed, EnvelopeUndecryptable
-from exchange.keys.store import b64url
+from exchange.protocol.envelope_errors import EnvelopeBadSignature, EnvelopeMalformed, EnvelopeUndecryptable
+from exchange.protocol.replay import InMemoryReplayCache
 
 TARGET = "/v1/returnees?dry_run=false"
 SENDER, RECEIVER = "interior", "exchange"
@@ -175,7 +174,7 @@ class Jose:
         # What each side holds, parsed once: the sender the recipient's public key, the recipient the sender's.
         self.recipient_key = OKPKey.import_key(self.enc.as_dict(private=False))
         sender_public = OKPKey.import_key(self.sign.as_dict(private=False))
-        raw = b64decode(sender_public.as_dict()["x"])
+        raw = b64url_decode_strict(sender_public.as_dict()["x"])
         self.senders = StaticSenderKeys([SenderKey(agency=SENDER, verify_key=nacl.signing.VerifyKey(raw))])
         self.verify_keys = {raw: sender_public}
         self.keyring = {self.rkid: self.enc}
@@ -347,7 +346,7 @@ def primitives(sizes: list[int], budget: float) -> list[tuple[str, list[float]]]
         row("sig || plaintext (copy)", lambda: sig + plaintext)
         row("b64url encode (ciphertext)", lambda: b64url(box))
         ciphertext = b64url(box)
-        row("b64decode strict (ciphertext)", lambda: b64decode(ciphertext))
+        row("b64url_decode_strict (ciphertext)", lambda: b64url_decode_strict(ciphertext))
         row("json.loads(plaintext), stdlib", lambda: json.loads(plaintext))
         row("parse_json(plaintext), no duplicates", lambda: parse_json(plaintext))
         row("ours: EnvelopeHeader.for_request", lambda: EnvelopeHeader.for_request(

@@ -57,11 +57,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from exchange import migrate
-from exchange.auth.policy import AGENCY_SCOPES
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
 from exchange.keys.master import new_master_key
 from exchange.keys.ring import provision
+from exchange.protocol.policy import AGENCY_SCOPES
 from exchange.register.demo import PEOPLE, load_demo_data
 from exchange.register.models import Returnee
 

@@ -3,7 +3,7 @@
 A partner signs every call: a fresh client assertion (private_key_jwt, RFC 7523) and DPoP proof (RFC 9449) for each
 token request, a fresh DPoP proof bound to its access token for each API call, and a freshly sealed envelope (signed
 with its `sign` key, encrypted to the exchange's `envelope-enc` key) for each request body. These signers do the same
-in the load generator, with `exchange.client.credentials` and `exchange.client.envelopes` (the code a partner would
+in the load generator, with `exchange.partner.credentials` and `exchange.partner.envelopes` (the code a partner would
 use), so the measured latency includes what a partner pays for its signatures and seals. See `harness.Signer` for the
 contract.
 
@@ -29,11 +29,11 @@ from urllib.parse import urlencode, urlsplit
 
 from harness import Signed
 
-from exchange.auth import jose
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
-from exchange.client.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, seal_request
-from exchange.envelope.envelope import MEDIA_TYPE
-from exchange.keys.store import b64url
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof
+from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, seal_request
+from exchange.protocol import jose
+from exchange.protocol.encoding import b64url
+from exchange.protocol.envelope import MEDIA_TYPE
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_PATH = "/oauth/token"  # noqa: S105  (a path, not a secret)
@@ -75,7 +75,7 @@ class PartnerClient:
         return PartnerKey(key=jose.OKPKey.import_key(dict(self.dpop_jwk)))
 
     def partner_keys(self) -> PartnerKeys:
-        """The long-lived keys as `exchange.client.envelopes` takes them (`seal_request`, `open_reply`)."""
+        """The long-lived keys as `exchange.partner.envelopes` takes them (`seal_request`, `open_reply`)."""
         return PartnerKeys(auth=self.auth_key(), sign=PartnerKey(key=jose.OKPKey.import_key(dict(self.sign_jwk))),
                            enc=PartnerEncryptionKey.from_jwk(self.enc_jwk))
 
@@ -253,7 +253,7 @@ class SealedApiSigner:
     `make_body(unique)` builds each request's JSON value; `unique` differs for every request of every load thread
     (a random per-thread tag and a counter). It must be picklable (a module-level function). Each load thread fetches
     the exchange's JWKS once, in `bind()` (in the latency of its first request, with its first token); the response
-    envelopes are not opened (the load generator measures; `exchange.client.envelopes.open_reply` would)."""
+    envelopes are not opened (the load generator measures; `exchange.partner.envelopes.open_reply` would)."""
 
     client: PartnerClient
     issuer: str

@@ -1,7 +1,7 @@
 """Returnee Exchange: the secure inter-agency register of returnees under the amnesty programme.
 
 `create_app` lives in `exchange.app` and is imported on first use, so that the partner client library
-(`exchange.client`) can be imported without the server's dependencies (Flask, SQLAlchemy, ...).
+(`exchange.partner`) can be imported without the server's dependencies (Flask, SQLAlchemy, ...).
 """
 
 from __future__ import annotations

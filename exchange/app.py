@@ -13,7 +13,6 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from exchange.audit.recorder import install_audit, require_audit_key
-from exchange.auth.caller import authenticate
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
@@ -23,20 +22,22 @@ from exchange.envelope.http import (
     install_envelopes,
     require_response_key,
 )
-from exchange.errors import MalformedJson, UnsupportedMediaType
-from exchange.http_errors import (
-    ErrorSchema,
-    log_finalizing_failure,
-    outage_error,
-    register_error_handlers,
-    unexpected_error_response,
-)
 from exchange.keys.master import MasterSecret, unlock
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, attach_key_ring
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.limits import check_client_limit, install_rate_limits
 from exchange.logs import configure_logging, install_request_ids
+from exchange.outages import outage_error
+from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
 from exchange.request_rules import check_query_and_path, refuse_undeclared_method
+from exchange.web.caller import authenticate
+from exchange.web.errors import (
+    ErrorSchema,
+    log_finalizing_failure,
+    register_error_handlers,
+    unexpected_error_response,
+)
+from exchange.web.pipeline import install_unit_of_work
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
@@ -48,7 +49,7 @@ stable `code`. Writes to an existing record need `If-Match` with the record's ET
 
 class ExchangeFlask(Flask):
     """Flask with a typed, quiet last resort. An exception that escapes the error handlers (raised by an after-request
-    hook or a `request_finished` receiver) is answered through `exchange.http_errors` like any other: a dependency
+    hook or a `request_finished` receiver) is answered through `exchange.web.errors` like any other: a dependency
     outage is a 503 with its code even under TESTING, anything else a 500 `internal_error`; each is logged as one
     structured line, never with a traceback (Flask's default logs one per failure, and then one more for each hook
     that fails again while the error response is finalized)."""
@@ -102,8 +103,7 @@ def install_key_ring(app: Flask) -> None:
         store = FileKeyStore(directory, master=lambda: unlock(directory, secret))
         if not app.config.get("LAZY_KEY_STORE"):
             store.unlock()
-    app.extensions["exchange.keystore"] = KeyRing(engine=db.engine(app), store=store,
-                                                  cache_seconds=app.config["KEY_CACHE_SECONDS"])
+    attach_key_ring(app, KeyRing(engine=db.engine(app), store=store, cache_seconds=app.config["KEY_CACHE_SECONDS"]))
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -128,7 +128,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
     install_rate_limits(app)  # the per-source limit comes before anything a request costs
     db.init_app(app)
-    db.install_unit_of_work(app)
+    install_unit_of_work(app)
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
     install_audit(app)
     install_envelope_outcomes(app)  # after the audit hook: runs before it, so the entry records the final answer

@@ -21,8 +21,9 @@ from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
 from exchange.keys import cli as keys_cli
+from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
-from exchange.keys.store import KeyStoreError
+from exchange.keys.ring import key_ring
 
 console = Console(stderr=False)
 
@@ -80,7 +81,7 @@ def init_command() -> None:
     console.print(f"[green]database[/] {url}: {state}")
     console.print(f"[green]key store[/] {keys_dir} (mode 0700, sealed under the master key)")
     created = {k.kid for k in keys_cli.initialise_keys()}
-    ring = current_app.extensions["exchange.keystore"]
+    ring = key_ring()
     states = ring.states()
     for key in ring.snapshot().keys:
         if states[key.kid] == "active":
@@ -131,7 +132,7 @@ def serve_command(host: str, port: int) -> None:
     """Run the development server (one process; for production use gunicorn, printed below)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        app.extensions["exchange.keystore"].store.unlock()  # refuse to start without the master secret
+        key_ring(app).store.unlock()  # refuse to start without the master secret
     except KeyStoreError as e:
         console.print(f"[red]refusing to start ({e.code}):[/] {e.message}")
         sys.exit(1)

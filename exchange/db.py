@@ -17,12 +17,10 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
-from exchange.errors import CommitUnknown, ResponseWithheld
-from exchange.http_errors import error_response, note_outage, outage_error, outage_noted
+from exchange.outages import note_outage, outage_error, outage_noted
 
 log = logging.getLogger("exchange.db")
 
@@ -108,13 +106,6 @@ def version_holds(session: Session, record: Record) -> bool:
 _engines: weakref.WeakSet[Engine] = weakref.WeakSet()
 
 
-def _commit_failed() -> Response:
-    if not outage_noted():  # an outage is logged once per request, where it was met
-        log.error("commit failed", extra={"code": "commit_failed"})
-    return error_response(status=503, code="commit_failed",
-                          message="The change could not be stored; nothing was changed.")
-
-
 def _quietly(close: Callable[[], None]) -> None:
     try:
         close()
@@ -123,7 +114,7 @@ def _quietly(close: Callable[[], None]) -> None:
             log.warning("close failed", extra={"code": "connection_lost"})
 
 
-def _rollback(session: Session) -> None:
+def rollback_quietly(session: Session) -> None:
     """Roll back, whatever state the connection is in (a dead one raises; the next checkout replaces it)."""
     try:
         session.rollback()
@@ -225,56 +216,11 @@ class Database:
             # Never raises: the response is ready by now, and an exception here would reach the WSGI server.
             session: Session | None = g.pop("db_session", None)
             if session is not None:
-                _rollback(session)  # anything not committed by a service is discarded, never half-written
+                rollback_quietly(session)  # anything not committed by a service is discarded, never half-written
                 _quietly(session.close)
             connection: Connection | None = g.pop("db_connection", None)
             if connection is not None:
                 _quietly(connection.close)
-
-    def install_unit_of_work(self, app: Flask) -> None:
-        """Commit the request's session once its response is ready, if it succeeded; otherwise roll back.
-
-        Services only flush. A response below 400 is sent only after its changes are committed (an acknowledged
-        write is durable); any error response leaves the database as it was. After a successful commit the
-        request's `after_commit` callbacks finish the response, in the order they were registered.
-        """
-
-        @app.after_request
-        def _commit(response: Response) -> Response:
-            session: Session | None = g.get("db_session")
-            callbacks: list[Callable[[Response], Response]] = g.pop("db_after_commit", [])
-            if session is not None:
-                if response.status_code >= 400:
-                    _rollback(session)
-                    return response
-                try:
-                    session.flush()  # a failure before the COMMIT is sent: certainly nothing was stored
-                except Exception:  # noqa: BLE001  (SQLAlchemy's errors and anything a flush hook raises)
-                    _rollback(session)
-                    return _commit_failed()
-                try:
-                    session.commit()
-                except DBAPIError as e:
-                    _rollback(session)
-                    if e.connection_invalidated:  # lost while committing: the COMMIT may have been applied
-                        g.db_committed = True
-                        log.error("commit outcome unknown", extra={"code": CommitUnknown.code})
-                        return error_response(status=CommitUnknown.status, code=CommitUnknown.code,
-                                              message=CommitUnknown.default_message)
-                    return _commit_failed()
-                except Exception:  # noqa: BLE001  (the database refused the COMMIT: nothing was stored)
-                    _rollback(session)
-                    return _commit_failed()
-                g.db_committed = True
-            for callback in callbacks:
-                try:
-                    response = callback(response)
-                except Exception as e:  # noqa: BLE001  (after the commit nothing may turn into "nothing stored")
-                    log.error("response not completed after the commit",
-                              extra={"code": ResponseWithheld.code, "exception_type": type(e).__name__})
-                    response = error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
-                                              message=ResponseWithheld.default_message)
-            return response
 
     @staticmethod
     def committed() -> bool:

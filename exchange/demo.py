@@ -27,12 +27,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.client import ExchangeClient, PartnerKeys
 from exchange.clients.services import ClientService
 from exchange.db import dispose_engines, make_engine
 from exchange.keys.master import new_master_key
 from exchange.keys.ring import provision
+from exchange.partner import ExchangeClient, PartnerKeys
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
 COLOURS = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta", "security": "green", "auditor": "blue"}
 AGENCY_PURPOSE = {"interior": "register-maintenance", "border": "border-screening", "prosecutor": "amnesty-review",
@@ -174,9 +174,10 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
 
 def _oversight(auditor: ExchangeClient, returnee: dict[str, Any], say: Callable[[str, str], None]) -> None:
     """The auditor asks who touched one returnee's records and why, then verifies the whole log through the API."""
-    from exchange.audit.checkpoint import NoteVerifier
     from exchange.audit.remote import ServerSource
-    from exchange.audit.verify import b64url_decode, verify_log
+    from exchange.audit.verify import verify_log
+    from exchange.protocol.checkpoint import NoteVerifier
+    from exchange.protocol.encoding import b64url_decode
 
     items = auditor.audit.search(record_id=returnee["id"], limit=1000).data["items"]
     calls: Counter[str] = Counter()

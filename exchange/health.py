@@ -12,10 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from exchange.db import db
-from exchange.errors import RETRY_AFTER_SECONDS
-from exchange.keys.ring import KeyRing
+from exchange.keys.errors import KeyStoreError
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
-from exchange.keys.store import KeyStoreError
+from exchange.protocol.errors import RETRY_AFTER_SECONDS
 
 bp = Blueprint("health", __name__)
 
@@ -27,7 +27,7 @@ def healthz() -> ResponseReturnValue:
 
 def _active_keys_open() -> str:
     """Every purpose has an active key whose private part opens (what signing and decrypting will need)."""
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     try:
         for purpose in SIGNING_PURPOSES:
             ring.active(purpose)

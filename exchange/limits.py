@@ -29,8 +29,9 @@ from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from limits import RateLimitItem, parse_many
 from sqlalchemy.orm import Session
 
-from exchange.errors import ExchangeError, RateLimited, ServiceUnavailable
-from exchange.http_errors import exchange_error_response, note_outage, outage_error
+from exchange.outages import note_outage, outage_error
+from exchange.protocol.errors import ExchangeError, RateLimited, ServiceUnavailable
+from exchange.web.errors import exchange_error_response
 
 log = logging.getLogger("exchange.limits")
 

@@ -15,9 +15,9 @@ from rich.console import Console
 
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
-from exchange.auth.caller import Caller
 from exchange.db import db
-from exchange.errors import ExchangeError
+from exchange.identity import Caller
+from exchange.protocol.errors import ExchangeError
 
 T = TypeVar("T")
 console = Console()

@@ -8,7 +8,7 @@
   declared names are read once per operation from flask-smorest's documentation of the view, so the OpenAPI
   document and this rule cannot disagree.
 - A query value and a path segment are text that may hold no NUL or unpaired surrogate, and a path integer must
-  fit a signed 64-bit column (`exchange.strict`): 422 `validation_failed` as well.
+  fit a signed 64-bit column (`exchange.protocol.text`): 422 `validation_failed` as well.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from flask import Flask, request
 from marshmallow import Schema
 from werkzeug.exceptions import MethodNotAllowed
 
-from exchange.errors import ValidationFailed
-from exchange.strict import integer_fault, text_fault
+from exchange.protocol.errors import ValidationFailed
+from exchange.protocol.text import integer_fault, text_fault
 
 UNKNOWN_PARAMETER = "Unknown query parameter: this operation does not take it."
 

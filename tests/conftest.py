@@ -20,12 +20,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 
 from exchange import create_app, migrate
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.db import Base, make_engine
-from exchange.errors import Unauthenticated
+from exchange.identity import Caller
 from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.ring import key_ring
 from exchange.keys.store import FileKeyStore, InMemoryKeyStore
+from exchange.protocol.errors import Unauthenticated
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
 TEST_CALLER_KEY = "exchange.test_caller"
 
@@ -83,7 +84,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
                     # run with envelopes, as production does
                     "UNSAFE_PLAIN_JSON_BODIES": True}
         app = create_app({**defaults, **config})
-        app.extensions["exchange.keystore"].ensure_all()  # what `exchange init` does
+        key_ring(app).ensure_all()  # what `exchange init` does
         apps.append(app)
         return app
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from exchange.auth.caller import Caller
+from exchange.identity import Caller
 from tests.conftest import AgencyClient
 
 

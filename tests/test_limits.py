@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.config import from_environment
-from exchange.errors import Unauthenticated
+from exchange.identity import Caller
+from exchange.protocol.errors import Unauthenticated
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 from tests.auth.conftest import ISSUER
 from tests.conftest import TEST_CALLER_KEY
 from tests.dependencies import RedisServer, redis_instance

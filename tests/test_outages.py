@@ -22,12 +22,12 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from exchange import migrate
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.auth.replay import RedisReplayCache
-from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
 from exchange.db import db, make_engine
+from exchange.identity import Caller
+from exchange.partner.credentials import PartnerKey
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import TEST_CALLER_KEY, returnee_body

@@ -24,12 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from exchange.audit import recorder
-from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.errors import AuditUnavailable, InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.audit.services import AuditLog, SearchFilters, StoredEntry, export_lines, new_request_id
 from exchange.audit.verify import DEFAULT_STATE, DatabaseSource, ExportSource, LogSource, TrustState, verify_log
-from exchange.auth.caller import Caller
 from exchange.db import db
+from exchange.identity import Caller
+from exchange.protocol.audit_errors import AuditUnavailable, InvalidCheckpoint, LogMismatch, VerificationError
+from exchange.protocol.checkpoint import NoteVerifier
 
 console = Console()
 errors = Console(stderr=True)
@@ -143,8 +143,8 @@ def verify_command(export_file: Path | None, database: bool, server: str | None,
 def _verify_server(server: str, client_id: str | None, client_keys: Path | None, officer: str | None,
                    verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path, strict: bool) -> None:
     from exchange.audit.remote import ServerSource
-    from exchange.client.api import ExchangeClient
-    from exchange.client.errors import ExchangeClientError
+    from exchange.partner.api import ExchangeClient
+    from exchange.partner.errors import ExchangeClientError
 
     if not client_id or client_keys is None:
         raise click.UsageError("--server needs your auditor client: --client-id and --client-keys")

@@ -1,6 +1,6 @@
 """Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
 
-`install_audit(app)` is called right after `db.install_unit_of_work(app)`, so its after-request hook runs before the
+`install_audit(app)` is called right after `install_unit_of_work(app)`, so its after-request hook runs before the
 unit of work's commit (Flask runs them in reverse order of registration). For each `/v1/` response:
 
 - success (< 400): the entry is queued in the request's own transaction (`AuditLog.enqueue`: one INSERT, no lock);
@@ -30,6 +30,7 @@ The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Mapping
@@ -39,30 +40,26 @@ from flask import Flask, Request, Response, g, request, request_finished
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit import context
-from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.errors import AuditKeyUnavailable, AuditPending, AuditUnavailable
 from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
-from exchange.auth.caller import Caller
 from exchange.db import db, utcnow
-from exchange.http_errors import error_response, outage_noted
-from exchange.keys.ring import KeyRing
-from exchange.keys.store import KeyStoreError, b64url
+from exchange.identity import Caller
+from exchange.keys.errors import KeyStoreError
+from exchange.keys.ring import key_ring
+from exchange.outages import outage_noted
+from exchange.protocol.audit_errors import AuditKeyUnavailable, AuditPending, AuditUnavailable
+from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.encoding import b64url
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.web import audit_context as context
+from exchange.web.errors import error_response
 
 log = logging.getLogger("exchange.audit")
 
-INDEX_HEADER = "Audit-Index"
-LEAF_HASH_HEADER = "Audit-Leaf-Hash"
 REGISTER_OWNER = "interior"  # reads by any other agency disclose the register's data to it
 AUDITED_PREFIX = "/v1/"
 
 
 # ---- the app's audit key and origin ---------------------------------------------------------------------------------
-
-
-def key_ring(app: Flask) -> KeyRing:
-    ring: KeyRing = app.extensions["exchange.keystore"]
-    return ring
 
 
 def signer(app: Flask) -> Signer:
@@ -163,6 +160,19 @@ def record_event(
     except ValueError as e:
         raise AuditUnavailable() from e
     return AuditLog(session=session).append([event])[0]
+
+
+def record_and_commit(session: Session, **event: Any) -> AppendedEntry:
+    """`record_event`, then commit `session`: for callers outside the request's unit of work (the OAuth endpoints).
+    A database failure of either becomes `AuditUnavailable`, after a rollback, so nothing is half-written."""
+    try:
+        entry = record_event(session, **event)
+        session.commit()
+    except (AuditUnavailable, SQLAlchemyError) as e:
+        with contextlib.suppress(SQLAlchemyError):  # no connection to be had: nothing to roll back
+            session.rollback()
+        raise AuditUnavailable() from e
+    return entry
 
 
 def _error_code(response: Response) -> str:
@@ -354,7 +364,7 @@ def record_late_failure(response: Response) -> None:
 
 
 def install_audit(app: Flask) -> None:
-    """Record every `/v1/` call. Call right after `db.install_unit_of_work(app)` so that this runs first."""
+    """Record every `/v1/` call. Call right after `install_unit_of_work(app)` so that this runs first."""
 
     @app.after_request
     def _audit_api_calls(response: Response) -> Response:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import binascii
 from collections.abc import Iterator
 
-from exchange.audit.errors import LogMismatch
 from exchange.audit.services import StoredEntry
-from exchange.audit.verify import b64url_decode
-from exchange.client.api import ExchangeClient
+from exchange.partner.api import ExchangeClient
+from exchange.protocol.audit_errors import LogMismatch
+from exchange.protocol.encoding import b64url_decode
 
 
 class ServerSource:

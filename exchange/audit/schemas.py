@@ -8,7 +8,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from exchange.audit.services import ACTIONS, MAX_PAGE, OUTCOMES
-from exchange.strict import Strict
+from exchange.web.schemas import Strict
 
 INDEX = validate.Range(min=0)
 

@@ -48,14 +48,14 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
-from exchange.audit.checkpoint import Checkpoint, sign_checkpoint
-from exchange.audit.errors import AuditUnavailable
-from exchange.audit.merkle import ConsistencyProof, Frontier, InclusionProof
 from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode, AuditQueued
 from exchange.db import utcnow
-from exchange.errors import ValidationFailed
-from exchange.keys.store import b64url
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import AuditUnavailable
+from exchange.protocol.checkpoint import Checkpoint, sign_checkpoint
+from exchange.protocol.encoding import b64url
+from exchange.protocol.errors import ValidationFailed
+from exchange.protocol.merkle import ConsistencyProof, Frontier, InclusionProof
 
 ENTRY_VERSION = 1
 # The members of an entry, exactly (audit.md "Entry"); every entry has all of them, null where not applicable.

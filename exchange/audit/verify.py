@@ -21,9 +21,7 @@ import base64
 import binascii
 import dataclasses
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,10 +31,12 @@ from typing import Any, Protocol
 import rfc8785
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
-from exchange.audit.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
-from exchange.audit.errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.audit.services import ENTRY_MEMBERS, ENTRY_VERSION, EXPORT_FORMAT, AuditLog, StoredEntry
+from exchange.files import atomic_write
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
+from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
+from exchange.protocol.encoding import b64url_decode
 
 DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 
@@ -45,10 +45,6 @@ DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 # locates a moved entry; integrity itself rests on the root.
 _INDEX = re.compile(rb'"index":(0|[1-9][0-9]*)[,}]')
 _EXPORT_LINE = re.compile(r'^\{"index":(\d+),"leaf":"([A-Za-z0-9_-]*)","leaf_hash":(?:"([A-Za-z0-9_-]*)"|null)\}$')
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 # An entry as a source holds it: `index` is where (a row's key, a line's `index`), `stored_leaf_hash` the tree's
@@ -195,22 +191,12 @@ class TrustState:
             raise VerificationError(f"the state file {path} is unreadable; move it away to start over") from e
 
     def save(self, path: Path) -> None:
-        """Atomically (temp file, fsync, rename), mode 0600."""
+        """Atomically (temp file, fsync, rename, fsync of the folder), mode 0600: it survives a crash."""
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         payload = json.dumps({"origin": self.origin, "size": self.size, "root": b64std(self.root),
                               "checkpoint": self.checkpoint, "key": self.key, "verified_at": self.verified_at},
                              indent=2).encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".audit-state-")
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, payload)
-            os.fsync(fd)
-            os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, payload, prefix=".audit-state-")
 
 
 @dataclass(frozen=True, kw_only=True)

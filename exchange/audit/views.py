@@ -19,12 +19,12 @@ from marshmallow import RAISE
 from exchange.audit import recorder
 from exchange.audit import schemas as s
 from exchange.audit.services import AuditLog, SearchFilters, entry_json, export_lines
-from exchange.auth.caller import current_caller
-from exchange.auth.policy import ALL_SCOPES
-from exchange.auth.protect import protected
 from exchange.db import db
-from exchange.errors import NotFound, NotPermitted, ValidationFailed
-from exchange.keys.store import b64url
+from exchange.protocol.encoding import b64url
+from exchange.protocol.errors import NotFound, NotPermitted, ValidationFailed
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.web.caller import current_caller
+from exchange.web.guards import protected
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
                 description="The tamper-evident audit log: checkpoints, entries, proofs, search, export (auditors).")

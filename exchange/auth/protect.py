@@ -1,32 +1,27 @@
 """Resource protection: who is calling (token + DPoP proof), and may they do this (scope + purpose).
 
-`OAuth2Authenticator` is the released authenticator of the caller seam (`exchange.auth.caller`): it runs before any
-`/v1` view and turns `Authorization: DPoP <token>` + `DPoP: <proof>` into a `Caller`, or refuses. `protected(...)`
-decorates every API view with the scopes it needs; it then checks the declared purpose of use. A view without it is
-caught by the route matrix test.
+`OAuth2Authenticator` is the released authenticator of the caller seam (`exchange.web.caller`): it runs before any
+`/v1` view and turns `Authorization: DPoP <token>` + `DPoP: <proof>` into a `Caller`, or refuses. The guard on each
+view (`protected(...)`: scopes and purpose of use) is `exchange.web.guards`.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Callable
 
 from flask import Request
 from sqlalchemy import Row, and_, bindparam, exists, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller, ResponseKey, current_caller
-from exchange.auth.dpop import verify_dpop_proof
-from exchange.auth.errors import InsufficientScope, InvalidToken, PurposeNotAllowed
 from exchange.auth.models import RevokedToken
-from exchange.auth.policy import PURPOSES
-from exchange.auth.replay import ReplayCache
 from exchange.auth.tokens import verify_access_token
+from exchange.clients.keys import ACTIVE_ENC_KEY, NEWEST_FIRST
 from exchange.clients.models import Client, ClientKey
+from exchange.identity import Caller, ResponseKey
 from exchange.keys.ring import KeyRing
-
-F = TypeVar("F", bound=Callable[..., Any])
+from exchange.protocol.auth_errors import InvalidToken
+from exchange.protocol.dpop import verify_dpop_proof
+from exchange.protocol.replay import ReplayCache
 
 
 class OAuth2Authenticator:
@@ -79,10 +74,9 @@ CLIENT_STATE = (
     select(Client.status, exists().where(RevokedToken.jti == bindparam("token_jti")).label("revoked"), ClientKey.kid,
            ClientKey.x)
     .select_from(Client)
-    .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ClientKey.purpose == "enc",
-                               ClientKey.status == "active"))
+    .outerjoin(ClientKey, and_(ClientKey.client_pk == Client.id, ACTIVE_ENC_KEY))
     .where(Client.client_id == bindparam("client_id"))
-    .order_by(ClientKey.created_at.desc())
+    .order_by(NEWEST_FIRST)
     .limit(1)
 )
 
@@ -92,28 +86,3 @@ def read_client_state(session: Session, client_id: str, token_jti: str) -> Row[s
     is revoked), and the kid and `x` of its newest active `enc` key (None when it has none)."""
     # Core execution on the session's connection (its transaction): no ORM entities here, so no ORM overhead.
     return session.connection().execute(CLIENT_STATE, {"client_id": client_id, "token_jti": token_jti}).first()
-
-
-def protected(*, scopes: Iterable[str]) -> Callable[[F], F]:
-    """Require one of `scopes` and a purpose of use allowed for the caller's agency (domain.md).
-
-    Put it outermost, above flask-smorest's decorators, so that a caller without the right scope or purpose learns
-    nothing from validation errors.
-    """
-    required = frozenset(scopes)
-
-    def decorator(view: F) -> F:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            caller = current_caller()
-            if not caller.scopes & required:
-                raise InsufficientScope(f"This operation needs one of: {', '.join(sorted(required))}.")
-            if caller.purpose is None or caller.purpose not in PURPOSES.get(caller.agency, ()):
-                allowed = ", ".join(sorted(PURPOSES.get(caller.agency, ())))
-                raise PurposeNotAllowed(f"Declare one of your agency's purposes of use: {allowed}.")
-            return view(*args, **kwargs)
-
-        wrapper.exchange_scopes = required  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorator

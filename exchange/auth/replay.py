@@ -9,26 +9,18 @@ lost its memory). The in-memory cache is for single-process tools and unit tests
 from __future__ import annotations
 
 import random
-import threading
 import time
 from datetime import UTC, datetime
-from typing import Protocol
 
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from exchange.auth.errors import Replayed
 from exchange.auth.models import SeenJti
-from exchange.errors import ReplayCacheUnavailable
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.errors import ReplayCacheUnavailable
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
-
-
-class ReplayCache(Protocol):
-    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        """Record `jti` until `expires_at` (Unix seconds); raise `Replayed` if it is already recorded."""
-        ...
 
 
 class DatabaseReplayCache:
@@ -115,17 +107,3 @@ class RedisReplayCache:
                     "used one; retry with a new proof after Retry-After.", retry_after=warm_until - now)
         if status != 1:
             raise Replayed(jti)
-
-
-class InMemoryReplayCache:
-    def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-
-    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
-        now = int(time.time())
-        with self._lock:
-            seen = self._seen.get((namespace, jti))
-            if seen is not None and seen >= now:
-                raise Replayed(jti)
-            self._seen[(namespace, jti)] = expires_at

@@ -22,21 +22,21 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import g
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exchange.auth import jose
-from exchange.auth.errors import InvalidToken, Replayed
 from exchange.auth.models import RevokedToken
-from exchange.auth.replay import ReplayCache
-from exchange.auth.tokens import TOKEN_LIFETIME, AccessToken, issue_access_token, verify_access_token
+from exchange.auth.tokens import AccessToken, issue_access_token, verify_access_token
+from exchange.clients.keys import client_by_id
 from exchange.clients.models import Client
 from exchange.keys.ring import KeyRing
-from exchange.strict import text_fault
+from exchange.protocol import jose
+from exchange.protocol.auth_errors import InvalidToken, Replayed
+from exchange.protocol.clock import FUTURE_SKEW, TOKEN_LIFETIME
+from exchange.protocol.replay import ReplayCache
+from exchange.protocol.text import text_fault
 
 AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
-FUTURE_SKEW = 10
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
@@ -210,7 +210,7 @@ class ExchangeIntrospectionEndpoint(_VerifiesTokens, IntrospectionEndpoint):  # 
         t = token.token
         session = self.session()
         revoked = session.get(RevokedToken, t.jti) is not None
-        client = session.scalar(select(Client).where(Client.client_id == t.client_id))
+        client = client_by_id(session, t.client_id)
         if revoked or client is None or client.status != "active":
             return {"active": False}
         return {"active": True, "client_id": t.client_id, "sub": t.client_id, "agency": t.agency,
@@ -239,8 +239,7 @@ def build_server(
     def query_client(client_id: str) -> Client | None:
         if not isinstance(client_id, str) or text_fault(client_id):  # no registered client has such an id
             return None
-        client: Client | None = session().scalar(select(Client).where(Client.client_id == client_id))
-        return client
+        return client_by_id(session(), client_id)
 
     def save_token(token: dict[str, Any], request: Any) -> None:
         """JWT access tokens are self-contained; issuance is recorded by the token view (audit)."""

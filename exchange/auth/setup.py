@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from flask import Flask
 
-from exchange.auth.caller import install_authenticator
-from exchange.auth.policy import ALL_SCOPES
 from exchange.auth.protect import OAuth2Authenticator
-from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache, ReplayCache
+from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache
 from exchange.auth.server import build_server
 from exchange.db import db
+from exchange.keys.ring import key_ring
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.protocol.replay import ReplayCache
+from exchange.web.caller import install_authenticator
 
 
 def init_auth(app: Flask) -> None:
     issuer = app.config["ISSUER"].rstrip("/")
     audience = app.config.get("API_AUDIENCE") or f"{issuer}/v1"
     app.config["API_AUDIENCE"] = audience
-    keystore = app.extensions["exchange.keystore"]
+    keystore = key_ring(app)
     replay: ReplayCache = app.config.get("REPLAY_CACHE") or (
         RedisReplayCache(app.config["REDIS_URL"]) if app.config.get("REDIS_URL") else DatabaseReplayCache(
             db.engine(app))

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from exchange.auth import jose
-from exchange.auth.errors import InvalidToken
 from exchange.keys.store import ExchangeKey
+from exchange.protocol import jose
+from exchange.protocol.auth_errors import InvalidToken
+from exchange.protocol.clock import FUTURE_SKEW, TOKEN_LIFETIME
 
 
 class TrustedKey(Protocol):
@@ -22,8 +23,6 @@ class TrustedKey(Protocol):
 
     def public_jwk(self) -> dict[str, Any]: ...
 
-TOKEN_LIFETIME = 300  # protocol.md §2: exp - iat <= 300
-FUTURE_SKEW = 10
 
 
 @dataclass(frozen=True, kw_only=True)

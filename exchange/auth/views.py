@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from sqlalchemy.exc import SQLAlchemyError
 
-from exchange.audit.errors import AuditUnavailable
-from exchange.audit.recorder import record_event
-from exchange.auth.caller import Caller
-from exchange.auth.dpop import verify_dpop_proof
-from exchange.auth.errors import DPoPReplay, InvalidDPoPProof
-from exchange.auth.policy import ALL_SCOPES
+from exchange.audit.recorder import record_and_commit
 from exchange.db import db
-from exchange.http_errors import error_response
-from exchange.keys.ring import KeyRing
+from exchange.identity import Caller
+from exchange.keys.ring import KeyRing, key_ring
+from exchange.protocol.audit_errors import AuditUnavailable
+from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof
+from exchange.protocol.dpop import verify_dpop_proof
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.web.errors import error_response
 
 bp = Blueprint("oauth", __name__)
 
@@ -63,7 +61,7 @@ def metadata() -> Response:
 @bp.get("/.well-known/jwks.json")
 def jwks() -> Response:
     """The exchange's public keys, each with its purpose; every key still trusted is listed, once."""
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     keys: dict[str, dict[str, Any]] = {}
     for key, state in ring.published():  # per purpose: the active key first, then pending, then retiring
         keys.setdefault(key.kid, key.public_jwk(state=state))
@@ -102,14 +100,11 @@ def _audit_oauth(response: Response) -> Response:
     caller = Caller(agency=claims["agency"], client_id=claims["client_id"], token_jti=claims["jti"],
                     dpop_jti=g.get("dpop_jti")) if claims else None
     try:
-        record_event(db.session, action=action, outcome="success" if ok else "failure", status=response.status_code,
-                     reason=None if ok else g.get("oauth_error", "invalid_request"), caller=caller,
-                     request_id=g.get("request_id", ""), method=request.method, path=request.path,
-                     source_ip=request.remote_addr)
-        db.session.commit()
-    except (AuditUnavailable, SQLAlchemyError):
-        with contextlib.suppress(SQLAlchemyError):  # no connection to be had: nothing to roll back
-            db.session.rollback()
+        record_and_commit(db.session, action=action, outcome="success" if ok else "failure",
+                          status=response.status_code, reason=None if ok else g.get("oauth_error", "invalid_request"),
+                          caller=caller, request_id=g.get("request_id", ""), method=request.method, path=request.path,
+                          source_ip=request.remote_addr)
+    except AuditUnavailable:
         return error_response(status=503, code=AuditUnavailable.code, message=AuditUnavailable.default_message)
     return response
 

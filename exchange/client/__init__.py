@@ -1,12 +1,29 @@
-"""The partner-side library: what an agency's system needs to talk to the exchange (no Flask, no database).
+"""Deprecated name of the partner library, kept importable for existing integrations: use `exchange.partner`.
 
-    with ExchangeClient.from_files("https://exchange.example", client_id="border-panji-poyon", agency="border",
-                                   key_dir=Path("/etc/border/exchange-keys")) as exchange:
-        hits = exchange.screening.by_name("Gulmurod Halimov", birth_date="1975").data["candidates"]
+`from exchange.client import ExchangeClient` and `from exchange.client.api import ...` (likewise `credentials`,
+`envelopes`, `errors`) still work and give the very same objects as `exchange.partner`; importing this module warns
+(DeprecationWarning). It goes in the next major version.
 """
 
-from exchange.client.api import ExchangeClient, Result, RetryPolicy
-from exchange.client.envelopes import PartnerKeys
-from exchange.client.errors import ExchangeClientError, ResponseVerificationError
+import sys
+import warnings
+
+from exchange.partner import (
+    ExchangeClient,
+    ExchangeClientError,
+    PartnerKeys,
+    ResponseVerificationError,
+    Result,
+    RetryPolicy,
+    api,
+    credentials,
+    envelopes,
+    errors,
+)
+
+warnings.warn("exchange.client is deprecated: import exchange.partner", DeprecationWarning, stacklevel=2)
+
+for _module in (api, credentials, envelopes, errors):
+    sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
 
 __all__ = ["ExchangeClient", "ExchangeClientError", "PartnerKeys", "ResponseVerificationError", "Result", "RetryPolicy"]

@@ -13,13 +13,13 @@ from marshmallow import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from exchange.auth.policy import AGENCY_SCOPES
 from exchange.clients.models import Client
 from exchange.clients.schemas import ClientCreateSchema, ClientKeyInputSchema
 from exchange.clients.services import ClientService
 from exchange.db import db
-from exchange.errors import ExchangeError
 from exchange.operator import KID_FIRST_DASH, run_audited
+from exchange.protocol.errors import ExchangeError
+from exchange.protocol.policy import AGENCY_SCOPES
 
 console = Console()
 OFFICER = click.option("--officer", envvar="EXCHANGE_OFFICER", required=True,
@@ -70,7 +70,7 @@ def keygen(directory: Path) -> None:
 
     The partner keeps the private files; `exchange clients add` reads only their public part.
     """
-    from exchange.client.credentials import PartnerKey
+    from exchange.partner.credentials import PartnerKey
 
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     for purpose in ("auth", "sign"):

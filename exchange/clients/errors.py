@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import Conflict, NotFound, NotPermitted
+from exchange.protocol.errors import Conflict, NotFound, NotPermitted
 
 
 class ClientNotFound(NotFound):

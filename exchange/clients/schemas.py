@@ -7,10 +7,9 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from exchange.auth.policy import AGENCY_SCOPES, ALL_SCOPES
 from exchange.clients.models import CLIENT_STATUSES, CURVE_FOR_PURPOSE, KEY_PURPOSES
-from exchange.register.schemas import PagingQuery
-from exchange.strict import Changes, Strict
+from exchange.protocol.policy import AGENCY_SCOPES, ALL_SCOPES
+from exchange.web.schemas import Changes, PagingQuery, Strict
 
 CLIENT_ID = validate.Regexp(r"^[a-z0-9][a-z0-9._-]{2,63}$", error="Use 3-64 lowercase letters, digits, . _ -")
 AGENCIES = tuple(AGENCY_SCOPES)

@@ -15,17 +15,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
-from exchange.auth import jose
-from exchange.auth.errors import Replayed
-from exchange.auth.policy import AGENCY_SCOPES
-from exchange.auth.replay import ReplayCache
-from exchange.auth.tokens import TOKEN_LIFETIME
 from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client, ClientKey
 from exchange.db import changed, utcnow, version_holds
-from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
-from exchange.errors import PreconditionFailed, ValidationFailed
-from exchange.keys.store import okp_thumbprint
+from exchange.protocol import jose
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.clock import TOKEN_LIFETIME
+from exchange.protocol.encoding import okp_thumbprint
+from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
+from exchange.protocol.errors import PreconditionFailed, ValidationFailed
+from exchange.protocol.policy import AGENCY_SCOPES
+from exchange.protocol.replay import ReplayCache
 
 ROTATION_PROOF_MAX_AGE = 60  # seconds either side of now
 # a replaced agency key keeps verifying this long: its holder may have tokens and envelopes in flight

@@ -8,16 +8,16 @@ from flask import Response, current_app, jsonify, request, url_for
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from exchange.audit import context as audit_context
-from exchange.auth.caller import current_caller
-from exchange.auth.policy import ALL_SCOPES
-from exchange.auth.protect import protected
 from exchange.clients import schemas as s
 from exchange.clients.models import Client
 from exchange.clients.services import ClientService
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
-from exchange.register.views import if_match
+from exchange.protocol.policy import ALL_SCOPES
+from exchange.web import audit_context
+from exchange.web.caller import current_caller
+from exchange.web.conditional import if_match
+from exchange.web.guards import protected
 
 blp = EnvelopeBlueprint("clients", __name__, url_prefix="/v1/clients",
                 description="Agency clients, their scopes, status and public keys (security officers).")

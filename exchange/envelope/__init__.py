@@ -1,13 +1,12 @@
-"""Signed-and-encrypted envelopes (protocol.md §4): the cryptographic core, free of any web framework.
+"""Signed-and-encrypted envelopes (protocol.md §4) on this server's wire.
 
-- `exchange.envelope.envelope`: `EnvelopeHeader`, `SealedEnvelope`, `OpenedEnvelope`, `seal`, `open_envelope` (the
-  receiver's eleven checks, in the spec's order), `open_response` (a client's, with the reply checks), the helpers
-  (`request_hash_of`, `request_hash_of_proof`, `new_msg_id`, `x25519_kid`, `ed25519_kid`, `decrypt_keyring`) and the
-  seams (`SenderKeyResolver`, `ReplayCache`).
-- `exchange.envelope.errors`: one `EnvelopeError` per stable code, with its HTTP status and the step that raises it.
-- `exchange.envelope.vectors`: the published test vectors (`schemas/test-vectors/envelope-v1.json`), generated from
-  fixed seeds, for implementations in other languages.
+- `http`: opens request bodies (`EnvelopeBlueprint`, `open_request`: the receiver's checks with the actual method and
+  request target, the token's agency, the exchange's decryption keys and the agencies' sign keys) and seals
+  responses to the caller's `enc` key, after the audit entry exists.
+- `models`: the evidence store.
 
-The web layer reads the body, calls `open_envelope` with the actual method and request target, the token's agency,
-the exchange's decryption keys and the agencies' sign keys, and answers with `seal` to the agency's `enc` key.
+The cryptographic core, free of any web framework and shared with the partner library, is in `exchange.protocol`:
+`envelope` (`seal`, `open_envelope` with the eleven checks in the spec's order, `open_response`, the helpers and the
+seams), `envelope_errors` (one `EnvelopeError` per stable code) and `vectors` (the published test vectors,
+`schemas/test-vectors/envelope-v1.json`).
 """

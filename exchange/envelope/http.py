@@ -20,7 +20,6 @@ this off.
 
 from __future__ import annotations
 
-import base64
 import logging
 import random
 from datetime import UTC, datetime
@@ -34,27 +33,31 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
-from exchange.audit import context as audit_context
 from exchange.audit.services import Envelope as AuditEnvelope
-from exchange.auth.caller import ResponseKey, current_caller
-from exchange.auth.errors import Replayed
-from exchange.clients.models import Client, ClientKey
+from exchange.clients.keys import newest_active_enc_key, sign_key
+from exchange.clients.models import ClientKey
 from exchange.db import db, utcnow
-from exchange.envelope.envelope import (
+from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
+from exchange.identity import ResponseKey
+from exchange.keys.ring import KeyRing, key_ring
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.encoding import b64url_decode
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     REPLAY_MARGIN,
     AuditReceipt,
     EnvelopeHeader,
     OpenedEnvelope,
-    ReplayCache,
     RequestRef,
     open_envelope,
     seal,
 )
-from exchange.envelope.errors import EnvelopeReplayed, KeyRevoked, UnknownKey
-from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
-from exchange.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
-from exchange.keys.ring import KeyRing
+from exchange.protocol.envelope_errors import EnvelopeReplayed, KeyRevoked, UnknownKey
+from exchange.protocol.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.protocol.replay import ReplayCache
+from exchange.web import audit_context
+from exchange.web.caller import current_caller
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
@@ -82,23 +85,16 @@ def request_target() -> str:
     return request.path + (f"?{query}" if query else "")
 
 
-def _b64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class DatabaseSenderKeys:
     """The agencies' registered `sign` keys. A revoked key fails at once, whatever the envelope's `iat` says."""
 
     def resolve(self, agency: str, skid: str, at: int) -> nacl.signing.VerifyKey:
-        key = db.session.scalar(
-            select(ClientKey).join(Client).where(Client.agency == agency, ClientKey.kid == skid,
-                                                 ClientKey.purpose == "sign")
-        )
+        key = sign_key(db.session, agency=agency, kid=skid)
         if key is None or key.status == "pending":  # a pending key is not in use yet
             raise UnknownKey()
         if not key.verifies_at(utcnow()):  # revoked, or retired after its overlap
             raise KeyRevoked()
-        return nacl.signing.VerifyKey(_b64(key.x))
+        return nacl.signing.VerifyKey(b64url_decode(key.x))
 
 
 class _SeenIsNotStored:
@@ -160,7 +156,7 @@ def open_request() -> OpenedEnvelope:
         return opened
     if request.mimetype != MEDIA_TYPE:
         raise UnsupportedMediaType(f"Send the body as an envelope ({MEDIA_TYPE}).")
-    keystore: KeyRing = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = key_ring()
     opened = open_envelope(
         request.get_data(cache=True),
         receiver=RECEIVER,
@@ -216,11 +212,7 @@ def require_response_key() -> None:
     """Before anything runs: the caller's client must have an `enc` key for its responses."""
     caller = current_caller()
     # the authenticator found it with the client's status (exchange.auth.protect.read_client_state); others look it up
-    key = caller.response_key or db.session.scalar(
-        select(ClientKey).join(Client)
-        .where(Client.client_id == caller.client_id, ClientKey.purpose == "enc", ClientKey.status == "active")
-        .order_by(ClientKey.created_at.desc())
-    )
+    key = caller.response_key or (newest_active_enc_key(db.session, caller.client_id) if caller.client_id else None)
     if key is None:
         raise NoResponseKey()
     g.response_key = key
@@ -238,18 +230,18 @@ def seal_response(response: Response) -> Response:
         reference = opened.request_ref()
     else:
         reference = RequestRef.of_proof(caller.dpop_proof or "", method=request.method, target=target)
-    index, leaf_hash = response.headers.get("Audit-Index"), response.headers.get("Audit-Leaf-Hash")
+    index, leaf_hash = response.headers.get(INDEX_HEADER), response.headers.get(LEAF_HASH_HEADER)
     if index is None or leaf_hash is None:  # fail closed: no audited response leaves unsealed or unreceipted
         log.error("response without an audit receipt", extra={"code": "audit_unavailable"})
         raise ExchangeError("The response could not be sealed.")
-    keystore: KeyRing = current_app.extensions["exchange.keystore"]
+    keystore: KeyRing = key_ring()
     signer = keystore.active("envelope-sign")
     header = EnvelopeHeader.for_response(
         sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference,
         audit=AuditReceipt(index=int(index), leaf_hash=leaf_hash),
     )
     sealed = seal(header=header, plaintext=response.get_data(), signing_key=signer.signing_key,
-                  recipient_key=nacl.public.PublicKey(_b64(key.x)))
+                  recipient_key=nacl.public.PublicKey(b64url_decode(key.x)))
     response.set_data(sealed.to_json())
     response.mimetype = MEDIA_TYPE
     return response
@@ -276,7 +268,7 @@ def _replay(outcome: EnvelopeOutcome) -> Response:
 def _resolve_duplicate() -> Response:
     """A concurrent attempt with the same (sender, msg_id) was stored first: discard this one's work, then answer
     the stored outcome (or refuse it: another client, another request)."""
-    from exchange.http_errors import error_response
+    from exchange.web.errors import error_response
 
     db.session.rollback()
     g.pop("envelope_evidence", None)
@@ -323,7 +315,7 @@ def record_outcome(response: Response) -> Response:
     except DuplicateEnvelope:
         return _resolve_duplicate()
     except Exception as e:  # noqa: BLE001  (before the commit: nothing is stored, the call fails)
-        from exchange.http_errors import error_response
+        from exchange.web.errors import error_response
 
         log.error("envelope outcome not recorded", extra={"code": "commit_failed",
                                                           "exception_type": type(e).__name__})
@@ -353,7 +345,7 @@ def install_envelope_outcomes(app: Flask) -> None:
 
 
 def install_envelopes(app: Flask) -> None:
-    """Call between `db.install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
+    """Call between `install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
     reverse order, so the audit hook queues the call's entry first; responses are sealed after the commit, once the
     entry has its index (`db.after_commit`, run in the order registered: the audit log's first)."""
     app.config.setdefault("ENVELOPE_MAX_BYTES", 1024 * 1024)
@@ -362,7 +354,7 @@ def install_envelopes(app: Flask) -> None:
         try:
             return seal_response(response)
         except Exception as e:  # noqa: BLE001  (after the commit: the call is stored, its answer withheld)
-            from exchange.http_errors import error_response
+            from exchange.web.errors import error_response
 
             log.error("response not sealed", extra={"code": ResponseWithheld.code,
                                                     "exception_type": type(e).__name__})

@@ -26,16 +26,16 @@ from rich.table import Table
 
 from exchange.audit import recorder
 from exchange.audit.services import new_request_id
-from exchange.auth import jose
 from exchange.db import db
-from exchange.errors import ExchangeError
 from exchange.keys.errors import PrincipalKeyInvalid
 from exchange.keys.models import KeyApproval
 from exchange.keys.principal import Principal, sign_statement, verify_statement
-from exchange.keys.ring import KeyRing, PublishedKey
+from exchange.keys.ring import KeyRing, PublishedKey, key_ring
 from exchange.keys.service import DEFAULT_MAX_AGE_DAYS, KeyService, KeyView
 from exchange.keys.store import ALL_PURPOSES
 from exchange.operator import KID_FIRST_DASH, officer_caller, run_audited
+from exchange.protocol import jose
+from exchange.protocol.errors import ExchangeError
 
 console = Console()
 T = TypeVar("T")
@@ -52,7 +52,7 @@ STATE_COLOURS = {"active": "green", "pending": "cyan", "retiring": "yellow", "re
 
 
 def _ring() -> KeyRing:
-    ring: KeyRing = current_app.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring()
     return ring
 
 

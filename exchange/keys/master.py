@@ -22,10 +22,9 @@ import nacl.pwhash
 import nacl.secret
 import nacl.utils
 
-from exchange.keys.store import KeyStoreError, atomic_write
+from exchange.files import atomic_write
+from exchange.keys.errors import KEY_ENV, PASSPHRASE_ENV, KeyStoreError, MasterSecretMissing, MasterSecretWrong
 
-PASSPHRASE_ENV = "EXCHANGE_MASTER_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
-KEY_ENV = "EXCHANGE_MASTER_KEY"
 COST_ENV = "EXCHANGE_MASTER_KDF"  # interactive | moderate | sensitive; read only when the store is created
 CHECK_PLAINTEXT = b"returnee-exchange key store v1"
 FILE_NAME = "master.json"
@@ -35,17 +34,6 @@ COSTS = {
     "moderate": (nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE),
     "sensitive": (nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE),
 }
-
-
-class MasterSecretMissing(KeyStoreError):
-    code = "master_secret_missing"
-    default_message = (f"The key store is locked: set {PASSPHRASE_ENV} (or {KEY_ENV}, 32 bytes in base64) "
-                       "to unlock it.")
-
-
-class MasterSecretWrong(KeyStoreError):
-    code = "master_secret_wrong"
-    default_message = "The master passphrase or key does not unlock this key store."
 
 
 @dataclass(frozen=True)

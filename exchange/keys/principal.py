@@ -23,12 +23,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exchange.auth import jose
-from exchange.auth.caller import Caller
 from exchange.clients.models import Client, ClientKey
 from exchange.db import utcnow
+from exchange.identity import Caller
 from exchange.keys.errors import PrincipalKeyInvalid, PrincipalRequired
-from exchange.keys.store import okp_thumbprint
+from exchange.protocol import jose
+from exchange.protocol.encoding import okp_thumbprint
 
 STATEMENT_TYPE = "dual-control+jwt"
 STATEMENT_AUDIENCE = "exchange-cli"

@@ -21,9 +21,11 @@ from typing import Any, Protocol
 
 import nacl.public
 import nacl.signing
+from flask import Flask, current_app
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from exchange.keys.errors import KeyStoreError
 from exchange.keys.models import ExchangeKeyRecord
 from exchange.keys.store import (
     ALGORITHMS,
@@ -33,11 +35,10 @@ from exchange.keys.store import (
     ExchangeEncryptionKey,
     ExchangeKey,
     KeyStore,
-    KeyStoreError,
     PrivateKey,
     StorageKey,
-    b64url_decode,
 )
+from exchange.protocol.encoding import b64url_decode
 
 MISS_REFRESH_SECONDS = 0.2  # a burst of unknown kids reloads the registry at most this often
 
@@ -346,4 +347,18 @@ def provision(keys_dir: Path, engine: Engine, *, master_key: str) -> KeyRing:
     master = unlock(keys_dir, MasterSecret(key=master_key), create=True)
     ring = KeyRing(engine=engine, store=FileKeyStore(keys_dir, master=master))
     ring.ensure_all()
+    return ring
+
+
+_EXTENSION = "exchange.keystore"
+
+
+def attach_key_ring(app: Flask, ring: KeyRing) -> None:
+    """Make `ring` the app's key ring (the app factory does, once)."""
+    app.extensions[_EXTENSION] = ring
+
+
+def key_ring(app: Flask | None = None) -> KeyRing:
+    """The app's key ring (`app`, or the current app): the one way to reach it."""
+    ring: KeyRing = (app or current_app).extensions[_EXTENSION]
     return ring

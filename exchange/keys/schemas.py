@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from exchange.keys.models import APPROVAL_STATUSES, KEY_STATES
 from exchange.keys.store import ALL_PURPOSES
-from exchange.strict import Strict
+from exchange.web.schemas import Strict
 
 PURPOSE = fields.String(required=True, validate=validate.OneOf(ALL_PURPOSES))
 

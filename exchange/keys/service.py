@@ -25,8 +25,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.tokens import TOKEN_LIFETIME
-from exchange.envelope.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
 from exchange.keys.errors import (
     ApprovalClosed,
@@ -43,6 +41,8 @@ from exchange.keys.models import ExchangeKeyRecord, KeyApproval
 from exchange.keys.principal import Principal, registered_keys
 from exchange.keys.ring import KeyRing, active_kids, registry_row, state_of
 from exchange.keys.store import ALL_PURPOSES
+from exchange.protocol.clock import TOKEN_LIFETIME
+from exchange.protocol.envelope import MAX_LIFETIME as ENVELOPE_MAX_LIFETIME
 
 CLOCK_SKEW = timedelta(seconds=60)
 MIN_OVERLAP = timedelta(seconds=TOKEN_LIFETIME + ENVELOPE_MAX_LIFETIME) + CLOCK_SKEW

@@ -11,11 +11,9 @@ A key's private part never appears in a repr, a log line, an error or an API res
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,7 +26,9 @@ import nacl.secret
 import nacl.signing
 import nacl.utils
 
-from exchange.errors import ExchangeError
+from exchange.files import atomic_write, fsync_directory
+from exchange.keys.errors import KeyStoreDamaged, KeyStoreError, MasterSecretMissing
+from exchange.protocol.encoding import b64url, b64url_decode, okp_thumbprint
 
 PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it
@@ -38,36 +38,6 @@ ALGORITHMS = {"token": "Ed25519", "envelope-sign": "Ed25519", "audit": "Ed25519"
               "storage": "XSalsa20-Poly1305"}
 FILE_VERSION = 1
 MASTER = "master"  # `wrapped_by` of a file sealed directly by the master key
-
-
-class KeyStoreError(ExchangeError):
-    """The key store is missing, locked, unreadable or holds no usable key; the exchange fails closed."""
-
-    status = 503
-    code = "key_store_unavailable"
-    default_message = "The exchange's key store is unavailable."
-
-
-class KeyStoreDamaged(KeyStoreError):
-    """A key file is there but does not yield its key (truncated, altered, or sealed by something else), while the
-    master secret is right: the operator restores the file from a backup; changing the secret would not help."""
-
-    code = "key_store_damaged"
-    default_message = "A key file of the exchange's key store is damaged."
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def okp_thumbprint(crv: str, x: str) -> str:
-    """RFC 7638 JWK thumbprint of an OKP key: b64url(SHA-256 of {"crv","kty","x"} in lexicographic order)."""
-    canonical = json.dumps({"crv": crv, "kty": "OKP", "x": x}, separators=(",", ":"), sort_keys=True)
-    return b64url(hashlib.sha256(canonical.encode("ascii")).digest())
 
 
 def storage_kid(secret: bytes) -> str:
@@ -235,8 +205,6 @@ class FileKeyStore:
         if self._master is None:
             source = self._master_source
             if source is None:
-                from exchange.keys.master import MasterSecretMissing
-
                 raise MasterSecretMissing()
             self._master = source() if callable(source) else source
         return self._master
@@ -363,30 +331,6 @@ class FileKeyStore:
                 self._write(self.load(kid), wrap_with=storage_kid)
                 count += 1
         return count
-
-
-def fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, payload: bytes) -> None:
-    """Write `path` whole or not at all: a 0600 temp file in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, payload)
-        os.fsync(fd)
-        os.close(fd)
-        os.rename(tmp, path)
-        fsync_directory(path.parent)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class InMemoryKeyStore:

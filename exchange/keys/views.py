@@ -14,15 +14,15 @@ from typing import Any
 from flask import current_app, g
 from flask.views import MethodView
 
-from exchange.audit import context as audit
-from exchange.auth.caller import current_caller
-from exchange.auth.protect import protected
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
 from exchange.keys.principal import Principal, api_principal
-from exchange.keys.ring import KeyRing
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.service import KeyService, KeyView
+from exchange.web import audit_context as audit
+from exchange.web.caller import current_caller
+from exchange.web.guards import protected
 
 blp = EnvelopeBlueprint("keys", __name__, url_prefix="/v1/keys",
                         description="The exchange's own keys: lifecycle, rotation, dual control (security officers).")
@@ -30,7 +30,7 @@ ADMIN = {"keys:admin"}
 
 
 def ring() -> KeyRing:
-    value: KeyRing = current_app.extensions["exchange.keystore"]
+    value: KeyRing = key_ring()
     return value
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller
 from exchange.db import utcnow
+from exchange.identity import Caller
 from exchange.register.models import Returnee
 from exchange.register.services import RegisterService
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exchange.errors import Conflict, InvalidTransition, NotFound, NotPermitted, ValidationFailed
+from exchange.protocol.errors import Conflict, InvalidTransition, NotFound, NotPermitted, ValidationFailed
 
 __all__ = [
     "DuplicateRegisterNumber",

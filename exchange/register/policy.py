@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from exchange.db import Record
-from exchange.errors import NotPermitted, ValidationFailed
+from exchange.protocol.errors import NotPermitted, ValidationFailed
 from exchange.register.models import (
     STATUSES,
     BorderCrossing,

@@ -12,12 +12,11 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, post_dump, validate, validates_schema
 
-from exchange.config import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from exchange.db import Record, utcnow
 from exchange.register import models as m
 from exchange.register import policy
 from exchange.register.transliteration import parse_partial_date
-from exchange.strict import Changes, Strict
+from exchange.web.schemas import Changes, PagingQuery, Strict
 
 COUNTRY = validate.Regexp(r"^[A-Z]{2}$", error="Use an ISO 3166-1 alpha-2 code such as TJ.")
 OFFICER = validate.Length(min=1, max=64)
@@ -512,11 +511,6 @@ class ScreeningQuerySchema(Strict):
 
 
 # ---- listing ------------------------------------------------------------------------------------------------------
-
-
-class PagingQuery(Strict):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
-    page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE))
 
 
 class ReturneeQuery(PagingQuery):

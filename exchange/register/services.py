@@ -1,7 +1,7 @@
 """The register's business logic: need to know, the lifecycle, optimistic concurrency and screening.
 
 Services receive their session and clock; they flush but never commit. The request's unit of work commits once the
-response is ready (`exchange.db.install_unit_of_work`), so a refused call changes nothing and an acknowledged one is
+response is ready (`web.pipeline.install_unit_of_work`), so a refused call changes nothing and an acknowledged one is
 durable. Views hand in already-validated dictionaries from the marshmallow schemas.
 """
 
@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, aliased, joinedload, raiseload, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
-from exchange.auth.caller import Caller
 from exchange.db import Record, changed, utcnow, version_holds
-from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
+from exchange.identity import Caller
+from exchange.protocol.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_requester, check_transition

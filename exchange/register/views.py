@@ -1,6 +1,6 @@
 """HTTP resources of the register. Thin: parse (schemas), ask the service, dump the caller's agency view.
 
-Every route here is under `/v1/` and so runs after the caller seam (`exchange.auth.caller`) has authenticated the
+Every route here is under `/v1/` and so runs after the caller seam (`exchange.web.caller`) has authenticated the
 request. The response schema depends on the caller's agency (need to know); the OpenAPI document lists each agency's
 view as its own schema under `oneOf`.
 """
@@ -14,16 +14,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, jsonify, request, url_for
+from flask import Response, jsonify, url_for
 from flask.views import MethodView
 from marshmallow import RAISE, Schema
 
-from exchange.audit.context import touch
-from exchange.auth.caller import Caller, current_caller
-from exchange.auth.protect import protected
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
-from exchange.errors import NotPermitted, PreconditionFailed, PreconditionRequired
+from exchange.identity import Caller
+from exchange.protocol.errors import NotPermitted
 from exchange.register import schemas as s
 from exchange.register.models import (
     BorderCrossing,
@@ -34,6 +32,10 @@ from exchange.register.models import (
     VettingAssessment,
 )
 from exchange.register.services import RETURNEE_COLLECTIONS, Page, PageRequest, RegisterService
+from exchange.web.audit_context import touch
+from exchange.web.caller import current_caller
+from exchange.web.conditional import if_match
+from exchange.web.guards import protected
 
 blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 
@@ -108,24 +110,6 @@ def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Respon
             "total": page.total,
         }
     )
-
-
-def if_match(*, required: bool) -> int | None:
-    """The version named by `If-Match` (`"<version>"`), None for `*` or, where allowed, no header.
-
-    A weak or unparsable tag can never match a version, so it fails the precondition rather than being ignored.
-    """
-    header = request.headers.get("If-Match")
-    if header is None:
-        if required:
-            raise PreconditionRequired()
-        return None
-    if header.strip() == "*":
-        return None
-    tags = request.if_match.as_set(include_weak=False)
-    if len(tags) != 1 or not next(iter(tags)).isdigit():
-        raise PreconditionFailed("If-Match must carry exactly one ETag you received, such as \"3\".")
-    return int(next(iter(tags)))
 
 
 def paging(query: Mapping[str, Any]) -> tuple[PageRequest, dict[str, Any]]:

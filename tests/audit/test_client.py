@@ -9,12 +9,13 @@ import httpx
 import pytest
 from flask import Flask
 
-from exchange.audit import merkle, recorder
-from exchange.audit.checkpoint import NoteVerifier
-from exchange.audit.client import EntryReceipt, check_entry
-from exchange.audit.errors import InvalidCheckpoint, InvalidProof, VerificationError
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES
+from exchange.audit import recorder
+from exchange.identity import Caller
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import InvalidCheckpoint, InvalidProof, VerificationError
+from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.policy import AGENCY_SCOPES
+from exchange.protocol.receipts import EntryReceipt, check_entry
 from tests.audit.conftest import fill, rewind, stored_leaves
 from tests.conftest import TEST_CALLER_KEY, AgencyClient, returnee_body
 

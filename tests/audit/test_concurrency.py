@@ -14,14 +14,14 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
-from exchange.audit.checkpoint import NoteVerifier
 from exchange.audit.recorder import record_event
 from exchange.audit.services import AuditLog, QueuedEntry
 from exchange.audit.verify import DatabaseSource, verify_log
-from exchange.auth.caller import Caller
 from exchange.db import make_engine
+from exchange.identity import Caller
 from exchange.keys.store import ExchangeKey
+from exchange.protocol import merkle
+from exchange.protocol.checkpoint import NoteVerifier
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
 
 WORKERS = 4

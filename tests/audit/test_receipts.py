@@ -11,13 +11,13 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from exchange.audit.checkpoint import Checkpoint, SignedCheckpoint
-from exchange.client.api import ExchangeClient
-from exchange.client.envelopes import PartnerKeys
-from exchange.client.errors import ExchangeClientError, ResponseVerificationError
 from exchange.clients.services import ClientService
-from exchange.envelope.envelope import AuditReceipt
-from exchange.keys.store import b64url
+from exchange.partner.api import ExchangeClient
+from exchange.partner.envelopes import PartnerKeys
+from exchange.partner.errors import ExchangeClientError, ResponseVerificationError
+from exchange.protocol.checkpoint import Checkpoint, SignedCheckpoint
+from exchange.protocol.encoding import b64url
+from exchange.protocol.envelope import AuditReceipt
 from tests.conftest import returnee_body
 
 ISSUER = "http://localhost"
@@ -51,13 +51,13 @@ def connect(released_app: Flask) -> Iterator[Callable[[str], ExchangeClient]]:
 
 
 def _scopes(agency: str) -> frozenset[str]:
-    from exchange.auth.policy import AGENCY_SCOPES
+    from exchange.protocol.policy import AGENCY_SCOPES
 
     return AGENCY_SCOPES[agency]
 
 
 def _purposes(agency: str) -> frozenset[str]:
-    from exchange.auth.policy import PURPOSES
+    from exchange.protocol.policy import PURPOSES
 
     return PURPOSES[agency]
 

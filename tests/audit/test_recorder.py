@@ -17,13 +17,14 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle, recorder
-from exchange.audit.errors import AuditUnavailable
+from exchange.audit import recorder
 from exchange.audit.models import AuditHead, AuditQueued
 from exchange.audit.recorder import record_event
 from exchange.audit.services import ENTRY_MEMBERS, AuditLog, encode_entry, fill_leaf, queue_leaf
-from exchange.auth.caller import Caller
 from exchange.db import db
+from exchange.identity import Caller
+from exchange.protocol import merkle
+from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.register.models import Returnee
 from tests.audit.conftest import engine_of, event, stored_entries, stored_leaves, stored_nodes
 from tests.audit.test_concurrency import audit_key

@@ -15,12 +15,11 @@ from flask import Flask
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
-from exchange.audit import merkle
-from exchange.audit.checkpoint import NoteVerifier
 from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditNode
-from exchange.audit.verify import b64url_decode
 from exchange.cli import main
-from exchange.keys.store import b64url
+from exchange.protocol import merkle
+from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.encoding import b64url, b64url_decode
 from tests.audit.conftest import engine_of, fill, rewind, stored_entries, stored_leaves
 from tests.conftest import AgencyClient, returnee_body
 
@@ -296,8 +295,8 @@ def test_verify_reports_entries_still_queued(
     """An entry committed with its call but not sequenced yet is not in the tree: the verifier's own recorded read
     sequences it first; if that read cannot be recorded, the verifier says the entry is waiting."""
     from exchange.audit import recorder
-    from exchange.audit.errors import AuditUnavailable
     from exchange.audit.services import AuditLog
+    from exchange.protocol.audit_errors import AuditUnavailable
     from tests.audit.conftest import event
 
     def queue_one() -> None:

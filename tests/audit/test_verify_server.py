@@ -19,9 +19,9 @@ from werkzeug.serving import make_server
 
 from exchange.audit.models import AuditEntry
 from exchange.cli import main
-from exchange.client.api import ExchangeClient
-from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
+from exchange.partner.api import ExchangeClient
+from exchange.partner.envelopes import PartnerKeys
 from tests.conftest import returnee_body
 
 
@@ -49,7 +49,7 @@ def served(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, str]]:
 
 
 def _register(app: Flask, agency: str, client_id: str, key_dir: Path) -> PartnerKeys:
-    from exchange.auth.policy import AGENCY_SCOPES
+    from exchange.protocol.policy import AGENCY_SCOPES
 
     keys = PartnerKeys.generate()
     keys.save(key_dir)

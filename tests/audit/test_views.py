@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from exchange.audit import merkle, recorder
-from exchange.audit.checkpoint import SignedCheckpoint, verify_checkpoint
-from exchange.audit.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from exchange.audit import recorder
 from exchange.audit.services import EXPORT_FORMAT
-from exchange.auth.policy import AGENCY_SCOPES
+from exchange.protocol import merkle
+from exchange.protocol.checkpoint import SignedCheckpoint, verify_checkpoint
+from exchange.protocol.merkle import ConsistencyProof, InclusionProof, verify_consistency, verify_inclusion
+from exchange.protocol.policy import AGENCY_SCOPES
 from tests.audit.conftest import fill, stored_entries, stored_leaves
 from tests.conftest import AgencyClient, returnee_body
 

@@ -11,9 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
 from exchange.clients.services import ClientService
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
 ISSUER = "http://localhost"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

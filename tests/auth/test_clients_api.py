@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exchange.client.credentials import PartnerKey
+from exchange.partner.credentials import PartnerKey
 from tests.auth.conftest import Partner
 from tests.auth.test_token import assert_api_error, assert_oauth_error
 

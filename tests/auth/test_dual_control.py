@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
-from exchange.auth.policy import AGENCY_SCOPES
-from exchange.client.credentials import PartnerKey, dpop_proof
 from exchange.clients.services import ClientService
 from exchange.keys.models import KeyApproval
+from exchange.partner.credentials import PartnerKey, dpop_proof
+from exchange.protocol.policy import AGENCY_SCOPES
 from tests.auth.conftest import ISSUER, Partner
 from tests.auth.test_token import assert_api_error
 

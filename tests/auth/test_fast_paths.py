@@ -15,11 +15,11 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from exchange.auth import jose
 from exchange.auth.models import RevokedToken
 from exchange.auth.protect import read_client_state
-from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
+from exchange.partner.envelopes import PartnerKeys
+from exchange.protocol import jose
 from tests.auth.conftest import ISSUER, Partner
 
 KEY = jose.OKPKey.generate_key("Ed25519")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 
-from exchange.auth.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
+from exchange.protocol.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
 from tests.auth.conftest import Partner
 from tests.conftest import route_scopes
 from tests.register.test_need_to_know import NO_SCOPE, PAGING, REFUSED, SAMPLES

@@ -15,12 +15,12 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.errors import Replayed
 from exchange.auth.replay import RedisReplayCache
-from exchange.client.credentials import client_assertion, dpop_proof
-from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
 from exchange.clients.services import ClientService
-from exchange.errors import ReplayCacheUnavailable
+from exchange.partner.credentials import client_assertion, dpop_proof
+from exchange.partner.envelopes import PartnerKeys, PublishedKeys, seal_request
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.errors import ReplayCacheUnavailable
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body

@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask
 
-from exchange.auth.errors import Replayed
-from exchange.auth.replay import DatabaseReplayCache, InMemoryReplayCache, RedisReplayCache, ReplayCache
+from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache
+from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.replay import InMemoryReplayCache, ReplayCache
 
 REDIS_URL = os.environ.get("EXCHANGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

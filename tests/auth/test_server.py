@@ -15,27 +15,27 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.auth.replay import InMemoryReplayCache
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
-from exchange.envelope.envelope import (
+from exchange.keys.master import new_master_key
+from exchange.keys.models import ExchangeKeyRecord
+from exchange.keys.ring import PublishedKey, provision
+from exchange.keys.store import FileKeyStore
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof
+from exchange.protocol.encoding import b64url, b64url_decode_strict
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     EnvelopeHeader,
     RequestRef,
     SenderKey,
     StaticSenderKeys,
-    b64decode,
     decrypt_keyring,
     ed25519_kid,
     open_response,
     seal_json,
 )
-from exchange.keys.master import new_master_key
-from exchange.keys.models import ExchangeKeyRecord
-from exchange.keys.ring import PublishedKey, provision
-from exchange.keys.store import FileKeyStore, b64url
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
+from exchange.protocol.replay import InMemoryReplayCache
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 
@@ -64,7 +64,7 @@ class RemotePartner:
         header = EnvelopeHeader.for_request(sender=self.agency, skid=ed25519_kid(self.sign_key.verify_key),
                                             recipient="exchange", rkid=enc["kid"], method=method, target=path)
         sealed = seal_json(header=header, value=value, signing_key=self.sign_key,
-                           recipient_key=nacl.public.PublicKey(b64decode(enc["x"])))
+                           recipient_key=nacl.public.PublicKey(b64url_decode_strict(enc["x"])))
         self.last_request = RequestRef.of_envelope(sealed)
         return sealed.to_json()
 
@@ -74,7 +74,7 @@ class RemotePartner:
         opened = open_response(response.content, request=request, receiver=self.agency,
                                decrypt_keys=decrypt_keyring([self.enc_key]), sender="exchange",
                                sender_keys=StaticSenderKeys([SenderKey(agency="exchange", verify_key=(
-                                   nacl.signing.VerifyKey(b64decode(signer["x"]))))]),
+                                   nacl.signing.VerifyKey(b64url_decode_strict(signer["x"]))))]),
                                replay=InMemoryReplayCache())
         assert opened.header.audit is not None and opened.header.audit.index >= 0
         return opened.json

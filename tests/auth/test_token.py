@@ -13,9 +13,10 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from exchange.auth import jose
 from exchange.auth.models import RevokedToken, SeenJti
-from exchange.client.credentials import PartnerKey, client_assertion, dpop_proof, new_jti
+from exchange.keys.ring import key_ring
+from exchange.partner.credentials import PartnerKey, client_assertion, dpop_proof, new_jti
+from exchange.protocol import jose
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body
@@ -60,7 +61,7 @@ def test_token_is_an_eddsa_rfc9068_jwt_bound_to_the_dpop_key(partner: MakePartne
     body = response.get_json()
     assert body["token_type"] == "DPoP" and body["expires_in"] == 300 and "refresh_token" not in body
     header = jose.header_of(body["access_token"])
-    token_key = oauth_app.extensions["exchange.keystore"].active("token")
+    token_key = key_ring(oauth_app).active("token")
     assert header == {"typ": "at+jwt", "kid": token_key.kid, "alg": "EdDSA"}
     claims = claims_of(body["access_token"])
     assert claims["iss"] == ISSUER and claims["aud"] == f"{ISSUER}/v1"
@@ -261,7 +262,7 @@ def test_forged_and_tampered_tokens_are_refused(partner: MakePartner, oauth_app:
         interior.token = bad
         assert_api_error(interior.call("GET", "/v1/returnees"), 401, "invalid_token")
     # a token with the right signature but another typ (an ID token, say) is no access token
-    key = oauth_app.extensions["exchange.keystore"].active("token")
+    key = key_ring(oauth_app).active("token")
     other = jose.encode({"typ": "JWT", "kid": key.kid}, claims_of(token), jose.OKPKey.import_key(key.private_jwk()))
     interior.token = other
     assert_api_error(interior.call("GET", "/v1/returnees"), 401, "invalid_token")

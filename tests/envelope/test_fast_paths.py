@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.envelope.envelope import (
+from exchange.protocol.encoding import b64url
+from exchange.protocol.envelope import (
     AuditReceipt,
     EnvelopeHeader,
     RequestRef,
@@ -31,8 +32,7 @@ from exchange.envelope.envelope import (
     seal,
     x25519_kid,
 )
-from exchange.envelope.errors import EnvelopeError
-from exchange.keys.store import b64url
+from exchange.protocol.envelope_errors import EnvelopeError
 
 SIGN = nacl.signing.SigningKey.generate()
 ENC = nacl.public.PrivateKey.generate()
@@ -154,7 +154,7 @@ def test_parse_json_reads_what_it_read() -> None:
 
 def test_seal_request_names_the_request_as_its_envelope_does() -> None:
     """The client's `seal_request` builds its `RequestRef` from the header it wrote, not by parsing it back."""
-    from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
+    from exchange.partner.envelopes import PartnerKeys, PublishedKeys, seal_request
 
     exchange_enc = nacl.public.PrivateKey.generate()
     published = PublishedKeys.from_jwks({"keys": [{

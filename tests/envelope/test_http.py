@@ -17,9 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
-from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
-from exchange.envelope.envelope import (
+from exchange.envelope.models import EnvelopeEvidence
+from exchange.keys.ring import key_ring
+from exchange.partner.envelopes import PartnerKeys
+from exchange.protocol.envelope import (
     MEDIA_TYPE,
     EnvelopeHeader,
     SealedEnvelope,
@@ -29,7 +31,6 @@ from exchange.envelope.envelope import (
     unsafe_seal_raw,
     x25519_kid,
 )
-from exchange.envelope.models import EnvelopeEvidence
 from exchange.register.models import Returnee
 from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import returnee_body
@@ -72,7 +73,7 @@ def sender(enveloped_app: Flask) -> Iterator[Sender]:
             {"client_id": "interior-registry", "agency": "interior", "name": "registry", "keys": keys.registration(),
              "scopes": ["returnees:read", "returnees:write"]}, officer="TJ-SEC-1")
         session.commit()
-    enc = enveloped_app.extensions["exchange.keystore"].active_encryption("envelope-enc")
+    enc = key_ring(enveloped_app).active_encryption("envelope-enc")
     partner = Partner(http=enveloped_app.test_client(), client_id="interior-registry", agency="interior",
                       scopes=frozenset({"returnees:read", "returnees:write"}), auth_key=keys.auth)
     yield Sender(partner=partner, keys=keys, exchange_enc=enc.public_key, exchange_rkid=enc.kid)
@@ -117,7 +118,7 @@ def test_a_sealed_request_is_accepted_with_evidence_and_a_sealed_audited_reply(
         evidence = session.scalars(select(EnvelopeEvidence)).one()
     assert evidence.protected == sealed.protected
     assert b"Gulmurod" not in evidence.sealed_plaintext and "Гулмурод".encode() not in evidence.sealed_plaintext
-    storage = enveloped_app.extensions["exchange.keystore"].active_secret()
+    storage = key_ring(enveloped_app).active_secret()
     assert json.loads(storage.open(evidence.sealed_plaintext))["person_name"]["given"] == "Гулмурод"
 
 

@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 
 from exchange import logs
 from exchange.audit import recorder
-from exchange.audit.errors import AuditUnavailable
 from exchange.audit.models import AuditEntry
 from exchange.audit.services import AuditLog
-from exchange.client.api import ExchangeClient
-from exchange.client.envelopes import PartnerKeys, PublishedKeys, seal_request
 from exchange.clients.services import ClientService
 from exchange.envelope import http as envelope_http
 from exchange.envelope.models import EnvelopeEvidence, EnvelopeOutcome
+from exchange.partner.api import ExchangeClient
+from exchange.partner.envelopes import PartnerKeys, PublishedKeys, seal_request
+from exchange.protocol.audit_errors import AuditUnavailable
 from exchange.register.models import Returnee
 from tests.auth.conftest import Partner
 from tests.conftest import returnee_body

@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from sqlalchemy.orm import Session
 
-from exchange.client.credentials import PartnerKey, rotation_proof
-from exchange.client.envelopes import PartnerKeys
 from exchange.clients.services import ClientService
 from exchange.db import utcnow
+from exchange.partner.credentials import PartnerKey, rotation_proof
+from exchange.partner.envelopes import PartnerKeys
 from tests.conftest import AgencyClient
 
 URL = "http://127.0.0.1:5000/v1/clients/me/keys"  # the test app's issuer + path
@@ -66,7 +66,7 @@ def test_an_agency_replaces_its_sign_key_and_the_old_one_retires_after_the_overl
 def test_enc_keys_are_proven_by_the_sign_key_and_auth_keys_by_the_auth_key(
     app: Flask, border: AgencyClient, keys: PartnerKeys
 ) -> None:
-    from exchange.client.envelopes import PartnerEncryptionKey
+    from exchange.partner.envelopes import PartnerEncryptionKey
 
     enc = PartnerEncryptionKey.generate()
     assert border.post("/v1/clients/me/keys", json=body("enc", enc, keys.sign)).status_code == 201
@@ -99,7 +99,7 @@ def test_a_rotation_without_a_valid_proof_is_refused_and_changes_nothing(
 
 
 def test_a_proof_cannot_be_replayed(app: Flask, border: AgencyClient, keys: PartnerKeys) -> None:
-    from exchange.client.envelopes import PartnerEncryptionKey
+    from exchange.partner.envelopes import PartnerEncryptionKey
 
     request = body("enc", PartnerEncryptionKey.generate(), keys.sign)  # the sign key stays active: only the jti
     assert border.post("/v1/clients/me/keys", json=request).status_code == 201

@@ -13,15 +13,16 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from exchange.audit.checkpoint import verify_checkpoint
 from exchange.audit.models import AuditEntry
 from exchange.audit.recorder import origin, signer, verifiers
 from exchange.audit.services import AuditLog
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
-from exchange.keys.ring import KeyRing
+from exchange.identity import Caller
+from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.service import MIN_OVERLAP
-from exchange.keys.store import FileKeyStore, b64url, secret_bytes
+from exchange.keys.store import FileKeyStore, secret_bytes
+from exchange.protocol.checkpoint import verify_checkpoint
+from exchange.protocol.encoding import b64url
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 from tests.conftest import AgencyClient
 
 OFFICER_A, OFFICER_B = "TJ-SEC-0001", "TJ-SEC-0002"
@@ -47,7 +48,7 @@ def app(file_app: Flask) -> Flask:
 
 @pytest.fixture
 def ring(app: Flask) -> KeyRing:
-    value: KeyRing = app.extensions["exchange.keystore"]
+    value: KeyRing = key_ring(app)
     return value
 
 
@@ -311,8 +312,8 @@ def test_after_a_lost_master_passphrase_officers_rotate_every_key_storage_first(
     """The runbook's recovery: a new, empty store under a new master secret; the registry still names the old keys,
     whose private parts are lost. Rotating storage first, then the rest, gives a working set again, and checkpoints
     signed by the lost audit key still verify."""
+    from exchange.keys.errors import KeyStoreError
     from exchange.keys.master import MasterSecret, new_master_key, unlock
-    from exchange.keys.store import KeyStoreError
 
     with app.app_context():
         from exchange.db import db

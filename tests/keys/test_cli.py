@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from exchange.audit.models import AuditEntry
-from exchange.auth.caller import Caller
-from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
 from exchange.cli import main
-from exchange.client.credentials import PartnerKey
 from exchange.clients.services import ClientService
-from exchange.keys.ring import KeyRing
+from exchange.identity import Caller
+from exchange.keys.ring import KeyRing, key_ring
+from exchange.partner.credentials import PartnerKey
+from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
 
 def run(*args: str, officer: str | None = "TJ-SEC-0001") -> tuple[int, str]:
@@ -92,7 +92,7 @@ def test_list_rotate_and_show_print_readable_tables(cli_env: Flask) -> None:
     code, output = run("keys", "rotate", "token")
     assert code == 0, output
     assert "pending" in output and "retiring" not in output  # the new key activates in a few seconds
-    ring: KeyRing = cli_env.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring(cli_env)
     pending = [k for k in ring.snapshot(refresh=True).keys if k.purpose == "token" and k.kid not in
                {v.kid for v in ring.verification_keys("token")[:1]}]
     code, output = run("keys", "show", pending[0].kid, officer=None)
@@ -110,7 +110,7 @@ def _approval_id(output: str) -> str:
 def test_revocation_from_the_command_line_needs_a_second_security_client(
     cli_env: Flask, first: Officer, second: Officer
 ) -> None:
-    ring: KeyRing = cli_env.extensions["exchange.keystore"]
+    ring: KeyRing = key_ring(cli_env)
     victim = ring.active("envelope-sign").kid
     code, output = run("keys", "revoke", victim, "--reason", "operator laptop stolen", *first.args())
     assert code == 0 and "pending" in output and "security-desk-1" in output

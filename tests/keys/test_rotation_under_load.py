@@ -18,15 +18,16 @@ from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
 from exchange.cli import main
-from exchange.client.api import ExchangeClient, RetryPolicy
-from exchange.client.credentials import PartnerKey
-from exchange.client.envelopes import PartnerKeys
-from exchange.client.errors import ExchangeClientError
 from exchange.clients.services import ClientService
 from exchange.db import make_engine
 from exchange.keys.master import MasterSecret, new_master_key, unlock
 from exchange.keys.ring import provision
-from exchange.keys.store import ALL_PURPOSES, FileKeyStore, b64url, secret_bytes
+from exchange.keys.store import ALL_PURPOSES, FileKeyStore, secret_bytes
+from exchange.partner.api import ExchangeClient, RetryPolicy
+from exchange.partner.credentials import PartnerKey
+from exchange.partner.envelopes import PartnerKeys
+from exchange.partner.errors import ExchangeClientError
+from exchange.protocol.encoding import b64url
 from tests.conftest import returnee_body
 from tests.server import gunicorn
 

@@ -11,17 +11,11 @@ from typing import Any
 import pytest
 
 from exchange import create_app
-from exchange.keys.master import MasterSecret, MasterSecretMissing, MasterSecretWrong, new_master_key, unlock
-from exchange.keys.store import (
-    MASTER,
-    ExchangeKey,
-    FileKeyStore,
-    KeyStoreDamaged,
-    KeyStoreError,
-    StorageKey,
-    b64url,
-    secret_bytes,
-)
+from exchange.keys.errors import KeyStoreError, MasterSecretMissing, MasterSecretWrong
+from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.ring import key_ring
+from exchange.keys.store import MASTER, ExchangeKey, FileKeyStore, KeyStoreDamaged, StorageKey, secret_bytes
+from exchange.protocol.encoding import b64url
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -169,13 +163,13 @@ def test_the_exchange_refuses_to_start_without_the_master_secret(
     with pytest.raises(MasterSecretWrong):
         create_app(config)
     monkeypatch.setenv("EXCHANGE_MASTER_PASSPHRASE", PASSPHRASE)
-    assert create_app(config).extensions["exchange.keystore"] is not None
+    assert key_ring(create_app(config)) is not None
 
 
 def test_readyz_says_unavailable_when_an_active_key_does_not_open(file_app: Any) -> None:
     client = file_app.test_client()
     assert client.get("/readyz").get_json()["checks"]["key_store"] == "ok"
-    ring = file_app.extensions["exchange.keystore"]
+    ring = key_ring(file_app)
     token = ring.active("token").kid
     ring.store.destroy(token)  # e.g. a file deleted by hand
     response = client.get("/readyz")
@@ -236,8 +230,8 @@ def test_calls_that_cannot_be_audited_are_refused_while_key_administration_stays
 ) -> None:
     """A damaged audit key: readyz says so, and /v1 calls are 503 audit_key_unavailable (never served unaudited),
     except key administration, the way to repair it."""
-    from exchange.auth.caller import Caller
-    from exchange.auth.policy import AGENCY_SCOPES, PURPOSES
+    from exchange.identity import Caller
+    from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
     from tests.conftest import AgencyClient
 
     first = make_app(KEYSTORE=file_keys, KEYS_DIR=str(file_keys.directory))

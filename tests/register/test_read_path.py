@@ -15,7 +15,7 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import Session
 
-from exchange.auth.caller import Caller
+from exchange.identity import Caller
 from exchange.register import schemas as s
 from exchange.register import services
 from exchange.register.models import Returnee, ReturneeSearchKey
