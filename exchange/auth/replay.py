@@ -50,8 +50,9 @@ DEFAULT_FIRST_USE_BEFORE_EXPIRY = 370
 # earliest first use minus its shortest lifetime): during that time the cache cannot tell a fresh credential from a
 # replayed one, so the refusal is 503 `replay_cache_unavailable` with Retry-After (the partner library retries it
 # with a new proof), not a replay error. After it, a refusal can only be a credential presented before the reset.
-WARM_UP_SECONDS: dict[str, int] = {"dpop": 10, "assertion": 20, "key-rotation": 60}
-DEFAULT_WARM_UP_SECONDS = 70
+# Envelope `msg_id`s have none: the database, not this cache, decides whether an envelope was stored.
+# (Each is that span plus 2 s for the partner's clock running behind ours.)
+WARM_UP_SECONDS: dict[str, int] = {"dpop": 12, "assertion": 22, "key-rotation": 62}
 
 # KEYS[1] the jti, KEYS[2] the epoch; ARGV: ttl, earliest first use of the jti, now. Returns 1 (claimed), 0 (seen)
 # or 2 (it may have been used before the cache's memory begins: refused, fail closed).
@@ -99,11 +100,12 @@ class RedisReplayCache:
         except (redis.ConnectionError, redis.TimeoutError) as e:
             raise ReplayCacheUnavailable() from e  # fail closed: no call is accepted without its replay check
         status, epoch = int(result[0]), int(result[1])
-        if status == 2:
-            warm_until = epoch + WARM_UP_SECONDS.get(namespace, DEFAULT_WARM_UP_SECONDS)
-            if now < warm_until:
+        warm_up = WARM_UP_SECONDS.get(namespace)
+        if status == 2 and warm_up is not None:
+            warm_until = epoch + warm_up
+            if now <= warm_until:
                 raise ReplayCacheUnavailable(
                     "The exchange's replay cache restarted moments ago and cannot yet tell a fresh credential from a "
-                    "used one; retry with a new proof after Retry-After.", retry_after=warm_until - now)
+                    "used one; retry with a new proof after Retry-After.", retry_after=warm_until - now + 1)
         if status != 1:
             raise Replayed(jti)

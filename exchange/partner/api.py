@@ -27,7 +27,7 @@ What one call does (protocol.md §1-5):
    `ResponseVerificationError` and the content is dropped: unverified data is never returned.
 5. Errors raise the typed exceptions of `exchange.partner.errors`, carrying the exchange's `code`.
 
-Retries (`RetryPolicy`: 3 tries, exponential backoff with jitter capped at 2 s, `Retry-After` honoured up to 10 s)
+Retries (`RetryPolicy`: 3 tries, exponential backoff with jitter capped at 2 s, `Retry-After` honoured up to 15 s)
 happen only where repeating cannot store something twice. Every try has a fresh DPoP proof; a write's envelope is
 sealed once and sent again unchanged (same `msg_id`), and the exchange answers a repeated `msg_id` whose call it
 stored with that call's outcome (same record, status, ETag, Location; a fresh response envelope) instead of storing
@@ -171,7 +171,7 @@ class RetryPolicy:
     attempts: int = 3
     base_delay: float = 0.25
     max_delay: float = 2.0
-    max_retry_after: float = 10.0
+    max_retry_after: float = 15.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or self.max_retry_after < 0:

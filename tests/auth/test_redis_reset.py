@@ -3,11 +3,13 @@ first use of a DPoP proof, a client assertion or an envelope and its replay."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 import redis
@@ -15,6 +17,7 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from exchange.auth import replay
 from exchange.auth.replay import RedisReplayCache
 from exchange.clients.services import ClientService
 from exchange.partner.credentials import client_assertion, dpop_proof
@@ -70,6 +73,14 @@ def own_redis() -> Iterator[OwnRedis]:
     server.stop()
 
 
+@contextlib.contextmanager
+def later(seconds: int) -> Iterator[None]:
+    """The replay cache's clock `seconds` ahead (only its clock: the proofs' own checks keep the real time)."""
+    real = time.time
+    with mock.patch.object(replay.time, "time", lambda: real() + seconds):
+        yield
+
+
 def after_the_reset(cache: RedisReplayCache) -> int:
     """Seconds (integer, as iat is) strictly after the epoch the restarted cache wrote: a proof issued then cannot
     have been used before the reset. Waits for the next second at most."""
@@ -90,14 +101,12 @@ def test_a_used_jti_stays_used_after_redis_restarts_empty(own_redis: OwnRedis) -
     for namespace, jti in (("dpop", "proof-1"), ("assertion", "assertion-1"), ("dpop", "proof-2")):
         with pytest.raises(ReplayCacheUnavailable) as refused:
             cache.claim(namespace, jti, now + 70)
-        assert 1 <= (refused.value.retry_after or 0) <= 21
-    # once warm, a jti that could have been presented before the reset is a replay
-    epoch = int(cache.client.get(RedisReplayCache.EPOCH_KEY) or 0)
-    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch - 60)  # the reset as seen a minute later
-    for namespace, jti in (("dpop", "proof-1"), ("assertion", "assertion-1")):
-        with pytest.raises(Replayed):
-            cache.claim(namespace, jti, now + 70 - 60)
-    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch)
+        assert 1 <= (refused.value.retry_after or 0) <= 23
+    # once warm (the cache's clock 25 s on), a jti that could have been presented before the reset is a replay
+    with later(25):
+        for namespace, jti in (("dpop", "proof-1"), ("assertion", "assertion-1")):
+            with pytest.raises(Replayed):
+                cache.claim(namespace, jti, now + 70)
     fresh = after_the_reset(cache)
     cache.claim("dpop", "proof-3", fresh + 10 + 70)  # iat = now + 10: cannot have been presented before the reset
     with pytest.raises(Replayed):
@@ -164,12 +173,10 @@ def test_proofs_assertions_and_envelopes_used_before_a_restart_are_refused_after
     new_proof = dpop_proof(key=partner.dpop_key, method="POST", url=f"{ISSUER}/oauth/token", now=fresh + 10)
     reused = partner.token_request(assertion=assertion, proof=new_proof)
     assert (reused.status_code, reused.get_json()["code"]) == (503, "replay_cache_unavailable")
-    # once warm (the reset seen a minute later), the same credentials are replays: refused for good
-    epoch = int(cache.client.get(RedisReplayCache.EPOCH_KEY) or 0)
-    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch - 60)
-    replayed = partner.call("GET", "/v1/returnees", proof=read_proof)
-    assert (replayed.status_code, replayed.get_json()["code"]) == (401, "dpop_replay")
-    cache.client.set(RedisReplayCache.EPOCH_KEY, epoch)
+    # once warm (the cache's clock 15 s on), the same credentials are replays: refused for good
+    with later(15):
+        replayed = partner.call("GET", "/v1/returnees", proof=read_proof)
+    assert (replayed.status_code, replayed.get_json().get("code")) == (401, "dpop_replay"), replayed.get_json()
 
     def call(who: Partner) -> Any:
         proof = dpop_proof(key=who.dpop_key, method="POST", url=f"{ISSUER}/v1/returnees", access_token=who.token,
