@@ -962,6 +962,11 @@ class Audit(_Resource):
                                                   signed_text=True).data
         return text
 
+    def published_verifiers(self, origin: str) -> list[NoteVerifier]:
+        """The `audit` keys the exchange publishes in its JWKS, as verifiers of checkpoints of `origin`: what to
+        trust on first use (then keep the key, as `exchange audit verify` does in its state file)."""
+        return [NoteVerifier(name=origin, public_key=key) for key in self._client._connection.published_keys().audit]
+
     def entries(self, start: int, end: int | None = None) -> Result:
         """`{"start", "end", "size", "entries": [{"index", "leaf", "leaf_hash"}]}`, at most 1000 entries."""
         return self._client.call("GET", f"{self.path}/entries", params={"start": start, "end": end})
