@@ -240,9 +240,10 @@ def demo_data_command(append: bool) -> None:
     from exchange.register.demo import load_demo_data
 
     colours = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta"}
+    out = _story_console()
 
     def narrate(agency: str, text: str) -> None:
-        console.print(f"[bold {colours[agency]}]{agency:>10}[/]  {text}")
+        out.print(f"[bold {colours[agency]}]{agency:>10}[/]  {text}")
 
     loaded = load_demo_data(db.session, append=append, step=narrate)
     if loaded is None:
@@ -254,17 +255,31 @@ def demo_data_command(append: bool) -> None:
         table.add_column(column)
     for row in loaded:
         table.add_row(*row)
-    console.print(table)
+    out.print(table)
+    out.print("[bold]Next:[/] `exchange serve`, then register a partner (`exchange clients keygen`, `exchange clients "
+              "add`) and screen a name of this register, e.g. `exchange call ... POST /v1/screening "
+              "'{\"name\": \"Jurabek Nazarov\"}'`")
 
 
 @main.command("demo")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep the demo's database and keys here (default: a temporary folder, removed afterwards).")
 def demo_command(directory: Path | None) -> None:
-    """Play the three agencies' story through the client library against a real HTTP server (fresh SQLite, keys)."""
+    """Play the three agencies' story through the client library against a real HTTP server (fresh SQLite, keys).
+
+    With --dir, the keys are sealed under EXCHANGE_MASTER_PASSPHRASE (or EXCHANGE_MASTER_KEY) when one is set, so
+    that `exchange audit ...` can open the kept folder afterwards.
+    """
     from exchange.demo import run_demo
 
-    run_demo(console=console, workdir=directory)
+    if directory is not None and (directory / "exchange.db").exists():
+        raise click.UsageError(f"{directory} already holds a demo: choose a new folder")
+    run_demo(console=_story_console(), workdir=directory)
+
+
+def _story_console() -> Console:
+    """A terminal's width on a terminal; piped, lines are not wrapped in mid-phrase (tables keep a width of 120)."""
+    return console if console.is_terminal else Console(soft_wrap=True, width=120, highlight=False)
 
 
 @main.group("schemas")

@@ -194,3 +194,13 @@ def test_serve_refuses_to_start_without_the_master_secret(
     monkeypatch.delenv("EXCHANGE_MASTER_PASSPHRASE", raising=False)
     code, output = run("serve", "--port", str(free_port()))
     assert code == 2 and "master_secret_missing" in output and "Traceback" not in output
+
+
+def test_audit_verify_without_a_database_says_so_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{tmp_path / 'absent' / 'exchange.db'}")
+    code, output = run("audit", "verify", "--state", str(tmp_path / "state.json"))
+    assert code == 2 and "Traceback" not in output
+    assert "cannot use the database" in output and "unable to open database file" in output
+    assert "EXCHANGE_DATABASE_URL" in output and "exchange init" in output
