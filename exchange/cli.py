@@ -56,7 +56,7 @@ def _database_hint(error: Exception) -> str:
 
 def explain(error: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status for a known error, or None for a bug (which keeps its traceback)."""
-    from sqlalchemy.exc import OperationalError, ProgrammingError
+    from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
     from exchange.partner.envelopes import MissingKeyFiles
     from exchange.partner.errors import ExchangeClientError
@@ -67,7 +67,7 @@ def explain(error: BaseException) -> tuple[str, int] | None:
         return f"refused ({error.code}): {error.message}{fix}", 2 if error.status >= 500 else 1
     if isinstance(error, ExchangeClientError):
         return f"the exchange refused ({error.code}, HTTP {error.status}): {error}", 2 if error.status == 0 else 1
-    if isinstance(error, OperationalError | ProgrammingError):
+    if isinstance(error, OperationalError | ProgrammingError | ArgumentError):
         return _database_hint(error), 2
     if isinstance(error, MissingKeyFiles):
         return str(error), 2
