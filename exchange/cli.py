@@ -66,7 +66,7 @@ def explain(error: BaseException) -> tuple[str, int] | None:
         fix = f" {hint}" if (hint := _HINTS.get(error.code)) else ""
         return f"refused ({error.code}): {error.message}{fix}", 2 if error.status >= 500 else 1
     if isinstance(error, ExchangeClientError):
-        return f"the exchange refused ({error.code}, HTTP {error.status}): {error}", 2 if error.status == 0 else 1
+        return (str(error), 2) if error.status == 0 else (f"the exchange refused: {error}", 1)
     if isinstance(error, OperationalError | ProgrammingError | ArgumentError):
         return _database_hint(error), 2
     if isinstance(error, MissingKeyFiles):

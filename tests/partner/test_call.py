@@ -101,3 +101,24 @@ def test_messages_that_lead_to_the_fix(live: LiveExchange, border: tuple[str, Pa
     assert code == 2 and "a client of agency 'interior' calls for one of amnesty-vetting" in err
     code, _, err = call(live, border, "POST", "/v1/screening", "{not json")
     assert code == 2 and "BODY is not JSON" in err
+
+
+def test_from_keygen_to_a_verified_call_with_the_cli_alone(
+    live: LiveExchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's path for a new border client: keygen, an officer's `clients add`, then `exchange call`."""
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", live.database_url)
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", str(live.workdir / "keys"))
+    monkeypatch.setenv("EXCHANGE_OFFICER", "TJ-SEC-0007")
+    keys = tmp_path / "border-keys"
+    runner = CliRunner()
+    result = runner.invoke(main, ["clients", "keygen", "--out", str(keys)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["clients", "add", "--client-id", "border-new-post", "--agency", "border",
+                                  "--name", "Border post (new)", "--key-dir", str(keys)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    code, out, err = call(live, ("border-new-post", keys), "--verify-receipt", "POST", "/v1/screening",
+                          '{"name": "Jurabek Nazarov", "birth_date": "1991"}')
+    assert code == 0, err
+    assert json.loads(out)["candidates"][0]["returnee"]["register_number"].startswith("RT-")
+    assert "verified: entry " in err
