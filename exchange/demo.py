@@ -23,14 +23,15 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from exchange.clients.services import ClientService
 from exchange.db import dispose_engines, make_engine
-from exchange.keys.master import new_master_key
-from exchange.keys.ring import provision
+from exchange.keys.master import MasterSecret, new_master_key, unlock
+from exchange.keys.ring import KeyRing, provision
+from exchange.keys.store import FileKeyStore
 from exchange.partner import ExchangeClient, PartnerKeys
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
@@ -46,17 +47,27 @@ def _free_port() -> int:
         return port
 
 
+def _key_ring(keys_dir: Path, engine: Engine, *, keep: bool) -> KeyRing:
+    """The demo's keys: sealed under the environment's master secret when the demo is kept (`keep`) and one is set,
+    so that `exchange audit ...` can open the store afterwards; else under a master key that lives only in this
+    process (the database stays readable, the key store does not)."""
+    secret = MasterSecret.from_environment()
+    if not (keep and secret.present):
+        return provision(keys_dir, engine, master_key=new_master_key())
+    ring = KeyRing(engine=engine, store=FileKeyStore(keys_dir, master=unlock(keys_dir, secret, create=True)))
+    ring.ensure_all()
+    return ring
+
+
 @contextmanager
-def _serving(workdir: Path, port: int) -> Iterator[str]:
+def _serving(workdir: Path, port: int, *, keep: bool = False) -> Iterator[str]:
     """The exchange on SQLite in `workdir`, served over HTTP on loopback by a threaded werkzeug server."""
     from exchange import create_app, migrate
 
     database_url = f"sqlite:///{workdir / 'exchange.db'}"
     migrate.upgrade(make_engine(database_url))
     engine = make_engine(database_url)
-    # fresh keys sealed under a master key that lives only in this process (a real exchange reads it from
-    # EXCHANGE_MASTER_PASSPHRASE or EXCHANGE_MASTER_KEY)
-    ring = provision(workdir / "keys", engine, master_key=new_master_key())
+    ring = _key_ring(workdir / "keys", engine, keep=keep)
     base = f"http://127.0.0.1:{port}"
     app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(workdir / "keys"), "ISSUER": base,
                       "LOG_LEVEL": "WARNING", "KEYSTORE": ring.store})
@@ -129,7 +140,8 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
             "information_accuracy": "2"})
         interior.returnees.transition(returnee["id"], "vetted")
         interior.returnees.transition(returnee["id"], "under_review")
-        say("interior", f"{number}: interviewed (Europol B2), vetted, sent to the prosecutor -> under_review")
+        say("interior", f"{number}: interviewed; account graded B2 (source usually reliable, information known "
+                        "to the source: the Europol 4x4 grading), vetted, sent to the prosecutor -> under_review")
 
     jurabek = register("Ҷӯрабек", "Назаров", "Jurabek Nazarov", "1991-07-03",
                        "His mother says he regrets joining and wants to come home.", "mother")
@@ -156,11 +168,13 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
     hit = border.screening.by_name("Orif Davlatov", birth_date="1982").data["candidates"][0]
     instruction = hit["returnee"]["active_border_instruction"]
     say("border", f"screening 'Orif Davlatov' b. 1982: {hit['returnee']['register_number']} score {hit['score']}: "
-                  f"{instruction['instruction']} (reason not shown: {'reason' not in instruction})")
+                  f"{instruction['instruction']}" + (" (the border sees the instruction, never its reason)"
+                                                     if "reason" not in instruction else ""))
     border.border_crossings.create({"returnee_id": hit["returnee"]["id"], "crossing_point": "Panji Poyon",
                                     "direction": "entry", "occurred_at": "2026-11-25T05:10:00+00:00",
                                     "outcome": "detained"})
-    say("border", f"{orif['register_number']}: stopped at Panji Poyon -> detained, handed to interior")
+    say("border", f"{orif['register_number']}: stopped at Panji Poyon: the crossing's outcome is detained; in the "
+                  "register he is now arrived (in the country, held for interior)")
     final = [interior.returnees.get(r["id"]).data for r in (jurabek, bahodur, orif)]
 
     if amnesty.audit is None:  # the client library never returns a verified result without its receipt
@@ -199,8 +213,15 @@ def run_demo(*, console: Console, workdir: Path | None = None) -> int:
         folder = workdir or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         port = _free_port()
-        with _serving(folder, port) as base:
+        kept_secret = workdir is not None and MasterSecret.from_environment().present
+        with _serving(folder, port, keep=workdir is not None) as base:
             console.print(f"[bold]Returnee Exchange demo[/] on {base} (SQLite and keys in {folder})")
+            if kept_secret:
+                console.print("keys sealed under EXCHANGE_MASTER_PASSPHRASE (or EXCHANGE_MASTER_KEY): the `exchange` "
+                              "commands can open this folder afterwards")
+            elif workdir is not None:
+                console.print("[yellow]keys sealed under a one-time master key[/]: the database stays readable, the "
+                              "key store does not (set EXCHANGE_MASTER_PASSPHRASE to keep it usable)")
             clients = _register_clients(f"sqlite:///{folder / 'exchange.db'}", base)
             say_width = max(len(a) for a in COLOURS)
 
@@ -211,14 +232,29 @@ def run_demo(*, console: Console, workdir: Path | None = None) -> int:
             outcome = _story(clients, say)
             for client in clients.values():
                 client.close()
-            table = Table(title="Where the story leaves them (interior's view)")
+            table = Table(title="Where the story leaves them (interior's view)",
+                          caption="status: the lifecycle in the register (a detained entry is arrived: in the "
+                                  "country); the crossing's outcome is kept with the crossing")
             for column in ("register number", "name", "status", "identifications"):
                 table.add_column(column)
             for returnee in outcome["returnees"]:
                 table.add_row(returnee["register_number"], returnee["person_name"]["full"], returnee["status"],
                               ", ".join(i["id"] for i in returnee["identifications"]) or "-")
             console.print(table)
-            return _audit_size(folder, console)
+            count = _audit_size(folder, console)
+    _next_steps(console, workdir, kept_secret)
+    return count
+
+
+def _next_steps(console: Console, workdir: Path | None, kept_secret: bool) -> None:
+    console.print("[bold]Next:[/] run your own exchange (`exchange init && exchange demo-data && exchange serve`), "
+                  "register a partner (`exchange clients keygen`, `exchange clients add`), call it by hand "
+                  "(`exchange call`) or from a script (examples/).")
+    if workdir is not None:
+        env = f"EXCHANGE_DATABASE_URL=sqlite:///{workdir.resolve() / 'exchange.db'} EXCHANGE_KEYS_DIR=" \
+              f"{workdir.resolve() / 'keys'}"
+        what = "exchange audit tail" if kept_secret else "exchange audit verify --state DIR/state.json"
+        console.print(f"This demo's log: {env} {what}")
 
 
 def _audit_size(folder: Path, console: Console) -> int:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from flask import Flask
@@ -19,6 +24,7 @@ from exchange.clients.models import ClientKey
 from exchange.db import make_engine
 from exchange.keys.master import new_master_key
 from exchange.register.models import BorderCrossing, Returnee
+from tests.server import free_port
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -149,14 +155,23 @@ def test_clients_lifecycle_from_the_command_line(
     code, output = run("clients", "keygen", "--out", str(keys))
     assert code == 0, output
     assert stat.S_IMODE((keys / "auth.jwk.json").stat().st_mode) == 0o600
+    assert {f.name for f in keys.iterdir()} == {"auth.jwk.json", "sign.jwk.json", "enc.jwk.json"}
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in keys.iterdir())
+    assert json.loads((keys / "enc.jwk.json").read_text())["crv"] == "X25519"
     assert run("clients", "keygen", "--out", str(keys))[0] == 1  # never overwrites a key
     code, output = run("clients", "add", "--client-id", "border-panji-poyon", "--agency", "border",
                        "--name", "Border post Panji Poyon", "--auth-key", str(keys / "auth.jwk.json"),
                        "--sign-key", str(keys / "sign.jwk.json"))
+    assert code == 2 and "no enc key" in output  # a client without an enc key could never read an answer
+    code, output = run("clients", "add", "--client-id", "border-panji-poyon", "--agency", "border",
+                       "--name", "Border post Panji Poyon", "--key-dir", str(tmp_path / "elsewhere"))
+    assert code == 2 and f"exchange clients keygen --out {tmp_path / 'elsewhere'}" in output
+    code, output = run("clients", "add", "--client-id", "border-panji-poyon", "--agency", "border",
+                       "--name", "Border post Panji Poyon", "--key-dir", str(keys))
     assert code == 0, output
     assert "returnees:screen" in output and "crossings:write" in output
     code, output = run("clients", "add", "--client-id", "border-x", "--agency", "border", "--name", "x",
-                       "--scope", "returnees:write", "--auth-key", str(keys / "auth.jwk.json"))
+                       "--scope", "returnees:write", "--key-dir", str(keys))
     assert code == 1 and "Not a scope of this agency" in output
     code, output = run("clients", "suspend", "border-panji-poyon", "--reason", "laptop stolen")
     assert code == 0 and "suspended" in output
@@ -170,6 +185,60 @@ def test_clients_lifecycle_from_the_command_line(
     private = json.loads((keys / "auth.jwk.json").read_text())
     with Session(app.extensions["exchange.db"]) as session:
         stored = [(k.purpose, k.x) for k in session.scalars(select(ClientKey).order_by(ClientKey.purpose))]
-    assert [purpose for purpose, _ in stored] == ["auth", "sign"]
+    assert [purpose for purpose, _ in stored] == ["auth", "enc", "sign"]
     assert ("auth", private["x"]) in stored  # the public part is registered ...
     assert all(private["d"] not in x for _, x in stored)  # ... and the private part never leaves the partner
+
+
+def test_help_shows_the_projects_commands_and_none_of_flasks_options() -> None:
+    code, output = run("--help")
+    assert code == 0
+    for command in ("call", "clients", "audit", "keys", "demo", "routes", "shell"):
+        assert f"  {command} " in output
+    assert "--env-file" not in output and "-e," not in output and "--app" not in output
+
+
+def test_serve_really_serves(file_app: Flask, database_url: str, tmp_path: Path) -> None:
+    """`exchange serve` starts gunicorn (not Flask's `app.run`, a no-op under a CLI) and answers on its port."""
+    port = free_port()
+    env = {**os.environ, "EXCHANGE_DATABASE_URL": database_url, "EXCHANGE_KEYS_DIR": file_app.config["KEYS_DIR"],
+           "EXCHANGE_ISSUER": f"http://127.0.0.1:{port}", "EXCHANGE_LOG_LEVEL": "WARNING"}
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-c", "from exchange.cli import main; main()", "serve",
+                                    "--port", str(port), "--workers", "1"], env=env, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+        try:
+            answer = None
+            for _ in range(300):
+                assert process.poll() is None, log.read_text()
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            assert answer is not None and answer.status_code == 200, log.read_text()
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    assert f"on http://127.0.0.1:{port} with 1 workers" in log.read_text()
+
+
+def test_serve_refuses_to_start_without_the_master_secret(
+    file_app: Flask, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", database_url)
+    monkeypatch.delenv("EXCHANGE_MASTER_KEY")
+    monkeypatch.delenv("EXCHANGE_MASTER_PASSPHRASE", raising=False)
+    code, output = run("serve", "--port", str(free_port()))
+    assert code == 2 and "master_secret_missing" in output and "Traceback" not in output
+
+
+def test_audit_verify_without_a_database_says_so_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{tmp_path / 'absent' / 'exchange.db'}")
+    code, output = run("audit", "verify", "--state", str(tmp_path / "state.json"))
+    assert code == 2 and "Traceback" not in output
+    assert "cannot use the database" in output and "unable to open database file" in output
+    assert "EXCHANGE_DATABASE_URL" in output and "exchange init" in output

@@ -66,21 +66,23 @@ def clients() -> None:
 @click.option("--out", "directory", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the new key files (created, mode 0700).")
 def keygen(directory: Path) -> None:
-    """Generate a partner's auth and sign keys (Ed25519) as private JWK files of mode 0600.
+    """Generate a partner's three keys as private JWK files of mode 0600: auth and sign (Ed25519), enc (X25519).
 
-    The partner keeps the private files; `exchange clients add` reads only their public part.
+    The partner keeps the private files (the client library reads all three from the folder); `exchange clients
+    add` reads only their public part. Never overwrites a key.
     """
-    from exchange.partner.credentials import PartnerKey
+    from exchange.partner.envelopes import PartnerKeys
 
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    for purpose in ("auth", "sign"):
-        path = directory / f"{purpose}.jwk.json"
-        if path.exists():
-            console.print(f"[red]{path} exists; refusing to overwrite a key[/]")
-            sys.exit(1)
-        key = PartnerKey.generate()
-        key.save(path)
-        console.print(f"{purpose}: {path} (kid {key.kid})")
+    keys = PartnerKeys.generate()
+    try:
+        keys.save(directory)
+    except FileExistsError as e:
+        console.print(f"[red]{e}[/]")
+        sys.exit(1)
+    for purpose, key in (("auth", keys.auth), ("sign", keys.sign), ("enc", keys.enc)):
+        console.print(f"{purpose}: {directory / PartnerKeys.FILES[purpose]} (kid {key.kid})", soft_wrap=True)
+    console.print(f"Register them: exchange clients add --client-id ID --agency AGENCY --name NAME --key-dir "
+                  f"{directory}", soft_wrap=True, highlight=False)
 
 
 @clients.command("add")
@@ -88,17 +90,32 @@ def keygen(directory: Path) -> None:
 @click.option("--agency", required=True, type=click.Choice(sorted(AGENCY_SCOPES)))
 @click.option("--name", required=True, help="Who runs this client, e.g. 'Border post Panji Poyon'.")
 @click.option("--scope", "scopes", multiple=True, help="Repeat; default: every scope of the agency.")
-@click.option("--auth-key", type=click.Path(dir_okay=False, exists=True, path_type=Path), required=True,
-              help="JWK file of the client's Ed25519 auth key (only its public part is read).")
-@click.option("--sign-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--enc-key", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--key-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder `exchange clients keygen` wrote: its auth, sign and enc keys (public parts only).")
+@click.option("--auth-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="JWK file of the client's Ed25519 auth key (only its public part is read); instead of --key-dir.")
+@click.option("--sign-key", type=click.Path(dir_okay=False, path_type=Path), help="Its Ed25519 sign key.")
+@click.option("--enc-key", type=click.Path(dir_okay=False, path_type=Path), help="Its X25519 enc key.")
 @OFFICER
 @with_appcontext
-def add(client_id: str, agency: str, name: str, scopes: tuple[str, ...], auth_key: Path, sign_key: Path | None,
-        enc_key: Path | None, officer: str) -> None:
-    """Register an agency client with its scopes and public keys."""
-    keys = [{"purpose": p, "jwk": _public_jwk(f)} for p, f in (("auth", auth_key), ("sign", sign_key),
-                                                                  ("enc", enc_key)) if f is not None]
+def add(client_id: str, agency: str, name: str, scopes: tuple[str, ...], key_dir: Path | None, auth_key: Path | None,
+        sign_key: Path | None, enc_key: Path | None, officer: str) -> None:
+    """Register an agency client with its scopes and its three public keys (auth, sign, enc).
+
+    Every client needs all three: auth for its tokens, sign for its requests, enc for the exchange's answers.
+    """
+    files = {"auth": auth_key, "sign": sign_key, "enc": enc_key}
+    for purpose, given in files.items():
+        if given is None and key_dir is not None:
+            files[purpose] = key_dir / f"{purpose}.jwk.json"
+    for purpose, file in files.items():
+        if file is None:
+            raise click.UsageError(f"no {purpose} key: pass --key-dir (the folder `exchange clients keygen --out DIR` "
+                                   f"wrote) or --{purpose}-key FILE")
+        if not file.is_file():
+            raise click.UsageError(f"no {purpose} key file {file}: make the client's keys with `exchange clients "
+                                   f"keygen --out {file.parent}`")
+    keys = [{"purpose": p, "jwk": _public_jwk(f)} for p, f in files.items() if f is not None]
     body = {"client_id": client_id, "agency": agency, "name": name,
             "scopes": list(scopes) or sorted(AGENCY_SCOPES[agency]), "keys": keys}
     try:

@@ -55,14 +55,17 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import json
+import os
 import random
+import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar, Final, TypedDict, TypeVar, Unpack, cast
@@ -95,6 +98,7 @@ from exchange.partner.errors import (
     ValidationError,
     error_from_response,
 )
+from exchange.partner.tokens import CachedToken, TokenCache, token_scope
 from exchange.protocol.audit_errors import VerificationError as AuditVerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint
 from exchange.protocol.encoding import b64url_decode
@@ -313,6 +317,7 @@ class _Connection:
         self, *, base_url: str, client_id: str, agency: str, keys: PartnerKeys, scopes: Sequence[str],
         issuer: str | None, http: httpx.Client, owns_http: bool, retry: RetryPolicy, jwks_ttl: float,
         max_response_bytes: int, clock: Callable[[], float], sleep: Callable[[float], None], rng: random.Random,
+        token_cache: TokenCache | None = None,
     ) -> None:
         self.base_url = base_url
         self.client_id = client_id
@@ -338,6 +343,11 @@ class _Connection:
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_margin = float(RENEW_MARGIN)
+        self.token_cache = token_cache
+        self.token_scope = token_scope(base_url=base_url, client_id=client_id, scopes=scopes, auth=keys.auth)
+        cached = token_cache.load(self.token_scope) if token_cache is not None else None
+        if cached is not None:  # a token of an earlier run, with the DPoP key it is bound to
+            self.dpop_key, self._token, self._token_expires_at = cached.dpop_key, cached.access_token, cached.expires_at
 
     # -- sending, with bounded retries --
 
@@ -408,8 +418,9 @@ class _Connection:
                 expected = self.expected_issuer or self.base_url
                 if issuer != expected:
                     raise ResponseVerificationError(
-                        "issuer_mismatch", f"The exchange names itself {issuer!r}, not {expected!r} (RFC 8414 §3.3); "
-                        "pass issuer= if that is intended.")
+                        "issuer_mismatch", f"The exchange names itself {issuer!r}, not {expected!r} (RFC 8414 §3.3): "
+                        "the server's EXCHANGE_ISSUER must be the URL partners use (its operator sets it and restarts "
+                        f"it); pass issuer={issuer!r} only if you reach that exchange through another address.")
                 self._metadata = _Metadata(issuer=issuer, token_endpoint=token_endpoint, jwks_uri=jwks_uri)
             return self._metadata
 
@@ -437,6 +448,9 @@ class _Connection:
                 self._token, lifetime = self._fetch_token()
                 self._token_expires_at = self.clock() + lifetime
                 self._token_margin = min(float(RENEW_MARGIN), lifetime / 2)
+                if self.token_cache is not None:
+                    self.token_cache.save(self.token_scope, CachedToken(
+                        access_token=self._token, expires_at=self._token_expires_at, dpop_key=self.dpop_key))
             return self._token
 
     def invalidate(self, token: str) -> None:
@@ -488,8 +502,10 @@ class _Connection:
     ) -> Result:
         method = method.upper()
         if not context.purpose:
-            raise ValueError(f"declare a purpose of use for {method} {path} (ExchangeClient(purpose=...) or "
-                             "client.using(purpose=...))")
+            choices = ", ".join(sorted(PURPOSES.get(self.agency, ())))
+            raise ValueError(f"declare a purpose of use for {method} {path}: a client of agency {self.agency!r} "
+                             f"calls for one of {choices} (ExchangeClient(purpose=...) or client.using(purpose=...)); "
+                             f"if this client is not {self.agency!r}'s, pass the agency it was registered for")
         if not path.startswith("/") or "?" in path or "#" in path:
             raise ValueError("path is an absolute path without query; pass filters as params")
         url = httpx.URL(self.base_url + path + _query(params))
@@ -600,7 +616,8 @@ class ExchangeClient:
     (`purpose` defaults to the agency's only purpose of use where it has one). `http` or `transport`: an httpx client
     or transport to use (tests pass `httpx.MockTransport`); `retry`: the retry policy; `jwks_ttl`: how long the
     exchange's keys are cached; `max_response_bytes`: the largest response envelope opened; `clock`, `sleep`, `rng`:
-    for tests."""
+    for tests; `token_cache`: where to keep the token between runs (`exchange.partner.tokens.FileTokenCache`, for
+    tools that make one call per process)."""
 
     def __init__(
         self, base_url: str, *, client_id: str, agency: str, keys: PartnerKeys, scopes: Iterable[str] | None = None,
@@ -609,10 +626,12 @@ class ExchangeClient:
         timeout: float = 10.0, retry: RetryPolicy | None = None, jwks_ttl: float = 300.0,
         max_response_bytes: int = MAX_RESPONSE_BYTES, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         if scopes is None:
             if agency not in AGENCY_SCOPES:
-                raise ValueError(f"unknown agency {agency!r}: pass scopes=")
+                raise ValueError(f"unknown agency {agency!r}: the agencies are {', '.join(sorted(AGENCY_SCOPES))} "
+                                 "(or pass scopes= for a client with other scopes)")
             scopes = AGENCY_SCOPES[agency]
         scope_list = sorted(set(scopes))
         if not scope_list:
@@ -629,6 +648,7 @@ class ExchangeClient:
             issuer=issuer.rstrip("/") if issuer else None, http=http, owns_http=own,
             retry=retry or RetryPolicy(), jwks_ttl=jwks_ttl, max_response_bytes=max_response_bytes, clock=clock,
             sleep=sleep, rng=rng or random.Random(),  # noqa: S311  (jitter, not security)
+            token_cache=token_cache,
         )
         self._bind(connection, CallContext(purpose=purpose, case_ref=case_ref, officer=officer))
 
@@ -973,6 +993,11 @@ class Audit(_Resource):
                                                   signed_text=True).data
         return text
 
+    def published_verifiers(self, origin: str) -> list[NoteVerifier]:
+        """The `audit` keys the exchange publishes in its JWKS, as verifiers of checkpoints of `origin`: what to
+        trust on first use (then keep the key, as `exchange audit verify` does in its state file)."""
+        return [NoteVerifier(name=origin, public_key=key) for key in self._client._connection.published_keys().audit]
+
     def entries(self, start: int, end: int | None = None) -> Result:
         """`{"start", "end", "size", "entries": [{"index", "leaf", "leaf_hash"}]}`, at most 1000 entries."""
         return self._client.call("GET", f"{self.path}/entries", params={"start": start, "end": end})
@@ -998,13 +1023,19 @@ class Audit(_Resource):
     def consistency_proof(self, old: int, new: int) -> Result:
         return self._client.call("GET", f"{self.path}/proofs/consistency", params={"old": old, "new": new})
 
-    def verify(self, receipt: AuditReceipt, *, kept: SignedCheckpoint | None = None) -> SignedCheckpoint:
+    def verify(self, receipt: AuditReceipt, *, kept: SignedCheckpoint | None = None,
+               state: Path | str | None = None) -> SignedCheckpoint:
         """Verify that the entry `receipt` names is in the log, under a checkpoint signed by the exchange's
         published `audit` key, and that the log only grew since the checkpoint kept from the last check (by this
-        client, or `kept` if you store it elsewhere). Returns the new checkpoint, and keeps it for the next check.
+        client, or `kept` if you store it elsewhere). Returns the new checkpoint, and keeps it for the next check:
+        in memory, and in the file `state` if given (JSON, mode 0600; read first when `kept` is not given), so that
+        the next run, like `exchange audit verify --state`, notices a log that was rewritten in between.
 
-        Raises `ResponseVerificationError` with code `audit_proof_invalid` if anything does not verify."""
+        Raises `ResponseVerificationError` with code `audit_proof_invalid` if anything does not verify, and
+        `audit_state_invalid` if the state file holds a checkpoint the exchange's audit keys do not verify."""
         connection = self._client._connection
+        if kept is None and state is not None:
+            kept = self._load_state(Path(state))
         kept = kept if kept is not None else connection.kept_checkpoint
         params = {"since": kept.size} if kept is not None else {}
         result = self._client.call("GET", f"{self.path}/receipts/{receipt.index}", params=params)
@@ -1017,7 +1048,38 @@ class Audit(_Resource):
                 raise ResponseVerificationError("audit_proof_invalid", f"The audit proof does not verify: {e}",
                                                 result.request_id) from first
         connection.kept_checkpoint = latest
+        if state is not None:
+            self._save_state(Path(state), latest)
         return latest
+
+    def _load_state(self, path: Path) -> SignedCheckpoint | None:
+        from exchange.protocol.checkpoint import verify_checkpoint
+
+        try:
+            note = json.loads(path.read_text(encoding="utf-8"))["note"]
+        except FileNotFoundError:
+            return None  # first use: the first checkpoint verified is kept
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ResponseVerificationError("audit_state_invalid", f"{path} is not an audit state file: {e}") from e
+        origin = note.split("\n", 1)[0]
+        for refresh in (False, True):
+            published = self._client._connection.published_keys(refresh=refresh)
+            try:
+                return verify_checkpoint(note, [NoteVerifier(name=origin, public_key=k) for k in published.audit],
+                                         origin=origin)
+            except AuditVerificationError as e:
+                error = e
+        raise ResponseVerificationError("audit_state_invalid", f"the checkpoint kept in {path} does not verify "
+                                        f"against the exchange's published audit keys: {error}")
+
+    @staticmethod
+    def _save_state(path: Path, checkpoint: SignedCheckpoint) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump({"note": checkpoint.note, "size": checkpoint.size,
+                       "verified_at": datetime.now(UTC).isoformat(timespec="seconds")}, handle)
+        os.replace(name, path)
 
     @staticmethod
     def _check(data: Any, receipt: AuditReceipt, kept: SignedCheckpoint | None,

@@ -17,6 +17,7 @@ security officer registers (`POST /v1/clients`, public parts only).
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -118,6 +119,22 @@ def _ed25519_private(key: PartnerKey, name: str) -> PartnerKey:
     return key
 
 
+class MissingKeyFiles(FileNotFoundError):
+    """A partner key folder, or some of its key files, is missing; the text says which and how to make them."""
+
+    def __init__(self, key_dir: Path, missing: list[str]) -> None:
+        super().__init__(errno.ENOENT, "missing key files", str(key_dir))
+        self.key_dir = key_dir
+        self.missing = missing
+
+    def __str__(self) -> str:
+        what = f"no key folder {self.key_dir}" if not self.key_dir.is_dir() else (
+            f"{self.key_dir} lacks {', '.join(self.missing)}")
+        return (f"{what}: make the auth, sign and enc keys with `exchange clients keygen --out {self.key_dir}` (or "
+                "`PartnerKeys.generate().save(key_dir)`), then have a security officer register their public parts "
+                "(`exchange clients add`)")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PartnerKeys:
     """A partner client's long-lived keys (`auth`, `sign`, `enc`)."""
@@ -142,6 +159,9 @@ class PartnerKeys:
     def load(cls, key_dir: Path) -> PartnerKeys:
         """Read `auth.jwk.json`, `sign.jwk.json` and `enc.jwk.json` from `key_dir`."""
         key_dir = Path(key_dir)
+        missing = [name for name in cls.FILES.values() if not (key_dir / name).is_file()]
+        if missing:
+            raise MissingKeyFiles(key_dir, missing)
         return cls(auth=PartnerKey.load(key_dir / cls.FILES["auth"]), sign=PartnerKey.load(key_dir / cls.FILES["sign"]),
                    enc=PartnerEncryptionKey.load(key_dir / cls.FILES["enc"]))
 

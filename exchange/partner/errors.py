@@ -34,6 +34,7 @@ texts of this library.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,8 +75,10 @@ class ExchangeClientError(Exception):
         self.request_id = request_id
 
     def __str__(self) -> str:
+        # the field errors of a 422 are the exchange's messages per field (never record content): show them
+        details = f" {json.dumps(self.errors, ensure_ascii=False, sort_keys=True)}" if self.errors else ""
         suffix = f" (request {self.request_id})" if self.request_id else ""
-        return f"{self.status} {self.code}: {self.message}{suffix}"
+        return f"{self.status} {self.code}: {self.message}{details}{suffix}"
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, message={self.message!r}, "
@@ -126,7 +129,28 @@ class ConnectionFailed(UnavailableError):
     """No HTTP answer at all (connection refused, timeout, ...), after the retries that were safe to make.
 
     For a write whose request may have reached the exchange (a read timeout), no retry was made: whether it was
-    stored is unknown, so read the resource before writing again."""
+    stored is unknown, so read the resource before writing again. Its text names the URL and the transport error
+    (`url`, `cause`)."""
+
+    @property
+    def cause(self) -> BaseException | None:
+        return self.__cause__
+
+    @property
+    def url(self) -> str | None:
+        """The URL that did not answer, when the transport error knows it."""
+        if isinstance(self.__cause__, httpx.RequestError):
+            try:
+                return str(self.__cause__.request.url.copy_with(query=None))
+            except RuntimeError:  # an error raised without its request
+                return None
+        return None
+
+    def __str__(self) -> str:
+        where = f" from {self.url}" if self.url else ""
+        cause = f": {type(self.__cause__).__name__}: {self.__cause__}" if self.__cause__ is not None else ""
+        return (f"{self.code}: no answer{where}{cause}. Is the exchange running at that address (the URL you pass, "
+                "the server's EXCHANGE_ISSUER)?")
 
 
 class ServerError(ExchangeClientError):

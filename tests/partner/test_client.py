@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from exchange.partner import errors
 from exchange.partner.api import ExchangeClient, Result, RetryPolicy
 from exchange.partner.envelopes import PartnerEncryptionKey, PartnerKeys, PublishedKeys, ResponseReplayCache
+from exchange.partner.tokens import FileTokenCache
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
 from exchange.protocol.dpop import DPoPProof, verify_dpop_proof
@@ -601,7 +602,8 @@ def test_errors_are_typed_and_carry_the_servers_code(
     assert (error.code, error.status, error.message, error.request_id) == (code, status, "Server says no.", "req-77")
     assert error.errors == field_errors
     assert fake.api_attempts == 1 and not fake.seen[0].headers.get("If-Match")
-    assert str(error) == f"{status} {code}: Server says no. (request req-77)"
+    shown = ' {"to": ["Not a status."]}' if field_errors else ""  # a 422's text shows what to fix
+    assert str(error) == f"{status} {code}: Server says no.{shown} (request req-77)"
 
 
 def test_an_error_that_is_not_the_exchanges_json_still_has_a_family(client: ExchangeClient, fake: FakeExchange) -> None:
@@ -870,3 +872,33 @@ def test_smoke_against_a_live_exchange() -> None:
         page = client.returnees.list(page_size=1)
     assert set(page.data) >= {"items", "page", "page_size", "total"}
     assert page.audit is not None and page.audit.index >= 0
+
+
+# --- messages and the token cache (issue 12) --------------------------------------------------------------------------
+
+def test_an_unknown_agency_is_told_the_agencies(fake: FakeExchange) -> None:
+    with pytest.raises(ValueError, match="the agencies are auditor, border, interior, prosecutor, security"):
+        ExchangeClient(BASE, client_id=CLIENT_ID, agency="customs", keys=fake.partner)
+
+
+def test_missing_keys_name_the_command_that_makes_them(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=f"no key folder {tmp_path / 'absent'}: .*exchange clients keygen"):
+        PartnerKeys.load(tmp_path / "absent")
+    PartnerKeys.generate().save(tmp_path / "keys")
+    (tmp_path / "keys" / "enc.jwk.json").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks enc.jwk.json"):
+        PartnerKeys.load(tmp_path / "keys")
+
+
+def test_a_file_token_cache_carries_the_token_and_its_dpop_key_to_the_next_client(
+    make_client: MakeClient, fake: FakeExchange, tmp_path: Path
+) -> None:
+    cache = FileTokenCache(tmp_path / "token.json")
+    first = make_client(token_cache=cache)
+    first.returnees.get(RETURNEE_ID)
+    second = make_client(token_cache=cache)
+    second.returnees.get(RETURNEE_ID)
+    assert len(fake.token_requests) == 1 and second.dpop_jkt == first.dpop_jkt
+    other_scopes = make_client(token_cache=cache, scopes=["returnees:read"])  # not what the token was issued for
+    other_scopes.returnees.get(RETURNEE_ID)
+    assert len(fake.token_requests) == 2 and other_scopes.dpop_jkt != first.dpop_jkt
