@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -59,6 +59,14 @@ def sample_events() -> list[Event]:
         events.append(call(len(events), minutes=480 + n, client_id="border-7", officer="TJ-BORDER-099",
                            record_ids=(f"bulk-{n}",), path=f"/v1/returnees/bulk-{n}", case_ref="CASE-9"))
     return events
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test item, so that a fixture can tell whether the test failed."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)
 
 
 @dataclass
