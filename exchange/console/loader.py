@@ -146,7 +146,9 @@ class Loader:
             members = json.loads(stored.leaf)
             ts = parse_time(members["time"])
             analyzer.feed(stored.index, ts, members)
-            indexer.add(stored.index, stored.leaf, members, ts, store=stored.index >= kept)
+            # a stored leaf hash the verifier accepted equals the leaf's hash: it need not be computed again
+            indexer.add(stored.index, stored.leaf, members, ts, store=stored.index >= kept,
+                        leaf_hash=stored.stored_leaf_hash)
 
         tee = _Tee(source, accept, local=indexer.kept_entries, remote=self.remote, kept=kept)
 

@@ -76,7 +76,7 @@ class _Window:
 
     span: int
     events: deque[tuple[int, int, tuple[str, ...]]] = field(default_factory=deque)
-    items: Counter[str] = field(default_factory=Counter)
+    items: dict[str, int] = field(default_factory=dict)
     open: Flag | None = None
     peak: int = 0
     last: int = -1  # the last index added to the open flag
@@ -85,12 +85,14 @@ class _Window:
         events, counts = self.events, self.items
         while events and ts - events[0][0] >= self.span:
             for item in events.popleft()[2]:
-                counts[item] -= 1
-                if not counts[item]:
+                left = counts[item] - 1
+                if left:
+                    counts[item] = left
+                else:
                     del counts[item]
         events.append((ts, index, items))
         for item in items:
-            counts[item] += 1
+            counts[item] = counts.get(item, 0) + 1
 
 
 class Analyzer:

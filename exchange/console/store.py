@@ -22,6 +22,7 @@ from exchange.protocol import merkle
 # Stored Merkle nodes: every node from this level up; the lower ones are recomputed from the leaf hashes (at most
 # 2**NODE_LEVEL of them per node), so the index holds size / 2**NODE_LEVEL nodes instead of 2 * size.
 NODE_LEVEL = 6
+NODE_MASK = (1 << NODE_LEVEL) - 1
 PAGE = 50
 MAX_PAGE = 500
 COLUMNS = ("time", "action", "outcome", "status", "reason", "agency", "client_id", "officer", "purpose", "case_ref",
@@ -78,7 +79,10 @@ class Indexer:
     def __init__(self, path: Path, *, batch: int = 20_000) -> None:
         self.path = path
         self.db = connect(path)
+        # the index is rebuilt from a verified source whenever it is not marked complete: no need to sync it
+        self.db.execute("PRAGMA synchronous=OFF")
         self.db.executescript(SCHEMA)
+        self._days: dict[int, str] = {}
         self.batch = batch
         self._entries: list[tuple[Any, ...]] = []
         self._records: list[tuple[str, int]] = []
@@ -108,14 +112,19 @@ class Indexer:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
 
-    def add(self, index: int, leaf: bytes, entry: dict[str, Any], ts: int, *, store: bool = True) -> None:
-        """Count the entry into the tree and the aggregates; with `store`, also write it (not if already kept)."""
-        leaf_hash = merkle.leaf_hash(leaf)
+    def add(self, index: int, leaf: bytes, entry: dict[str, Any], ts: int, *, store: bool = True,
+            leaf_hash: bytes | None = None) -> None:
+        """Count the entry into the tree and the aggregates; with `store`, also write it (not if already kept).
+        `leaf_hash`: the entry's leaf hash if the caller verified it already."""
+        leaf_hash = leaf_hash or merkle.leaf_hash(leaf)
         get = entry.get
         if store:
-            for (level, node_index), value in self.frontier.append(leaf_hash):
-                if level >= NODE_LEVEL:
-                    self._nodes.append((level, node_index, value))
+            if index & NODE_MASK == NODE_MASK:  # the leaf completes a node of NODE_LEVEL (and maybe more)
+                for (level, node_index), value in self.frontier.append(leaf_hash):
+                    if level >= NODE_LEVEL:
+                        self._nodes.append((level, node_index, value))
+            else:
+                self.frontier.push(leaf_hash)
             self._entries.append((index, get("time"), ts, get("action"), get("outcome"), get("status"),
                                   get("reason"), get("agency"), get("client_id"), get("officer"), get("purpose"),
                                   get("case_ref"), get("method"), get("path"), get("recipient"), get("source_ip"),
@@ -124,7 +133,9 @@ class Indexer:
                 self._records.append((str(record), index))
         else:
             self.frontier.push(leaf_hash)
-        day = day_of(ts)
+        day = self._days.get(ts // 86400)
+        if day is None:
+            day = self._days[ts // 86400] = day_of(ts)
         self.agency_day[(day, get("agency") or "-")] += 1
         if get("outcome") == "failure" and get("status") in (401, 403):
             self.denials_day[day] += 1
