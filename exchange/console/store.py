@@ -51,6 +51,7 @@ INDEXES = [f"CREATE INDEX IF NOT EXISTS entries_{c} ON entries ({c}, idx)" for c
     "CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts)",
     "CREATE INDEX IF NOT EXISTS records_id ON records (record_id, idx)",
     "CREATE INDEX IF NOT EXISTS flag_entries_key ON flag_entries (flag_key, idx)",
+    "CREATE INDEX IF NOT EXISTS flags_rule ON flags (rule, start_ts)",
 ]
 
 
@@ -313,10 +314,13 @@ class Index:
                 "heat": [tuple(r) for r in db.execute("SELECT dow, hour, n FROM agg_heat")],
             }
 
-    def flags(self) -> list[dict[str, Any]]:
+    def flags(self, *, rule: str | None = None, limit: int = 300) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The first `limit` flags (of `rule`, if given) in time order, and how many there are of each rule."""
         with self._db() as db:
-            return [dict(row) | {"search": json.loads(row["search"])}
-                    for row in db.execute("SELECT * FROM flags ORDER BY start_ts, key")]
+            counts = {r: n for r, n in db.execute("SELECT rule, count(*) FROM flags GROUP BY rule")}
+            rows = db.execute("SELECT * FROM flags WHERE ? IS NULL OR rule = ? ORDER BY start_ts, key LIMIT ?",
+                              (rule, rule, limit))
+            return [dict(row) | {"search": json.loads(row["search"])} for row in rows], counts
 
     def flag(self, key: str) -> tuple[dict[str, Any], list[int]] | None:
         with self._db() as db:

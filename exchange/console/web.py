@@ -166,7 +166,10 @@ def create_console(loader: Loader, reviews: Reviews, *, port: int) -> Flask:
     def flags() -> Response:
         ready()
         notes = reviews.all(origin())
-        return jsonify({"items": [f | {"review": notes.get(f["key"])} for f in index.flags()]})
+        items, counts = index.flags(rule=request.args.get("rule") or None,
+                                    limit=min(_int(request.args.get("limit"), "limit", 300) or 300, 5000))
+        return jsonify({"items": [f | {"review": notes.get(f["key"])} for f in items], "counts": counts,
+                        "reviewed": len(notes)})
 
     @app.get("/api/flags/<path:key>")
     def flag(key: str) -> Response:

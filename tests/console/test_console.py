@@ -184,6 +184,9 @@ def test_the_rules_flag_and_explain_themselves(load: Load, export: Path) -> None
     assert denials == ["client border-2", "source 203.0.113.9"]
     assert flags["key-op:76"]["subject"] == "audit-2026-03"
     assert len(flags) == 6
+    only = console.get("/api/flags?rule=denials").get_json()
+    assert [f["rule"] for f in only["items"]] == ["denials", "denials"]
+    assert only["counts"] == {"bulk": 1, "no-case": 1, "hours": 1, "denials": 2, "key-op": 1}
 
 
 def test_thresholds_and_working_hours_are_configurable(load: Load, export: Path) -> None:

@@ -233,12 +233,12 @@ async function flagsView(query) {
     .map((r) => el("span", {}, link(`#flags?rule=${r}`, r || "all"), " ")));
   view("Flags", filter, body);
   try {
-    const data = await api("/api/flags");
-    const items = data.items.filter((f) => !rule || f.rule === rule);
-    const open = items.filter((f) => !f.review).length;
-    body.append(el("p", {}, `${items.length} flags, ${open} not reviewed.`));
-    for (const f of items.slice(0, 300)) body.append(flagBox(f, route));
-    if (items.length > 300) body.append(el("p", {}, `${items.length - 300} more: filter by rule.`));
+    const data = await api(`/api/flags?${new URLSearchParams(rule ? { rule } : {})}`);
+    const total = rule ? (data.counts[rule] || 0) : Object.values(data.counts).reduce((a, b) => a + b, 0);
+    const byRule = Object.entries(data.counts).map(([r, n]) => `${r} ${n}`).join(", ");
+    body.append(el("p", { id: "flag-counts" }, `${total} flags (${byRule || "none"}); ${data.reviewed} reviewed.`));
+    for (const f of data.items) body.append(flagBox(f, route));
+    if (total > data.items.length) body.append(el("p", {}, `Showing the first ${data.items.length}: filter by rule.`));
   } catch (e) { body.append(el("p", { class: "error" }, e.message)); }
 }
 
