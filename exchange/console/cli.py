@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import tempfile
 import webbrowser
 from collections.abc import Callable, Iterable, Iterator
@@ -160,6 +161,7 @@ def console_command(export_file: Path | None, server: str | None, client_id: str
             except (OSError, ValueError) as e:
                 raise click.UsageError(f"cannot load the client keys from {client_keys}: {e}") from e
             loader = Loader(settings, make, remote=remote)
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request on the auditor's terminal
         http = serve(loader, Reviews(data / "reviews.sqlite"), port=port)
         url = f"http://{HOST}:{http.server_port}/"
         click.echo(f"the auditor's console: {url}  (Ctrl-C to stop)")
