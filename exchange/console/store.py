@@ -7,7 +7,9 @@ Written by one loader thread (`Indexer`), read by the web threads, each with its
 from __future__ import annotations
 
 import json
+import queue
 import sqlite3
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -84,6 +86,9 @@ class Indexer:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.executescript(SCHEMA)
         self._days: dict[int, str] = {}
+        self._batches: queue.Queue[tuple[list[Any], list[Any], list[Any]] | None] = queue.Queue(maxsize=2)
+        self._writer: threading.Thread | None = None
+        self._failure: sqlite3.Error | None = None
         self.batch = batch
         self._entries: list[tuple[Any, ...]] = []
         self._records: list[tuple[str, int]] = []
@@ -146,17 +151,46 @@ class Indexer:
             self.flush()
 
     def flush(self) -> None:
-        with self.db:
-            self.db.executemany(f"INSERT INTO entries VALUES ({_marks(18)})", self._entries)  # noqa: S608
-            self.db.executemany("INSERT INTO records VALUES (?, ?)", self._records)
-            self.db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", self._nodes)
-        self._entries.clear()
-        self._records.clear()
-        self._nodes.clear()
+        """Hand the batch to the writer thread (SQLite releases the GIL while it writes: the writes overlap the
+        parsing and verifying of the next batch on another core)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name="console-index-writer", daemon=True)
+            self._writer.start()
+        self._check_writer()
+        self._batches.put((self._entries, self._records, self._nodes))
+        self._entries, self._records, self._nodes = [], [], []
+
+    def _write(self) -> None:
+        with closing(connect(self.path)) as db:
+            db.execute("PRAGMA synchronous=OFF")
+            while (batch := self._batches.get()) is not None:
+                if self._failure is not None:
+                    continue  # drain: the loader is told at its next flush or at finish
+                entries, records, nodes = batch
+                try:
+                    with db:
+                        db.executemany(f"INSERT INTO entries VALUES ({_marks(18)})", entries)  # noqa: S608
+                        db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                        db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", nodes)
+                except sqlite3.Error as e:
+                    self._failure = e
+
+    def _check_writer(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def drain(self) -> None:
+        """Wait until every batch handed over is written."""
+        if self._writer is not None:
+            self._batches.put(None)
+            self._writer.join()
+            self._writer = None
+        self._check_writer()
 
     def finish(self, heat: Counter[tuple[int, int]], flags: Sequence[Flag]) -> None:
         """Write what is left, the aggregates, the flags, the indexes (built once, after the bulk insert)."""
         self.flush()
+        self.drain()
         with self.db:
             self.db.execute("DELETE FROM agg_agency_day")
             self.db.executemany("INSERT INTO agg_agency_day VALUES (?, ?, ?)",
@@ -180,6 +214,7 @@ class Indexer:
         self.set_meta({"size": str(self.size)})
 
     def close(self) -> None:
+        self.drain()
         self.db.close()
 
 
