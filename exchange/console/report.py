@@ -122,13 +122,16 @@ print(f"OK: {len(evidence['entries'])} entries are in the log {origin} of {size}
 
 COLUMNS = (("index", "#"), ("time", "time (UTC)"), ("action", "action"), ("outcome", "outcome"),
            ("agency", "agency"), ("client_id", "client"), ("officer", "officer"), ("purpose", "purpose"),
-           ("case_ref", "case reference"), ("recipient", "recipient"), ("method", "method"), ("path", "path"))
+           ("case_ref", "case reference"), ("recipient", "recipient"), ("record_ids", "records"), ("method", "method"),
+           ("path", "path"))
+LONG = frozenset({"record_ids", "path"})
 
 STYLE = """
 body { font: 11pt/1.4 Georgia, 'Times New Roman', serif; margin: 2em auto; max-width: 60em; color: #000; }
 h1 { font-size: 18pt; margin-bottom: 0.2em; } h2 { font-size: 13pt; border-bottom: 1px solid #000; margin-top: 2em; }
 table { border-collapse: collapse; width: 100%; font: 8.5pt/1.3 'DejaVu Sans', Arial, sans-serif; }
-th, td { border: 1px solid #999; padding: 2px 4px; text-align: left; vertical-align: top; word-break: break-all; }
+th, td { border: 1px solid #999; padding: 2px 4px; text-align: left; vertical-align: top; overflow-wrap: break-word; }
+td.long { word-break: break-all; min-width: 8em; }
 pre, code { font: 8pt/1.3 'DejaVu Sans Mono', monospace; white-space: pre-wrap; word-break: break-all; }
 .proof { page-break-inside: avoid; border-top: 1px dotted #999; padding-top: 0.3em; }
 .meta td:first-child { width: 12em; font-weight: bold; }
@@ -136,12 +139,18 @@ pre, code { font: 8pt/1.3 'DejaVu Sans Mono', monospace; white-space: pre-wrap; 
 """
 
 
+def _cell(column: str, value: object) -> str:
+    if column == "time" and isinstance(value, str):
+        value = value.replace("T", " ")
+    text = " ".join(map(str, value)) if isinstance(value, list) else "" if value is None else str(value)
+    return f'<td class="long">{escape(text)}</td>' if column in LONG else f"<td>{escape(text)}</td>"
+
+
 def render(data: dict[str, Any], subject: Subject, *, badge: dict[str, Any]) -> str:
     entries = data["entries"]
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     period = f"{data['subject']['from'] or 'the beginning of the log'} to {data['subject']['to'] or 'the checkpoint'}"
-    rows = "".join("<tr>" + "".join(f"<td>{escape(str(e['entry'].get(c) if e['entry'].get(c) is not None else ''))}"
-                                    "</td>" for c, _ in COLUMNS) + "</tr>" for e in entries)
+    rows = "".join("<tr>" + "".join(_cell(c, e["entry"].get(c)) for c, _ in COLUMNS) + "</tr>" for e in entries)
     proofs = "".join(
         f'<div class="proof"><b>Entry {e["index"]}</b> &middot; leaf hash <code>{escape(e["leaf_hash"])}</code>'
         f'<pre>{escape(e["leaf"])}</pre>inclusion proof ({len(e["proof"])} hashes, bottom up): '
@@ -171,7 +180,7 @@ root <code>{escape(data["root"])}</code></td></tr>
 </table>
 <h2>1. Entries</h2>
 <table><thead><tr>{"".join(f"<th>{escape(t)}</th>" for _, t in COLUMNS)}</tr></thead><tbody>{rows}</tbody></table>
-<p>Record ids in each entry are listed in Annex B. Entries hold identifiers, never names or record content.</p>
+<p>Entries hold identifiers, never names or record content; each entry's exact bytes are in Annex B.</p>
 <h2>2. How a third party re-verifies this report</h2>
 <ol>
 <li>Obtain the exchange's checkpoint key from its operators independently of this document (they print it with
