@@ -195,6 +195,17 @@ def test_thresholds_and_working_hours_are_configurable(load: Load, export: Path)
     assert sorted(f["rule"] for f in flags) == ["key-op", "no-case"]
 
 
+def test_working_hours_are_read_in_the_configured_timezone(load: Load, export: Path) -> None:
+    rules = RuleConfig(work_start=8, work_end=19, timezone="Asia/Dushanbe")  # UTC+5
+    flags = {f["key"]: f for f in load(export, rules=rules).get("/api/flags?rule=hours").get_json()["items"]}
+    # 21:05 UTC is 02:05 in Dushanbe (the next day); the prosecutor's reads from 14:01 UTC and the bulk read from
+    # 17:00 UTC are after 19:00 there; refused calls read or change nothing (the denials rule watches them)
+    assert set(flags) == {"hours:border-1:2026-03-03", "hours:pros-1:2026-03-02", "hours:border-7:2026-03-02"}
+    assert "08:00-19:00 Mon,Tue,Wed,Thu,Fri (Asia/Dushanbe)" in flags["hours:pros-1:2026-03-02"]["explanation"]
+    assert RuleConfig.parse_days("Sat-Mon") == frozenset({5, 6, 0})
+    assert RuleConfig.parse_hours("07:00-19:00") == (7, 19)
+
+
 def test_a_flag_is_marked_reviewed_with_a_note_kept_across_loads(load: Load, export: Path) -> None:
     console = load(export)
     key = "key-op:76"
