@@ -24,6 +24,7 @@ from rich.table import Table
 from exchange import create_app
 from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
+from exchange.console.cli import console_command
 from exchange.db import db, dispose_engines
 from exchange.keys import cli as keys_cli
 from exchange.keys.errors import KeyStoreError
@@ -313,6 +314,7 @@ def schemas_check() -> None:
 
 
 main.add_command(clients_cli.clients)
+audit_cli.audit.add_command(console_command)  # the console sits above audit/: it is added from here
 main.add_command(audit_cli.audit)
 main.add_command(keys_cli.keys)
 main.add_command(partner_cli.call_command)

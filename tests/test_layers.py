@@ -157,8 +157,10 @@ FLOORS: list[tuple[set[str], bool]] = [
     ({"exchange.web", "exchange.request_rules"}, False),
     ({"exchange.audit", "exchange.auth", "exchange.clients", "exchange.envelope", "exchange.keys", "exchange.register",
       "exchange.operator", "exchange.limits"}, True),
+    # exchange.client: the partner library's deprecated name, re-exporting it. exchange.console: the auditor's console
+    # (reads the log through partner/, verifies it with audit/'s offline verifier; see the rule below)
     ({"exchange.app", "exchange.cli", "exchange.contracts", "exchange.demo", "exchange.health", "exchange.migrate",
-      "exchange.client"}, True),  # exchange.client: the partner library's deprecated name, re-exporting it
+      "exchange.client", "exchange.console"}, True),
 ]
 
 
@@ -201,3 +203,13 @@ def test_views_import_neither_the_orm_nor_the_crypto_library(library: str) -> No
 
 def test_db_imports_nothing_of_the_web_layer() -> None:
     assert {t for t in GRAPH["exchange.db"] if t.startswith("exchange.web")} == set()
+
+
+def test_the_console_trusts_only_what_it_verified() -> None:
+    """The auditor's console runs on the auditor's machine: it reads the log through the partner library or an export
+    and verifies it itself. It never opens the exchange's database, app or web layer."""
+    reached = {t for m, ts in GRAPH.items() if m.startswith("exchange.console") for t in ts}
+    assert reached, "the console exists"
+    forbidden = {t for t in reached if t.startswith(("exchange.db", "exchange.web", "exchange.app", "exchange.keys",
+                                                     "exchange.auth", "exchange.register"))}
+    assert forbidden == set()

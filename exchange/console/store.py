@@ -1,0 +1,416 @@
+"""The console's local index: a SQLite file holding the verified entries, the Merkle nodes for inclusion proofs, the
+chart aggregates and the anomaly flags; and the auditor's review notes (a second, persistent file).
+
+Written by one loader thread (`Indexer`), read by the web threads, each with its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from exchange.audit.services import StoredEntry
+from exchange.protocol import merkle
+
+# Stored Merkle nodes: every node from this level up; the lower ones are recomputed from the leaf hashes (at most
+# 2**NODE_LEVEL of them per node), so the index holds size / 2**NODE_LEVEL nodes instead of 2 * size.
+NODE_LEVEL = 6
+NODE_MASK = (1 << NODE_LEVEL) - 1
+PAGE = 50
+MAX_PAGE = 500
+COLUMNS = ("time", "action", "outcome", "status", "reason", "agency", "client_id", "officer", "purpose", "case_ref",
+           "method", "path", "recipient", "source_ip")
+SEARCHABLE = ("agency", "client_id", "officer", "purpose", "action", "outcome", "case_ref")
+DATA_ACTIONS = frozenset({"collect", "alter", "consult", "disclose", "erase"})
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entries (
+    idx INTEGER PRIMARY KEY, time TEXT, ts INTEGER, action TEXT, outcome TEXT, status INTEGER, reason TEXT,
+    agency TEXT, client_id TEXT, officer TEXT, purpose TEXT, case_ref TEXT, method TEXT, path TEXT, recipient TEXT,
+    source_ip TEXT, leaf_hash BLOB NOT NULL, leaf BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS records (record_id TEXT NOT NULL, idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS nodes (level INTEGER, idx INTEGER, hash BLOB, PRIMARY KEY (level, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_agency_day (day TEXT, agency TEXT, n INTEGER, PRIMARY KEY (day, agency));
+CREATE TABLE IF NOT EXISTS agg_denials_day (day TEXT PRIMARY KEY, n INTEGER);
+CREATE TABLE IF NOT EXISTS agg_purpose (purpose TEXT PRIMARY KEY, n INTEGER);
+CREATE TABLE IF NOT EXISTS agg_heat (dow INTEGER, hour INTEGER, n INTEGER, PRIMARY KEY (dow, hour));
+CREATE TABLE IF NOT EXISTS flags (
+    key TEXT PRIMARY KEY, rule TEXT, subject TEXT, start_ts INTEGER, end_ts INTEGER, count INTEGER,
+    explanation TEXT, search TEXT);
+CREATE TABLE IF NOT EXISTS flag_entries (flag_key TEXT, idx INTEGER);
+"""
+INDEXES = [f"CREATE INDEX IF NOT EXISTS entries_{c} ON entries ({c}, idx)" for c in SEARCHABLE] + [
+    "CREATE INDEX IF NOT EXISTS entries_ts ON entries (ts)",
+    "CREATE INDEX IF NOT EXISTS records_id ON records (record_id, idx)",
+    "CREATE INDEX IF NOT EXISTS flag_entries_key ON flag_entries (flag_key, idx)",
+    "CREATE INDEX IF NOT EXISTS flags_rule ON flags (rule, start_ts)",
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def parse_time(text: str) -> int:
+    """Seconds since the epoch of an entry's RFC 3339 UTC time."""
+    return int(datetime.fromisoformat(text).timestamp())
+
+
+def day_of(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+# ---- writing ------------------------------------------------------------------------------------------------------
+
+
+class Indexer:
+    """Takes the entries the verifier accepted, in order, and writes them in batches (one transaction each)."""
+
+    def __init__(self, path: Path, *, batch: int = 20_000) -> None:
+        self.path = path
+        self.db = connect(path)
+        # the index is rebuilt from a verified source whenever it is not marked complete: no need to sync it
+        self.db.execute("PRAGMA synchronous=OFF")
+        self.db.executescript(SCHEMA)
+        self._days: dict[int, str] = {}
+        self._batches: queue.Queue[tuple[list[Any], list[Any], list[Any]] | None] = queue.Queue(maxsize=2)
+        self._writer: threading.Thread | None = None
+        self._failure: sqlite3.Error | None = None
+        self.batch = batch
+        self._entries: list[tuple[Any, ...]] = []
+        self._records: list[tuple[str, int]] = []
+        self._nodes: list[tuple[int, int, bytes]] = []
+        self.frontier = merkle.Frontier()
+        self.size = 0
+        self.agency_day: Counter[tuple[str, str]] = Counter()
+        self.denials_day: Counter[str] = Counter()
+        self.purposes: Counter[str] = Counter()
+
+    def resume(self) -> int:
+        """Continue an index kept from an earlier run (server mode): how many entries it holds. They are read back
+        (`kept_entries`) and verified again with the new ones; only the new ones are written."""
+        return int(self.meta("size") or 0)
+
+    def kept_entries(self, end: int) -> Iterator[StoredEntry]:
+        cursor = self.db.execute("SELECT idx, leaf, leaf_hash FROM entries WHERE idx < ? ORDER BY idx", (end,))
+        while rows := cursor.fetchmany(10_000):
+            for idx, leaf, leaf_hash in rows:
+                yield StoredEntry(idx, bytes(leaf), bytes(leaf_hash))
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, values: dict[str, str]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", values.items())
+
+    def add(self, index: int, leaf: bytes, entry: dict[str, Any], ts: int, *, store: bool = True,
+            leaf_hash: bytes | None = None) -> None:
+        """Count the entry into the tree and the aggregates; with `store`, also write it (not if already kept).
+        `leaf_hash`: the entry's leaf hash if the caller verified it already."""
+        leaf_hash = leaf_hash or merkle.leaf_hash(leaf)
+        get = entry.get
+        if store:
+            if index & NODE_MASK == NODE_MASK:  # the leaf completes a node of NODE_LEVEL (and maybe more)
+                for (level, node_index), value in self.frontier.append(leaf_hash):
+                    if level >= NODE_LEVEL:
+                        self._nodes.append((level, node_index, value))
+            else:
+                self.frontier.push(leaf_hash)
+            self._entries.append((index, get("time"), ts, get("action"), get("outcome"), get("status"),
+                                  get("reason"), get("agency"), get("client_id"), get("officer"), get("purpose"),
+                                  get("case_ref"), get("method"), get("path"), get("recipient"), get("source_ip"),
+                                  leaf_hash, leaf))
+            for record in get("record_ids") or ():
+                self._records.append((str(record), index))
+        else:
+            self.frontier.push(leaf_hash)
+        day = self._days.get(ts // 86400)
+        if day is None:
+            day = self._days[ts // 86400] = day_of(ts)
+        self.agency_day[(day, get("agency") or "-")] += 1
+        if get("outcome") == "failure" and get("status") in (401, 403):
+            self.denials_day[day] += 1
+        self.purposes[get("purpose") or "-"] += 1
+        self.size = index + 1
+        if len(self._entries) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the batch to the writer thread (SQLite releases the GIL while it writes: the writes overlap the
+        parsing and verifying of the next batch on another core)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write, name="console-index-writer", daemon=True)
+            self._writer.start()
+        self._check_writer()
+        self._batches.put((self._entries, self._records, self._nodes))
+        self._entries, self._records, self._nodes = [], [], []
+
+    def _write(self) -> None:
+        with closing(connect(self.path)) as db:
+            db.execute("PRAGMA synchronous=OFF")
+            while (batch := self._batches.get()) is not None:
+                if self._failure is not None:
+                    continue  # drain: the loader is told at its next flush or at finish
+                entries, records, nodes = batch
+                try:
+                    with db:
+                        db.executemany(f"INSERT INTO entries VALUES ({_marks(18)})", entries)  # noqa: S608
+                        db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                        db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", nodes)
+                except sqlite3.Error as e:
+                    self._failure = e
+
+    def _check_writer(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def drain(self) -> None:
+        """Wait until every batch handed over is written."""
+        if self._writer is not None:
+            self._batches.put(None)
+            self._writer.join()
+            self._writer = None
+        self._check_writer()
+
+    def finish(self, heat: Counter[tuple[int, int]], flags: Sequence[Flag]) -> None:
+        """Write what is left, the aggregates, the flags, the indexes (built once, after the bulk insert)."""
+        self.flush()
+        self.drain()
+        with self.db:
+            self.db.execute("DELETE FROM agg_agency_day")
+            self.db.executemany("INSERT INTO agg_agency_day VALUES (?, ?, ?)",
+                                [(d, a, n) for (d, a), n in self.agency_day.items()])
+            self.db.execute("DELETE FROM agg_denials_day")
+            self.db.executemany("INSERT INTO agg_denials_day VALUES (?, ?)", self.denials_day.items())
+            self.db.execute("DELETE FROM agg_purpose")
+            self.db.executemany("INSERT INTO agg_purpose VALUES (?, ?)", self.purposes.items())
+            self.db.execute("DELETE FROM agg_heat")
+            self.db.executemany("INSERT INTO agg_heat VALUES (?, ?, ?)", [(d, h, n) for (d, h), n in heat.items()])
+            self.db.execute("DELETE FROM flags")
+            self.db.execute("DELETE FROM flag_entries")
+            self.db.executemany("INSERT INTO flags VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [(f.key, f.rule, f.subject, f.start_ts, f.end_ts, f.count, f.explanation,
+                                  json.dumps(f.search)) for f in flags])
+            self.db.executemany("INSERT INTO flag_entries VALUES (?, ?)",
+                                [(f.key, i) for f in flags for i in f.entries])
+            for statement in INDEXES:
+                self.db.execute(statement)
+            self.db.execute("ANALYZE")
+        self.set_meta({"size": str(self.size)})
+
+    def close(self) -> None:
+        self.drain()
+        self.db.close()
+
+
+@dataclass(kw_only=True)
+class Flag:
+    key: str  # stable across runs: a review note stays attached to it
+    rule: str
+    subject: str
+    start_ts: int
+    end_ts: int
+    count: int
+    explanation: str
+    search: dict[str, str]  # the search that lists every entry of the flag
+    entries: list[int]
+
+
+# ---- reading ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Query:
+    filters: dict[str, str]
+    record_id: str | None = None
+    time_from: int | None = None
+    time_to: int | None = None
+    action_prefix: str | None = None
+    before: int | None = None  # paging: entries with a smaller index
+    limit: int = PAGE
+
+
+class Index:
+    """Read access to the index, one connection per call (the web server is threaded)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)) as db:
+            db.row_factory = sqlite3.Row
+            yield db
+
+    def size(self) -> int:
+        with self._db() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'size'").fetchone()
+            return int(row[0]) if row else 0
+
+    def search(self, query: Query) -> dict[str, Any]:
+        where: list[str] = []
+        args: list[object] = []
+        for column, value in query.filters.items():
+            if column not in SEARCHABLE:
+                raise ValueError(f"no search by {column}")
+            where.append(f"e.{column} = ?")
+            args.append(value)
+        if query.action_prefix:
+            where.append("e.action LIKE ?")
+            args.append(query.action_prefix.replace("%", "") + "%")
+        if query.time_from is not None:
+            where.append("e.ts >= ?")
+            args.append(query.time_from)
+        if query.time_to is not None:
+            where.append("e.ts < ?")
+            args.append(query.time_to)
+        if query.before is not None:
+            where.append("e.idx < ?")
+            args.append(query.before)
+        source = "entries e"
+        if query.record_id:
+            source = "records r JOIN entries e ON e.idx = r.idx"
+            where.insert(0, "r.record_id = ?")
+            args.insert(0, query.record_id)
+        # built from the column names above and placeholders only: every value is a parameter
+        sql = (f"SELECT e.idx, {', '.join('e.' + c for c in COLUMNS)}, e.leaf FROM {source}"  # noqa: S608
+               + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY e.idx DESC LIMIT ?")
+        limit = max(1, min(query.limit, MAX_PAGE))
+        with self._db() as db:
+            rows = db.execute(sql, [*args, limit + 1]).fetchall()
+        items = [entry_of(row) for row in rows[:limit]]
+        return {"items": items, "next_before": items[-1]["index"] if len(rows) > limit else None}
+
+    def entries(self, indices: Iterable[int]) -> list[dict[str, Any]]:
+        wanted = sorted(set(indices))
+        found: list[dict[str, Any]] = []
+        with self._db() as db:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                sql = f"SELECT idx, {', '.join(COLUMNS)}, leaf FROM entries WHERE idx IN ({_marks(len(chunk))})"  # noqa: S608
+                found += [entry_of(row) for row in db.execute(sql + " ORDER BY idx", chunk)]
+        return found
+
+    def leaves(self, indices: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
+        with self._db() as db:
+            out: dict[int, tuple[bytes, bytes]] = {}
+            for start in range(0, len(indices), 500):
+                chunk = list(indices[start:start + 500])
+                sql = f"SELECT idx, leaf, leaf_hash FROM entries WHERE idx IN ({_marks(len(chunk))})"  # noqa: S608
+                for idx, leaf, leaf_hash in db.execute(sql, chunk):
+                    out[idx] = (bytes(leaf), bytes(leaf_hash))
+            return out
+
+    def nodes(self, wanted: set[merkle.Node]) -> dict[merkle.Node, bytes]:
+        """The hashes of complete subtrees: stored from NODE_LEVEL up, recomputed from the leaf hashes below it."""
+        found: dict[merkle.Node, bytes] = {}
+        with self._db() as db:
+            for level, index in wanted:
+                if level >= NODE_LEVEL:
+                    row = db.execute("SELECT hash FROM nodes WHERE level = ? AND idx = ?", (level, index)).fetchone()
+                    if row is None:
+                        raise LookupError(f"node {(level, index)} is not in the index")
+                    found[(level, index)] = bytes(row[0])
+                else:
+                    start = index << level
+                    hashes = [bytes(h) for (h,) in db.execute(
+                        "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                        (start, start + (1 << level)))]
+                    if len(hashes) != 1 << level:
+                        raise LookupError(f"node {(level, index)} is not in the index")
+                    found[(level, index)] = merkle.root_of(hashes)
+        return found
+
+    def inclusion_proof(self, index: int, size: int) -> tuple[bytes, ...]:
+        ranges = merkle.inclusion_ranges(index, size)
+        return merkle.proof_hashes(ranges, self.nodes(merkle.nodes_for(ranges)))
+
+    def aggregates(self) -> dict[str, Any]:
+        with self._db() as db:
+            return {
+                "agency_day": [tuple(r) for r in db.execute("SELECT day, agency, n FROM agg_agency_day ORDER BY day")],
+                "denials_day": [tuple(r) for r in db.execute("SELECT day, n FROM agg_denials_day ORDER BY day")],
+                "purpose": [tuple(r) for r in db.execute("SELECT purpose, n FROM agg_purpose ORDER BY n DESC")],
+                "heat": [tuple(r) for r in db.execute("SELECT dow, hour, n FROM agg_heat")],
+            }
+
+    def flags(self, *, rule: str | None = None, limit: int = 300) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The first `limit` flags (of `rule`, if given) in time order, and how many there are of each rule."""
+        with self._db() as db:
+            counts = {r: n for r, n in db.execute("SELECT rule, count(*) FROM flags GROUP BY rule")}
+            rows = db.execute("SELECT * FROM flags WHERE ? IS NULL OR rule = ? ORDER BY start_ts, key LIMIT ?",
+                              (rule, rule, limit))
+            return [dict(row) | {"search": json.loads(row["search"])} for row in rows], counts
+
+    def flag(self, key: str) -> tuple[dict[str, Any], list[int]] | None:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM flags WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            indices = [i for (i,) in db.execute("SELECT idx FROM flag_entries WHERE flag_key = ? ORDER BY idx",
+                                                (key,))]
+            return dict(row) | {"search": json.loads(row["search"])}, indices
+
+    def key_operations(self) -> list[dict[str, Any]]:
+        """The keys and clients that key and client operations touched, with how many operations each."""
+        with self._db() as db:
+            return [dict(row) for row in db.execute(
+                "SELECT r.record_id AS id, count(*) AS operations, min(e.idx) AS first, max(e.idx) AS last "
+                "FROM entries e JOIN records r ON r.idx = e.idx "
+                "WHERE e.action LIKE 'key.%' OR e.action LIKE 'client.%' GROUP BY r.record_id ORDER BY last DESC")]
+
+
+def _marks(count: int) -> str:
+    return ", ".join("?" * count)
+
+
+def entry_of(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
+    values = tuple(row)
+    entry = dict(zip(("index", *COLUMNS), values[:-1], strict=True))
+    members = json.loads(values[-1])
+    entry["record_ids"] = members.get("record_ids") or []
+    return entry
+
+
+# ---- the auditor's notes ------------------------------------------------------------------------------------------
+
+
+class Reviews:
+    """Review notes on flags, kept in a file of the auditor's (they outlive the index)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = path
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("CREATE TABLE IF NOT EXISTS reviews (origin TEXT, flag_key TEXT, reviewed_at TEXT, note TEXT, "
+                       "PRIMARY KEY (origin, flag_key))")
+
+    def all(self, origin: str) -> dict[str, dict[str, str]]:
+        with closing(sqlite3.connect(self.path)) as db:
+            return {key: {"reviewed_at": at, "note": note} for key, at, note in db.execute(
+                "SELECT flag_key, reviewed_at, note FROM reviews WHERE origin = ?", (origin,))}
+
+    def mark(self, origin: str, flag_key: str, note: str) -> dict[str, str]:
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        with closing(sqlite3.connect(self.path)) as db, db:
+            db.execute("INSERT OR REPLACE INTO reviews VALUES (?, ?, ?, ?)", (origin, flag_key, at, note))
+        return {"reviewed_at": at, "note": note}
+
+    def clear(self, origin: str, flag_key: str) -> None:
+        with closing(sqlite3.connect(self.path)) as db, db:
+            db.execute("DELETE FROM reviews WHERE origin = ? AND flag_key = ?", (origin, flag_key))
