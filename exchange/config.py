@@ -1,4 +1,4 @@
-"""Configuration from the environment (names in ../shared/spec/operations.md).
+"""Configuration from the environment (names in docs/operations.md).
 
 `create_app(config)` takes a mapping that overrides these; tests pass one, production passes none.
 No secret has a default here.

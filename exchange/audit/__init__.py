@@ -1,4 +1,4 @@
-"""The tamper-evident audit log (../shared/spec/audit.md).
+"""The tamper-evident audit log (docs/audit.md).
 
 Every call to the API, every token and every key or client operation becomes one entry: a JSON object encoded with
 RFC 8785, stored verbatim, hashed into an RFC 6962 Merkle tree whose heads are published as C2SP signed checkpoints.

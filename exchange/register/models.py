@@ -1,4 +1,4 @@
-"""The returnee register (../shared/spec/domain.md "Records"). Field names follow NIEM 6.0 in snake_case.
+"""The returnee register (docs/domain.md "Records"). Field names follow NIEM 6.0 in snake_case.
 
 Nested, schema-less lists (name variants, identifications, conflict history, accompanying persons) are JSON columns:
 they are read and written with their returnee, and marshmallow validates their shape. What must be searched by the
