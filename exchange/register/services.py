@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, bindparam, delete, func, inspect, select
+from sqlalchemy import Select, bindparam, case, delete, distinct, func, inspect, or_, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,14 @@ from exchange.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_transition
-from exchange.register.matching import Candidate, rank_candidates
+from exchange.register.matching import (
+    Candidate,
+    Match,
+    candidate_birth_years,
+    name_blocks,
+    query_blocks,
+    rank_candidates,
+)
 from exchange.register.models import (
     BorderCrossing,
     BorderInstruction,
@@ -37,6 +45,7 @@ from exchange.register.models import (
     ProsecutorialDecision,
     RegisterCounter,
     Returnee,
+    ReturneeNameBlock,
     ReturneeSearchKey,
     VettingAssessment,
 )
@@ -49,6 +58,9 @@ R = TypeVar("R", bound=Record)
 # A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
 # of their sizes; typical records have one or two of each), and reads them one statement each beyond.
 JOINED_ROWS_LIMIT = 16
+# Name screening scores at most this many returnees per query: those sharing the most query words (by retrieval
+# key, `matching.query_blocks`) with it, among those born in a year that can still reach the threshold.
+SCREENING_CANDIDATES = 300
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -76,6 +88,14 @@ class ScreeningHit:
     birth_date_score: float | None
     matched_on: str  # "document" or "name"
     matched_value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NameQuery:
+    """One traveller of a batch screened by name (`RegisterService.screen_many`)."""
+
+    name: str
+    birth_date: str | None = None
 
 
 def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, Any]) -> Select[Any]:
@@ -363,29 +383,74 @@ class RegisterService:
     def screen_by_name(
         self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float
     ) -> list[ScreeningHit]:
+        """The returnees whose names and birth date best match, highest score first (`matching.rank_candidates`),
+        among the `SCREENING_CANDIDATES` retrieved by the name index."""
+        [hits] = self.screen_many(caller, [NameQuery(name=name, birth_date=birth_date)], limit=limit,
+                                  min_score=min_score)
+        return hits
+
+    def screen_many(
+        self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float
+    ) -> list[list[ScreeningHit]]:
+        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one index lookup per
+        traveller, then the names and birth dates of every candidate of the batch in one read, and the matched
+        returnees in one more. Raises `ValueError` for a malformed birth date (the schemas refuse it first)."""
         policy.require_screening(caller.agency)
-        names: dict[uuid.UUID, list[str]] = {}
+        queries = list(travellers)
+        retrieved = [self._name_candidate_ids(q, min_score) for q in queries]
+        candidates = self._name_candidates({rid for ids in retrieved for rid in ids})
+        ranked: list[list[Match]] = [
+            rank_candidates(name=q.name, birth_date=q.birth_date, candidates=(candidates[rid] for rid in ids),
+                            min_score=min_score, limit=limit)
+            for q, ids in zip(queries, retrieved, strict=True)
+        ]
+        by_id = {r.id: r for r in self._load_many({uuid.UUID(m.record_id) for ms in ranked for m in ms})}
+        return [
+            [ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
+                          birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
+             for m in matches]
+            for matches in ranked
+        ]
+
+    def _name_candidate_ids(self, query: NameQuery, min_score: float) -> list[uuid.UUID]:
+        """The returnees to score for one query: sharing a retrieval key with it, born in a year that can reach
+        `min_score` (or of unknown birth date, when that can), most query words covered first."""
+        blocks = query_blocks(query.name)
+        if not blocks:
+            return []
+        word = case(blocks, value=ReturneeNameBlock.block)
+        covered = func.count(distinct(word))
+        stmt = select(ReturneeNameBlock.returnee_id).where(ReturneeNameBlock.block.in_(list(blocks)))
+        years = candidate_birth_years(query.birth_date, min_score)
+        if years is not None:
+            allowed, unknown = years
+            in_years = ReturneeNameBlock.birth_year.in_(allowed)
+            stmt = stmt.where(or_(in_years, ReturneeNameBlock.birth_year.is_(None)) if unknown else in_years)
+        stmt = (stmt.group_by(ReturneeNameBlock.returnee_id)
+                .order_by(covered.desc(), ReturneeNameBlock.returnee_id).limit(SCREENING_CANDIDATES))
+        return list(self.session.scalars(stmt))
+
+    def _name_candidates(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Candidate]:
+        """Every stored name (and its key) and the birth date of these returnees, in one read."""
+        if not ids:
+            return {}
+        names: dict[uuid.UUID, list[tuple[str, str]]] = {}
         births: dict[uuid.UUID, str | None] = {}
         rows = self.session.execute(
-            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.original, Returnee.birth_date)
+            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original,
+                   Returnee.birth_date)
             .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
-            .where(ReturneeSearchKey.kind == "name")
+            .where(ReturneeSearchKey.kind == "name", ReturneeSearchKey.returnee_id.in_(list(ids)))
+            .order_by(ReturneeSearchKey.returnee_id, ReturneeSearchKey.id)
         )
         for row in rows:
-            names.setdefault(row.returnee_id, []).append(row.original)
+            names.setdefault(row.returnee_id, []).append((row.key, row.original))
             births[row.returnee_id] = row.birth_date
-        candidates = (
-            Candidate(record_id=str(rid), names=tuple(values), birth_date=births[rid]) for rid, values in names.items()
-        )
-        matches = rank_candidates(
-            name=name, birth_date=birth_date, candidates=candidates, min_score=min_score, limit=limit
-        )
-        by_id = {r.id: r for r in self._load_many(uuid.UUID(m.record_id) for m in matches)}
-        return [
-            ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
-                         birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
-            for m in matches
-        ]
+        return {
+            rid: Candidate(record_id=str(rid), names=tuple(o for _, o in values), keys=tuple(k for k, _ in values),
+                           birth_date=births[rid])
+            for rid, values in names.items()
+        }
 
     # ---- internals ---------------------------------------------------------------------------------------------
 
@@ -524,6 +589,7 @@ class RegisterService:
         none to delete."""
         if not new:
             self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
+            self.session.execute(delete(ReturneeNameBlock).where(ReturneeNameBlock.returnee_id == returnee.id))
         birth_year = parse_partial_date(returnee.birth_date)[0] if returnee.birth_date else None
         names = [returnee.full_name, f"{returnee.given_name} {returnee.surname}"]
         names += [v["value"] for v in returnee.name_variants]
@@ -538,3 +604,11 @@ class RegisterService:
             if key
         )
         self.session.flush()
+        blocks: set[str] = set()
+        for kind, key in keys:
+            if kind == "name":
+                blocks |= name_blocks(tuple(key.split()))
+        if blocks:  # a plain INSERT: rewritten blocks keep their primary key, the ORM must not track them
+            self.session.execute(sql_insert(ReturneeNameBlock), [
+                {"returnee_id": returnee.id, "block": block, "birth_year": birth_year} for block in sorted(blocks)
+            ])
