@@ -122,6 +122,26 @@ def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, A
     return stmt
 
 
+def screening_keys(
+    *, full_name: str, given_name: str, surname: str, name_variants: Iterable[Mapping[str, Any]],
+    identifications: Iterable[Mapping[str, Any]],
+) -> tuple[dict[tuple[str, str], str], set[str]]:
+    """What a returnee's screening reads: its search keys (``(kind, key) -> original``, names in every script and
+    document numbers, empty keys left out) and the retrieval keys of its names (`matching.name_blocks`)."""
+    names = [full_name, f"{given_name} {surname}", *(v["value"] for v in name_variants)]
+    keys: dict[tuple[str, str], str] = {}
+    for original in names:
+        keys.setdefault(("name", name_key(original)), original)
+    for identification in identifications:
+        keys.setdefault(("document", document_key(identification["id"])), identification["id"])
+    keys = {(kind, key): original for (kind, key), original in keys.items() if key}
+    blocks: set[str] = set()
+    for kind, key in keys:
+        if kind == "name":
+            blocks |= name_blocks(tuple(key.split()))
+    return keys, blocks
+
+
 def _returnee_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validated returnee fields as column values: `person_name` spreads over its four columns."""
     columns = dict(fields)
@@ -591,23 +611,15 @@ class RegisterService:
             self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
             self.session.execute(delete(ReturneeNameBlock).where(ReturneeNameBlock.returnee_id == returnee.id))
         birth_year = parse_partial_date(returnee.birth_date)[0] if returnee.birth_date else None
-        names = [returnee.full_name, f"{returnee.given_name} {returnee.surname}"]
-        names += [v["value"] for v in returnee.name_variants]
-        keys: dict[tuple[str, str], str] = {}
-        for original in names:
-            keys.setdefault(("name", name_key(original)), original)
-        for identification in returnee.identifications:
-            keys.setdefault(("document", document_key(identification["id"])), identification["id"])
+        keys, blocks = screening_keys(
+            full_name=returnee.full_name, given_name=returnee.given_name, surname=returnee.surname,
+            name_variants=returnee.name_variants, identifications=returnee.identifications,
+        )
         self.session.add_all(
             ReturneeSearchKey(returnee_id=returnee.id, kind=kind, key=key, original=original, birth_year=birth_year)
             for (kind, key), original in keys.items()
-            if key
         )
         self.session.flush()
-        blocks: set[str] = set()
-        for kind, key in keys:
-            if kind == "name":
-                blocks |= name_blocks(tuple(key.split()))
         if blocks:  # a plain INSERT: rewritten blocks keep their primary key, the ORM must not track them
             self.session.execute(sql_insert(ReturneeNameBlock), [
                 {"returnee_id": returnee.id, "block": block, "birth_year": birth_year} for block in sorted(blocks)
