@@ -179,7 +179,7 @@ def _skeleton(word: str) -> str:
 
 
 @lru_cache(maxsize=1 << 15)
-def _word_blocks(word: str) -> frozenset[str]:
+def _word_blocks(word: str, deletions: bool = True) -> frozenset[str]:
     if len(word) < 2:
         return frozenset()  # an initial: the other words find the candidate
     blocks: set[str] = set()
@@ -187,7 +187,7 @@ def _word_blocks(word: str) -> frozenset[str]:
     for form in (word, stem) if stem else (word,):
         skeleton = _skeleton(form)
         blocks.add(skeleton)
-        if len(skeleton) >= 4:  # one consonant typo on either side still shares a key
+        if deletions and len(skeleton) >= 4:  # one consonant typo on either side still shares a key
             blocks.update(skeleton[:i] + skeleton[i + 1:] for i in range(len(skeleton)))
     return frozenset(blocks)
 
@@ -198,11 +198,14 @@ def _glued(tokens: tuple[str, ...]) -> list[str]:
 
 def name_blocks(tokens: tuple[str, ...]) -> set[str]:
     """Retrieval keys of a register name (its `name_key` words): a candidate is scored when it shares one with the
-    query. Each word (and each two adjacent words written together) gives its consonant skeleton, the skeleton of
-    its stem when it has a surname ending, and the skeletons with one letter deleted (from 4 letters up)."""
+    query. Each word gives its consonant skeleton, the skeleton of its stem when it has a surname ending, and those
+    skeletons with one letter deleted (from 4 letters up); two adjacent words written together give their
+    skeletons (Abdul Aziz / Abdulaziz)."""
     blocks: set[str] = set()
-    for word in (*tokens, *_glued(tokens)):
+    for word in tokens:
         blocks |= _word_blocks(word)
+    for glued in _glued(tokens):
+        blocks |= _word_blocks(glued, False)
     return blocks
 
 
@@ -216,7 +219,7 @@ def query_blocks(name: str) -> dict[str, int]:
             for block in _word_blocks(form):
                 found.setdefault(block, i)
     for i, glued in enumerate(_glued(tokens)):
-        for block in _word_blocks(glued):
+        for block in _word_blocks(glued, False):
             found.setdefault(block, i)
     return found
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, bindparam, case, delete, distinct, func, inspect, or_, select
+from sqlalchemy import Select, bindparam, delete, func, inspect, or_, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -60,7 +60,7 @@ R = TypeVar("R", bound=Record)
 JOINED_ROWS_LIMIT = 16
 # Name screening scores at most this many returnees per query: those sharing the most query words (by retrieval
 # key, `matching.query_blocks`) with it, among those born in a year that can still reach the threshold.
-SCREENING_CANDIDATES = 300
+SCREENING_CANDIDATES = 100
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -190,6 +190,29 @@ def _collection_read(name: str) -> Select[Any]:
     child = relationship.entity.class_
     return select(child).where(child.returnee_id == bindparam("returnee_id")).order_by(
         *(relationship.order_by or ()))
+
+
+def _name_candidates_read(*, years: bool, unknown: bool) -> Select[Any]:
+    """Returnees sharing any of `:blocks`, born in one of `:years` (and/or of unknown birth year), those sharing
+    the most first, at most `:limit`. Built once: one statement shape whatever the query (expanding parameters)."""
+    block = ReturneeNameBlock
+    stmt = select(block.returnee_id).where(block.block.in_(bindparam("blocks", expanding=True)))
+    if years:
+        in_years = block.birth_year.in_(bindparam("years", expanding=True))
+        stmt = stmt.where(or_(in_years, block.birth_year.is_(None)) if unknown else in_years)
+    return (stmt.group_by(block.returnee_id).order_by(func.count().desc(), block.returnee_id)
+            .limit(bindparam("limit")))
+
+
+_NAME_CANDIDATES_ANY_YEAR = _name_candidates_read(years=False, unknown=True)
+_NAME_CANDIDATES_IN_YEARS = _name_candidates_read(years=True, unknown=False)
+_NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN = _name_candidates_read(years=True, unknown=True)
+_CANDIDATE_NAMES = (
+    select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original, Returnee.birth_date)
+    .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
+    .where(ReturneeSearchKey.kind == "name", ReturneeSearchKey.returnee_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ReturneeSearchKey.returnee_id, ReturneeSearchKey.id)
+)
 
 
 class RegisterService:
@@ -401,16 +424,19 @@ class RegisterService:
         ]
 
     def screen_by_name(
-        self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float
+        self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float,
+        collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
     ) -> list[ScreeningHit]:
         """The returnees whose names and birth date best match, highest score first (`matching.rank_candidates`),
-        among the `SCREENING_CANDIDATES` retrieved by the name index."""
+        among the `SCREENING_CANDIDATES` retrieved by the name index; each returnee is loaded with `collections`
+        (the ones the caller's view shows)."""
         [hits] = self.screen_many(caller, [NameQuery(name=name, birth_date=birth_date)], limit=limit,
-                                  min_score=min_score)
+                                  min_score=min_score, collections=collections)
         return hits
 
     def screen_many(
-        self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float
+        self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float,
+        collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
     ) -> list[list[ScreeningHit]]:
         """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one index lookup per
         traveller, then the names and birth dates of every candidate of the batch in one read, and the matched
@@ -424,7 +450,8 @@ class RegisterService:
                             min_score=min_score, limit=limit)
             for q, ids in zip(queries, retrieved, strict=True)
         ]
-        by_id = {r.id: r for r in self._load_many({uuid.UUID(m.record_id) for ms in ranked for m in ms})}
+        matched = {uuid.UUID(m.record_id) for ms in ranked for m in ms}
+        by_id = {r.id: r for r in self._load_many(matched, collections)}
         return [
             [ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
                           birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
@@ -433,22 +460,19 @@ class RegisterService:
         ]
 
     def _name_candidate_ids(self, query: NameQuery, min_score: float) -> list[uuid.UUID]:
-        """The returnees to score for one query: sharing a retrieval key with it, born in a year that can reach
-        `min_score` (or of unknown birth date, when that can), most query words covered first."""
-        blocks = query_blocks(query.name)
+        """The returnees to score for one query: sharing retrieval keys with it, born in a year that can reach
+        `min_score` (or of unknown birth date, when that can), those sharing the most keys first."""
+        blocks = list(query_blocks(query.name))
         if not blocks:
             return []
-        word = case(blocks, value=ReturneeNameBlock.block)
-        covered = func.count(distinct(word))
-        stmt = select(ReturneeNameBlock.returnee_id).where(ReturneeNameBlock.block.in_(list(blocks)))
         years = candidate_birth_years(query.birth_date, min_score)
-        if years is not None:
-            allowed, unknown = years
-            in_years = ReturneeNameBlock.birth_year.in_(allowed)
-            stmt = stmt.where(or_(in_years, ReturneeNameBlock.birth_year.is_(None)) if unknown else in_years)
-        stmt = (stmt.group_by(ReturneeNameBlock.returnee_id)
-                .order_by(covered.desc(), ReturneeNameBlock.returnee_id).limit(SCREENING_CANDIDATES))
-        return list(self.session.scalars(stmt))
+        params: dict[str, Any] = {"blocks": blocks, "limit": SCREENING_CANDIDATES}
+        if years is None:
+            stmt = _NAME_CANDIDATES_ANY_YEAR
+        else:
+            params["years"], unknown = years
+            stmt = _NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN if unknown else _NAME_CANDIDATES_IN_YEARS
+        return list(self.session.scalars(stmt, params))
 
     def _name_candidates(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Candidate]:
         """Every stored name (and its key) and the birth date of these returnees, in one read."""
@@ -456,16 +480,9 @@ class RegisterService:
             return {}
         names: dict[uuid.UUID, list[tuple[str, str]]] = {}
         births: dict[uuid.UUID, str | None] = {}
-        rows = self.session.execute(
-            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original,
-                   Returnee.birth_date)
-            .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
-            .where(ReturneeSearchKey.kind == "name", ReturneeSearchKey.returnee_id.in_(list(ids)))
-            .order_by(ReturneeSearchKey.returnee_id, ReturneeSearchKey.id)
-        )
-        for row in rows:
-            names.setdefault(row.returnee_id, []).append((row.key, row.original))
-            births[row.returnee_id] = row.birth_date
+        for returnee_id, key, original, birth in self.session.execute(_CANDIDATE_NAMES, {"ids": list(ids)}):
+            names.setdefault(returnee_id, []).append((key, original))
+            births[returnee_id] = birth
         return {
             rid: Candidate(record_id=str(rid), names=tuple(o for _, o in values), keys=tuple(k for k, _ in values),
                            birth_date=births[rid])
@@ -519,12 +536,16 @@ class RegisterService:
                 set_committed_value(returnee, name, items)
         return returnee
 
-    def _load_many(self, ids: Iterable[uuid.UUID]) -> list[Returnee]:
+    def _load_many(
+        self, ids: Iterable[uuid.UUID], collections: tuple[str, ...] = RETURNEE_COLLECTIONS
+    ) -> list[Returnee]:
+        """These returnees with `collections` loaded (one SELECT each); the others raise if read."""
         wanted = list(ids)
         if not wanted:
             return []
-        return list(self.session.scalars(select(Returnee).where(Returnee.id.in_(wanted)).options(
-            *self._returnee_loads())))
+        options = [selectinload(getattr(Returnee, name)) for name in collections]
+        options += [raiseload(getattr(Returnee, name)) for name in RETURNEE_COLLECTIONS if name not in collections]
+        return list(self.session.scalars(select(Returnee).where(Returnee.id.in_(wanted)).options(*options)))
 
     @staticmethod
     def _check_version(record: Record, if_match: int | None) -> None:
