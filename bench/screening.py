@@ -545,7 +545,7 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(kinds)
     console.print(f"batch: {report['sizes'][0]['batch']['travellers']} travellers in one screen_many call; "
                   f"threshold {MIN_SCORE:g}, limit {LIMIT}; cpu: this process's CPU time (with SQLite, the database's "
-                  f"too); load average at the end {report['machine']['load_average']}", highlight=False)
+                  f"too); load average at the start {report['machine']['load_average']}", highlight=False)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -89,6 +89,7 @@ _PATRONYMIC_SUFFIXES = ("ovij", "evij", "ovna", "evna", "ijna")
 _PATRONYMIC_WORDS = frozenset({"ogli", "ugli", "kizi", "ibn", "bin", "binti"})
 _PATRONYMIC_CROSS_FACTOR = 0.3  # a patronymic paired with a word that is not one: the father's name, weak evidence
 _LOOSE_PENALTY = 10.0  # a pair that is equal or close only after folding Russian vowel habits or surname endings
+_LOOSE_MIN_RATIO = 85.0  # ... and only that close: folding vowels must not make short, different words look alike
 _READING_PENALTY = 2.0  # a query word read with another romanisation's conventions (French "ch" for ш)
 # Surname endings, in key form, longest first: Tajik -зода/-zoda (-zada, -zade), -ӣ (-i, -iy), Russian -ов/-ев(а).
 _SURNAME_SUFFIXES = ("zoda", "zada", "zade", "ova", "eva", "ov", "ev", "i")
@@ -305,11 +306,12 @@ class _Vocabulary:
         for reading, penalty in ((word, 0.0), *((r, _READING_PENALTY) for r in readings)):
             keep(process.extract(reading, self.words, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None),
                  self.words, penalty)
-            keep(process.extract(_loose(reading), self.loose, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None),
-                 self.words, penalty + _LOOSE_PENALTY)
+            loose_cutoff = max(cutoff, _LOOSE_MIN_RATIO)
+            keep(process.extract(_loose(reading), self.loose, scorer=fuzz.ratio, score_cutoff=loose_cutoff,
+                                 limit=None), self.words, penalty + _LOOSE_PENALTY)
             stem = surname_stem(reading)
             if stem and self.stems:
-                keep(process.extract(stem, self.stems, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None),
+                keep(process.extract(stem, self.stems, scorer=fuzz.ratio, score_cutoff=loose_cutoff, limit=None),
                      self.stem_of, penalty + _LOOSE_PENALTY)
         return sims
 
