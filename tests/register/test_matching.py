@@ -7,7 +7,16 @@ import random
 
 import pytest
 
-from exchange.register.matching import Candidate, Match, birth_date_score, name_score, rank_candidates
+from exchange.register.matching import (
+    Candidate,
+    Match,
+    birth_date_score,
+    candidate_birth_years,
+    name_blocks,
+    name_score,
+    query_blocks,
+    rank_candidates,
+)
 
 TARGET = Candidate(record_id="target", names=("Гулмурод Халимов",), birth_date="1990-03-14")
 OTHER_SURNAME = Candidate(record_id="other-surname", names=("Гулмурод Каримов",), birth_date="1990-03-14")
@@ -287,3 +296,43 @@ def test_a_query_word_pairing_with_a_register_patronymic_is_weak_evidence() -> N
     # patronymic against patronymic is still full evidence
     assert name_score("Alisher Karimov Mahmudovich", "Алишер Каримов Маҳмудович") == 100.0
     assert name_score("Alisher Karimov Makhmudovich", "Алишер Каримов Маҳмудович") >= 95
+
+
+# ---- candidate retrieval keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "registered"),
+    [("Gulmurod Halimof", "Гулмурод Халимов"), ("Gulmurd Khalimov", "Гулмурод Халимов"),
+     ("Kamran Saidov", "Комрон Саидов"), ("Firdavs Rakhimov", "Фирдавс Раҳимзода"),
+     ("Chodmon Kourbonov", "Шодмон Қурбонов"), ("Umid Nazarov", "Умед Назаров"),
+     ("HALIMOV GULMUROD", "Гулмурод Халимов Раҳимович")],
+)
+def test_every_word_of_a_spelling_variant_shares_a_retrieval_key_with_the_registered_name(
+    query: str, registered: str
+) -> None:
+    from exchange.register.matching import _tokens  # noqa: PLC0415
+
+    blocks = query_blocks(query)
+    stored = name_blocks(_tokens(registered))
+    assert {position for block, position in blocks.items() if block in stored} == set(range(len(_tokens(query))))
+
+
+def test_words_written_together_or_apart_share_a_key_and_unrelated_names_none() -> None:
+    from exchange.register.matching import _tokens  # noqa: PLC0415
+
+    assert set(query_blocks("Abdul Aziz")) & name_blocks(_tokens("Абдулазиз Каримов"))
+    assert set(query_blocks("Abdulaziz")) & name_blocks(_tokens("Abdul Aziz"))
+    assert not set(query_blocks("Firdavs Rahimov")) & name_blocks(_tokens("Зарина Саидова"))
+    assert query_blocks(" 123 ") == {}
+
+
+def test_birth_years_worth_retrieving_follow_the_date_score_table() -> None:
+    assert candidate_birth_years(None, 70.0) is None
+    assert candidate_birth_years("1990-03-14", 65.0) is None  # a perfect name reaches 65 whatever the date
+    years, unknown = candidate_birth_years("1990-03-14", 70.0) or ([], False)
+    assert unknown and {1989, 1990, 1991, 1980, 1970, 1995, 1890} <= set(years) and 1988 not in years
+    # a perfect name scores 65 + 0.35 * date score: 87.75 a year off, 84.25 a digit off, 89.5 with an unknown date
+    assert candidate_birth_years("1990", 85.0) == ([1989, 1990, 1991], True)
+    assert candidate_birth_years("1990", 88.0) == ([1990], True)
+    assert candidate_birth_years("1990", 90.0) == ([1990], False)
