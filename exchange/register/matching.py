@@ -9,6 +9,12 @@ Name score (best over all of a candidate's names)
    anything up to 50 counts as unrelated: ``sim = max(0, (ratio - 50) * 2)``. One wrong letter in a 7-letter word
    (Halimov / Halimof, ratio 85.7) gives 71; two (Halimov / Karimov, 71.4) give 43; a different name
    (Gulmurod / Farhod, 42.9) gives 0. A one-letter word is an initial: 90 against a word starting with it.
+   Three spelling habits are forgiven on top (the best figure counts): Russian vowel habits (о written а, е and и
+   swapped: Комрон / Камран, Ҷамшед / Джамшид) and surname endings (-зода, -ӣ, -ов/-ев, -ова/-ева: Раҳимзода /
+   Рахимов / Раҳимӣ, comparing the stems) give the similarity of the folded words less 10, only when those are
+   nearly equal (ratio >= 85); a Latin query word with ``ch`` is also read with ``sh`` (French ш: Chodmon / Шодмон),
+   less 2. A patronymic paired with a word that is not one (Маҳмуд / Маҳмудовна: the father's name, not the
+   person's) counts 0.3 of its similarity.
 2. Alignment: words are paired greedily, most similar pair first, each word used at most once, which makes the
    comparison insensitive to word order (surname first or given name first). A word may also pair with two
    *adjacent* words of the other name written together (Abdul Aziz / Abdulaziz) when that pair scores at least 80.
@@ -49,10 +55,12 @@ by ``record_id``; those below `min_score` are dropped and at most `limit` are re
 
 Speed
 -----
-Each query word is compared with every distinct word of every candidate in one `rapidfuzz.process.extract` batch;
-the per-name alignment then only looks similarities up. Candidates whose birth date alone keeps them below
-`min_score`, and names whose best word pair cannot lift them above it, are skipped. Name keys are cached (LRU, 32768
-names). 10,000 candidates with three names each take a few tenths of a second.
+Each query word is compared with every distinct word of every candidate in one `rapidfuzz.process.extract` batch
+per form (plain, vowels folded, stems); the per-name alignment then only looks similarities up. Candidates whose
+birth date alone keeps them below `min_score`, and names whose best word pair cannot lift them above it, are
+skipped. Name keys are cached (LRU, 32768 names), or given with the candidate (`Candidate.keys`, as the register
+stores them). 10,000 candidates with three names each take a few tenths of a second: the register does not score
+them all, it retrieves the few worth scoring by `name_blocks` / `query_blocks` and `candidate_birth_years`.
 """
 
 from __future__ import annotations
