@@ -147,7 +147,7 @@ class Person:
     sex: str
     birth_date: str | None
     variants: list[str] = field(default_factory=list)
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID | None = None
 
 
 def surname_of(stem: str, female: bool, rng: random.Random) -> str:
@@ -188,7 +188,8 @@ def make_person(rng: random.Random) -> Person:
     stem = rng.choice(STEMS)
     patronymic = patronymic_of(rng.choice(MALE), female) if rng.random() < 0.6 else None
     person = Person(given=given, stem=stem, surname=surname_of(stem, female, rng), patronymic=patronymic,
-                    sex="female" if female else "male", birth_date=birth_date(rng))
+                    sex="female" if female else "male", birth_date=birth_date(rng),
+                    id=uuid.UUID(int=rng.getrandbits(128), version=4))  # seeded: ties break alike on every run
     if rng.random() < 0.5:
         to = scheme(rng.choice(["english", "icao (from russian)", "russian cyrillic"]))
         person.variants.append(f"{to(person.given)} {to(person.surname)}")
