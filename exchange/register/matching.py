@@ -9,6 +9,12 @@ Name score (best over all of a candidate's names)
    anything up to 50 counts as unrelated: ``sim = max(0, (ratio - 50) * 2)``. One wrong letter in a 7-letter word
    (Halimov / Halimof, ratio 85.7) gives 71; two (Halimov / Karimov, 71.4) give 43; a different name
    (Gulmurod / Farhod, 42.9) gives 0. A one-letter word is an initial: 90 against a word starting with it.
+   Three spelling habits are forgiven on top (the best figure counts): Russian vowel habits (о written а, е and и
+   swapped: Комрон / Камран, Ҷамшед / Джамшид) and surname endings (-зода, -ӣ, -ов/-ев, -ова/-ева: Раҳимзода /
+   Рахимов / Раҳимӣ, comparing the stems) give the similarity of the folded words less 10, only when those are
+   nearly equal (ratio >= 85); a Latin query word with ``ch`` is also read with ``sh`` (French ш: Chodmon / Шодмон),
+   less 2. A patronymic paired with a word that is not one (Маҳмуд / Маҳмудовна: the father's name, not the
+   person's) counts 0.3 of its similarity.
 2. Alignment: words are paired greedily, most similar pair first, each word used at most once, which makes the
    comparison insensitive to word order (surname first or given name first). A word may also pair with two
    *adjacent* words of the other name written together (Abdul Aziz / Abdulaziz) when that pair scores at least 80.
@@ -49,15 +55,18 @@ by ``record_id``; those below `min_score` are dropped and at most `limit` are re
 
 Speed
 -----
-Each query word is compared with every distinct word of every candidate in one `rapidfuzz.process.extract` batch;
-the per-name alignment then only looks similarities up. Candidates whose birth date alone keeps them below
-`min_score`, and names whose best word pair cannot lift them above it, are skipped. Name keys are cached (LRU, 32768
-names). 10,000 candidates with three names each take a few tenths of a second.
+Each query word is compared with every distinct word of every candidate in one `rapidfuzz.process.extract` batch
+per form (plain, vowels folded, stems); the per-name alignment then only looks similarities up. Candidates whose
+birth date alone keeps them below `min_score`, and names whose best word pair cannot lift them above it, are
+skipped. Name keys are cached (LRU, 32768 names), or given with the candidate (`Candidate.keys`, as the register
+stores them). 10,000 candidates with three names each take a few tenths of a second: the register does not score
+them all, it retrieves the few worth scoring by `name_blocks` / `query_blocks` and `candidate_birth_years`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -67,7 +76,10 @@ from rapidfuzz import fuzz, process
 
 from exchange.register.transliteration import name_key, parse_partial_date
 
-__all__ = ["Candidate", "Match", "birth_date_score", "name_score", "rank_candidates"]
+__all__ = [
+    "Candidate", "Match", "birth_date_score", "candidate_birth_years", "name_blocks", "name_score", "query_blocks",
+    "rank_candidates",
+]
 
 NAME_WEIGHT = 0.65
 BIRTH_DATE_WEIGHT = 0.35
@@ -83,6 +95,15 @@ _EXTRA_WORD_PENALTY = 8.0
 _MAX_PENALTY = 16.0
 _PATRONYMIC_SUFFIXES = ("ovij", "evij", "ovna", "evna", "ijna")
 _PATRONYMIC_WORDS = frozenset({"ogli", "ugli", "kizi", "ibn", "bin", "binti"})
+_PATRONYMIC_CROSS_FACTOR = 0.3  # a patronymic paired with a word that is not one: the father's name, weak evidence
+_LOOSE_PENALTY = 10.0  # a pair that is equal or close only after folding Russian vowel habits or surname endings
+_LOOSE_MIN_RATIO = 85.0  # ... and only that close: folding vowels must not make short, different words look alike
+_READING_PENALTY = 2.0  # a query word read with another romanisation's conventions (French "ch" for ш)
+# Surname endings, in key form, longest first: Tajik -зода/-zoda (-zada, -zade), -ӣ (-i, -iy), Russian -ов/-ев(а).
+_SURNAME_SUFFIXES = ("zoda", "zada", "zade", "ova", "eva", "ov", "ev", "i")
+_MIN_STEM = 4
+_VOWEL_FOLD = str.maketrans("oe", "ai")
+_VOWELS = frozenset("aeiou")
 
 _PartialDate = tuple[int, int | None, int | None]
 _Pair = tuple[float, int, int, int]  # (similarity, weight, query word bits, candidate word bits)
@@ -96,6 +117,7 @@ class Candidate:
     record_id: str
     names: tuple[str, ...]
     birth_date: str | None
+    keys: tuple[str, ...] | None = None  # `name_key` of each of `names`, when already known (stored by the register)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -116,6 +138,128 @@ def _tokens(text: str) -> tuple[str, ...]:
     return tuple(name_key(text).split())
 
 
+_FRENCH_CH_RE = re.compile(r"(?<![tsTS])(ch|CH|Ch|cH)")
+
+
+def _query_tokens(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """The query's words, and for each the other readings worth trying: a Latin word with ``ch`` (not ``tch`` or
+    ``sch``) may be a French romanisation, where ``ch`` is ш (Chodmon = Шодмон), while the key reads it as ч/ҷ."""
+    tokens = _tokens(text)
+    none: tuple[tuple[str, ...], ...] = ((),) * len(tokens)
+    if not text.isascii() or "ch" not in text.lower():
+        return tokens, none
+    other = _tokens(_FRENCH_CH_RE.sub("sh", text))
+    if len(other) != len(tokens):
+        return tokens, none
+    return tokens, tuple((o,) if o != t else () for t, o in zip(tokens, other, strict=True))
+
+
+@lru_cache(maxsize=1 << 14)
+def _is_patronymic(token: str) -> bool:
+    return token in _PATRONYMIC_WORDS or token.endswith(_PATRONYMIC_SUFFIXES)
+
+
+@lru_cache(maxsize=1 << 15)
+def surname_stem(token: str) -> str | None:
+    """The word without a surname ending (-zoda/-zada/-zade, -i, -ov/-ev, -ova/-eva), vowels folded as in
+    `_loose`; None if it has none or what is left is shorter than 4 letters. Раҳимзода, Рахимов, Rahimova and Раҳимӣ
+    all give ``rahim``."""
+    if _is_patronymic(token):
+        return None
+    for suffix in _SURNAME_SUFFIXES:
+        if token.endswith(suffix) and len(token) - len(suffix) >= _MIN_STEM:
+            return _loose(token[: -len(suffix)])
+    return None
+
+
+def _loose(word: str) -> str:
+    """Russian vowel habits folded: о written а (Комрон / Камран), е and и swapped (Ҷамшед / Джамшид)."""
+    return word.translate(_VOWEL_FOLD)
+
+
+# ---- candidate retrieval keys ----------------------------------------------------------------------------------
+
+_MAX_BLOCK = 40
+
+
+def _skeleton(word: str) -> str:
+    """The first letter (vowels folded) and the consonants after it: Halimov hlmv, Komron and Kamran kmrn."""
+    return (_loose(word[0]) + "".join(c for c in word[1:] if c not in _VOWELS))[:_MAX_BLOCK]
+
+
+@lru_cache(maxsize=1 << 15)
+def _word_blocks(word: str, deletions: bool = True) -> frozenset[str]:
+    if len(word) < 2:
+        return frozenset()  # an initial: the other words find the candidate
+    blocks: set[str] = set()
+    stem = surname_stem(word)
+    for form in (word, stem) if stem else (word,):
+        skeleton = _skeleton(form)
+        blocks.add(skeleton)
+        if deletions and len(skeleton) >= 4:  # one consonant typo on either side still shares a key
+            blocks.update(skeleton[:i] + skeleton[i + 1:] for i in range(len(skeleton)))
+    return frozenset(blocks)
+
+
+def _glued(tokens: tuple[str, ...]) -> list[str]:
+    return [tokens[i] + tokens[i + 1] for i in range(len(tokens) - 1)]
+
+
+def name_blocks(tokens: tuple[str, ...]) -> set[str]:
+    """Retrieval keys of a register name (its `name_key` words): a candidate is scored when it shares one with the
+    query. Each word gives its consonant skeleton, the skeleton of its stem when it has a surname ending, and those
+    skeletons with one letter deleted (from 4 letters up); two adjacent words written together give their
+    skeletons (Abdul Aziz / Abdulaziz)."""
+    blocks: set[str] = set()
+    for word in tokens:
+        blocks |= _word_blocks(word)
+    for glued in _glued(tokens):
+        blocks |= _word_blocks(glued, False)
+    return blocks
+
+
+def query_blocks(name: str) -> dict[str, int]:
+    """The retrieval keys of a query name (as `name_blocks`, its other readings included), each with the position of
+    the query word it comes from; {} if the name has no letters."""
+    tokens, readings = _query_tokens(name)
+    found: dict[str, int] = {}
+    for i, token in enumerate(tokens):
+        for form in (token, *readings[i]):
+            for block in _word_blocks(form):
+                found.setdefault(block, i)
+    for i, glued in enumerate(_glued(tokens)):
+        for block in _word_blocks(glued, False):
+            found.setdefault(block, i)
+    return found
+
+
+def candidate_birth_years(birth_date: str | None, min_score: float) -> tuple[list[int], bool] | None:
+    """The register birth years that can still reach `min_score` with a perfect name, and whether an unknown birth
+    date can; None when every year can (no date in the query, or a low `min_score`). Raises `ValueError` for a
+    malformed `birth_date`."""
+    if birth_date is None:
+        return None
+    year = parse_partial_date(birth_date)[0]
+    threshold = min_score - 0.1
+
+    def reaches(date_score: float) -> bool:
+        return NAME_WEIGHT * 100.0 + BIRTH_DATE_WEIGHT * date_score >= threshold
+
+    if reaches(0.0):
+        return None
+    years = {year}
+    if reaches(65.0):
+        years.update((year - 1, year + 1))
+    if reaches(55.0):
+        digits = f"{year:04d}"
+        for position in range(4):
+            for digit in "0123456789":
+                other = int(digits[:position] + digit + digits[position + 1:])
+                if other:
+                    years.add(other)
+    return sorted(years), reaches(UNKNOWN_BIRTH_DATE_SCORE)
+
+
 def _glue_range(length: int) -> tuple[int, int]:
     """Lengths a word can have and still reach _GLUED_MIN_RATIO with a word this long (the ratio of words of
     lengths a <= b is at most 200 * a / (a + b))."""
@@ -133,9 +277,51 @@ def _leftover_penalty(tokens: tuple[str, ...], used: int) -> float:
     penalty = 0.0
     for i, token in enumerate(tokens):
         if not used >> i & 1:
-            patronymic = token in _PATRONYMIC_WORDS or token.endswith(_PATRONYMIC_SUFFIXES)
-            penalty += _PATRONYMIC_PENALTY if patronymic else _EXTRA_WORD_PENALTY
+            penalty += _PATRONYMIC_PENALTY if _is_patronymic(token) else _EXTRA_WORD_PENALTY
     return penalty
+
+
+class _Vocabulary:
+    """The candidates' words in the three forms a query word is compared with: as they are, vowels folded, and the
+    stems of those with a surname ending."""
+
+    __slots__ = ("loose", "stem_of", "stems", "words")
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = words
+        self.loose = [_loose(w) for w in words]
+        self.stems: list[str] = []
+        self.stem_of: list[str] = []
+        for w in words:
+            stem = surname_stem(w)
+            if stem:
+                self.stems.append(stem)
+                self.stem_of.append(w)
+
+    def similarities(self, word: str, readings: tuple[str, ...], cutoff: float) -> dict[str, float]:
+        if len(word) == 1:
+            return {}  # an initial: compared one by one
+        sims: dict[str, float] = {}
+
+        def keep(found: list[tuple[str, float, int]], names: list[str], penalty: float) -> None:
+            for _, ratio, index in found:
+                if ratio > _TOKEN_FLOOR:
+                    sim = (ratio - _TOKEN_FLOOR) * _TOKEN_SCALE - penalty
+                    name = names[index]
+                    if sim > sims.get(name, 0.0):
+                        sims[name] = sim
+
+        for reading, penalty in ((word, 0.0), *((r, _READING_PENALTY) for r in readings)):
+            keep(process.extract(reading, self.words, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None),
+                 self.words, penalty)
+            loose_cutoff = max(cutoff, _LOOSE_MIN_RATIO)
+            keep(process.extract(_loose(reading), self.loose, scorer=fuzz.ratio, score_cutoff=loose_cutoff,
+                                 limit=None), self.words, penalty + _LOOSE_PENALTY)
+            stem = surname_stem(reading)
+            if stem and self.stems:
+                keep(process.extract(stem, self.stems, scorer=fuzz.ratio, score_cutoff=loose_cutoff, limit=None),
+                     self.stem_of, penalty + _LOOSE_PENALTY)
+        return sims
 
 
 class _Query:
@@ -143,30 +329,30 @@ class _Query:
 
     Each query word keeps a map from candidate words (and from two adjacent candidate words written together) to
     their rescaled similarity with it, absent meaning 0; each pair of adjacent query words written together keeps
-    one for single candidate words.
+    one for single candidate words. A similarity is the best of the plain comparison, the comparison with Russian
+    vowel habits folded (`_loose`) or of the two surname stems (`surname_stem`), less `_LOOSE_PENALTY`, and the
+    comparison of the query word's other readings, less `_READING_PENALTY`.
     """
 
-    __slots__ = ("_glued_words", "_words", "tokens")
+    __slots__ = ("_glued_words", "_patronymic", "_words", "tokens")
 
-    def __init__(self, tokens: tuple[str, ...], vocabulary: list[str]) -> None:
+    def __init__(
+        self, tokens: tuple[str, ...], vocabulary: list[str], readings: tuple[tuple[str, ...], ...] | None = None
+    ) -> None:
         self.tokens = tokens
+        forms = _Vocabulary(vocabulary)
+        other = readings or ((),) * len(tokens)
+        self._patronymic = [_is_patronymic(t) for t in tokens]
         # (word, length, bit, similarities, shortest and longest glued word it could match)
         self._words = [
-            (t, len(t), 1 << i, self._batch(t, vocabulary, _TOKEN_FLOOR), *_glue_range(len(t)))
+            (t, len(t), 1 << i, forms.similarities(t, other[i], _TOKEN_FLOOR), *_glue_range(len(t)))
             for i, t in enumerate(tokens)
         ]
-        glued = [tokens[i] + tokens[i + 1] for i in range(len(tokens) - 1)]
+        glued = _glued(tokens)
         self._glued_words = [
-            (len(g), 3 << i, self._batch(g, vocabulary, _GLUED_MIN_RATIO), *_glue_range(len(g)))
+            (len(g), 3 << i, forms.similarities(g, (), _GLUED_MIN_RATIO), *_glue_range(len(g)))
             for i, g in enumerate(glued)
         ]
-
-    @staticmethod
-    def _batch(word: str, vocabulary: list[str], cutoff: float) -> dict[str, float]:
-        if len(word) == 1:
-            return {}  # an initial: compared one by one
-        found = process.extract(word, vocabulary, scorer=fuzz.ratio, score_cutoff=cutoff, limit=None)
-        return {choice: (ratio - _TOKEN_FLOOR) * _TOKEN_SCALE for choice, ratio, _ in found if ratio > _TOKEN_FLOOR}
 
     def pairs(self, candidate: tuple[str, ...]) -> list[_Pair]:
         """Every pair of words with a positive similarity, single words before glued ones."""
@@ -174,13 +360,17 @@ class _Query:
         glued: list[_Pair] = []
         lengths = [len(c) for c in candidate]
         has_initial = 1 in lengths
-        for q, q_len, q_bit, sims, glue_min, glue_max in self._words:
+        patronymic = [_is_patronymic(c) for c in candidate]
+        for (q, q_len, q_bit, sims, glue_min, glue_max), q_patronymic in zip(self._words, self._patronymic,
+                                                                              strict=True):
             ci = 0
             for c, c_len in zip(candidate, lengths, strict=True):
                 if q_len == 1 or (has_initial and c_len == 1):
                     sim = _initial_similarity(q, c)
                 else:
                     sim = sims.get(c, 0.0)
+                    if sim > 0.0 and q_patronymic is not patronymic[ci]:
+                        sim *= _PATRONYMIC_CROSS_FACTOR
                 if sim > 0.0:
                     pairs.append((sim, q_len if q_len > c_len else c_len, q_bit, 1 << ci))
                 ci += 1
@@ -249,12 +439,12 @@ def _vocabulary(names: Iterable[tuple[str, ...]]) -> list[str]:
 def name_score(a: str, b: str) -> float:
     """Similarity (0-100, unrounded) of two names in any script, as `rank_candidates` computes it; 0 if either
     has no letters."""
-    query_tokens, tokens = _tokens(a), _tokens(b)
+    (query_tokens, readings), tokens = _query_tokens(a), _tokens(b)
     if not query_tokens or not tokens:
         return 0.0
     if query_tokens == tokens:
         return 100.0
-    query = _Query(query_tokens, _vocabulary([tokens]))
+    query = _Query(query_tokens, _vocabulary([tokens]), readings)
     return query.similarity(tokens, query.pairs(tokens))
 
 
@@ -329,7 +519,7 @@ def rank_candidates(
     if limit < 0:
         raise ValueError(f"limit must not be negative: {limit}")
     query_date = parse_partial_date(birth_date) if birth_date is not None else None
-    query_tokens = _tokens(name)
+    query_tokens, readings = _query_tokens(name)
     if not query_tokens or limit == 0:
         return []
 
@@ -342,8 +532,9 @@ def rank_candidates(
         if NAME_WEIGHT * 100.0 + BIRTH_DATE_WEIGHT * date_score < threshold:
             continue
         distinct: dict[tuple[str, ...], str] = {}
-        for text in candidate.names:
-            tokens = _tokens(text)
+        keys = candidate.keys
+        for i, text in enumerate(candidate.names):
+            tokens = tuple(keys[i].split()) if keys is not None else _tokens(text)
             if tokens and tokens not in distinct:
                 distinct[tokens] = text
         if distinct:
@@ -352,7 +543,7 @@ def rank_candidates(
         return []
 
     # 2. Every query word against every distinct candidate word, in one rapidfuzz batch per query word.
-    query = _Query(query_tokens, _vocabulary(tokens for _, _, names in rows for _, tokens in names))
+    query = _Query(query_tokens, _vocabulary(tokens for _, _, names in rows for _, tokens in names), readings)
 
     # 3. Each candidate by its best name. A name's score is at most its best word pair's similarity, which lets
     #    hopeless names skip the alignment.

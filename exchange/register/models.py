@@ -129,6 +129,23 @@ class ReturneeSearchKey(Base):
     birth_year: Mapped[int | None] = mapped_column(Integer)
 
 
+class ReturneeNameBlock(Base):
+    """Candidate-retrieval keys of a returnee's names (`matching.name_blocks`), with the birth year, rewritten with
+    the returnee: name screening scores only the returnees sharing a key with the query, born in a year that can
+    still reach the threshold (`ix_returnee_name_blocks_block_birth_year` covers the lookup)."""
+
+    __tablename__ = "returnee_name_blocks"
+    __table_args__ = (
+        Index("ix_returnee_name_blocks_block_birth_year", "block", "birth_year", "returnee_id"),
+    )
+
+    returnee_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("returnees.id", ondelete="CASCADE"), primary_key=True
+    )
+    block: Mapped[str] = mapped_column(String(40), primary_key=True)
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+
+
 class ChildRecord(Record):
     __abstract__ = True
 

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, and_, bindparam, delete, exists, func, inspect, or_, select
+from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,14 @@ from exchange.protocol.errors import Conflict, PreconditionFailed, ValidationFai
 from exchange.register import policy
 from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_requester, check_transition
-from exchange.register.matching import Candidate, rank_candidates
+from exchange.register.matching import (
+    Candidate,
+    Match,
+    candidate_birth_years,
+    name_blocks,
+    query_blocks,
+    rank_candidates,
+)
 from exchange.register.models import (
     BorderCrossing,
     BorderInstruction,
@@ -37,6 +45,7 @@ from exchange.register.models import (
     ProsecutorialDecision,
     RegisterCounter,
     Returnee,
+    ReturneeNameBlock,
     ReturneeSearchKey,
     VettingAssessment,
 )
@@ -49,6 +58,9 @@ R = TypeVar("R", bound=Record)
 # A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
 # of their sizes; typical records have one or two of each), and reads them one statement each beyond.
 JOINED_ROWS_LIMIT = 16
+# Name screening scores at most this many returnees per query: those sharing the most query words (by retrieval
+# key, `matching.query_blocks`) with it, among those born in a year that can still reach the threshold.
+SCREENING_CANDIDATES = 100
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -76,6 +88,14 @@ class ScreeningHit:
     birth_date_score: float | None
     matched_on: str  # "document" or "name"
     matched_value: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class NameQuery:
+    """One traveller of a batch screened by name (`RegisterService.screen_many`)."""
+
+    name: str
+    birth_date: str | None = None
 
 
 def _filters_for(model: type[Record], stmt: Select[Any], filters: Mapping[str, Any]) -> Select[Any]:
@@ -127,6 +147,24 @@ def _rows_for(model: type[Record], agency: str, stmt: Select[Any], now: datetime
     if rows == "active":
         return stmt.where(_active_instructions(now))
     return stmt
+def screening_keys(
+    *, full_name: str, given_name: str, surname: str, name_variants: Iterable[Mapping[str, Any]],
+    identifications: Iterable[Mapping[str, Any]],
+) -> tuple[dict[tuple[str, str], str], set[str]]:
+    """What a returnee's screening reads: its search keys (``(kind, key) -> original``, names in every script and
+    document numbers, empty keys left out) and the retrieval keys of its names (`matching.name_blocks`)."""
+    names = [full_name, f"{given_name} {surname}", *(v["value"] for v in name_variants)]
+    keys: dict[tuple[str, str], str] = {}
+    for original in names:
+        keys.setdefault(("name", name_key(original)), original)
+    for identification in identifications:
+        keys.setdefault(("document", document_key(identification["id"])), identification["id"])
+    keys = {(kind, key): original for (kind, key), original in keys.items() if key}
+    blocks: set[str] = set()
+    for kind, key in keys:
+        if kind == "name":
+            blocks |= name_blocks(tuple(key.split()))
+    return keys, blocks
 
 
 def _returnee_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,6 +215,29 @@ def _collection_read(name: str) -> Select[Any]:
     child = relationship.entity.class_
     return select(child).where(child.returnee_id == bindparam("returnee_id")).order_by(
         *(relationship.order_by or ()))
+
+
+def _name_candidates_read(*, years: bool, unknown: bool) -> Select[Any]:
+    """Returnees sharing any of `:blocks`, born in one of `:years` (and/or of unknown birth year), those sharing
+    the most first, at most `:limit`. Built once: one statement shape whatever the query (expanding parameters)."""
+    block = ReturneeNameBlock
+    stmt = select(block.returnee_id).where(block.block.in_(bindparam("blocks", expanding=True)))
+    if years:
+        in_years = block.birth_year.in_(bindparam("years", expanding=True))
+        stmt = stmt.where(or_(in_years, block.birth_year.is_(None)) if unknown else in_years)
+    return (stmt.group_by(block.returnee_id).order_by(func.count().desc(), block.returnee_id)
+            .limit(bindparam("limit")))
+
+
+_NAME_CANDIDATES_ANY_YEAR = _name_candidates_read(years=False, unknown=True)
+_NAME_CANDIDATES_IN_YEARS = _name_candidates_read(years=True, unknown=False)
+_NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN = _name_candidates_read(years=True, unknown=True)
+_CANDIDATE_NAMES = (
+    select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original, Returnee.birth_date)
+    .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
+    .where(ReturneeSearchKey.kind == "name", ReturneeSearchKey.returnee_id.in_(bindparam("ids", expanding=True)))
+    .order_by(ReturneeSearchKey.returnee_id, ReturneeSearchKey.id)
+)
 
 
 class RegisterService:
@@ -400,31 +461,70 @@ class RegisterService:
         ]
 
     def screen_by_name(
-        self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float
+        self, caller: Caller, *, name: str, birth_date: str | None, limit: int, min_score: float,
+        collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
     ) -> list[ScreeningHit]:
+        """The returnees whose names and birth date best match, highest score first (`matching.rank_candidates`),
+        among the `SCREENING_CANDIDATES` retrieved by the name index; each returnee is loaded with `collections`
+        (the ones the caller's view shows)."""
+        [hits] = self.screen_many(caller, [NameQuery(name=name, birth_date=birth_date)], limit=limit,
+                                  min_score=min_score, collections=collections)
+        return hits
+
+    def screen_many(
+        self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float,
+        collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
+    ) -> list[list[ScreeningHit]]:
+        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one index lookup per
+        traveller, then the names and birth dates of every candidate of the batch in one read, and the matched
+        returnees in one more. Raises `ValueError` for a malformed birth date (the schemas refuse it first)."""
         policy.require_screening(caller.agency)
-        names: dict[uuid.UUID, list[str]] = {}
-        births: dict[uuid.UUID, str | None] = {}
-        rows = self.session.execute(
-            select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.original, Returnee.birth_date)
-            .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
-            .where(ReturneeSearchKey.kind == "name")
-        )
-        for row in rows:
-            names.setdefault(row.returnee_id, []).append(row.original)
-            births[row.returnee_id] = row.birth_date
-        candidates = (
-            Candidate(record_id=str(rid), names=tuple(values), birth_date=births[rid]) for rid, values in names.items()
-        )
-        matches = rank_candidates(
-            name=name, birth_date=birth_date, candidates=candidates, min_score=min_score, limit=limit
-        )
-        by_id = {r.id: r for r in self._load_many(uuid.UUID(m.record_id) for m in matches)}
-        return [
-            ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
-                         birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
-            for m in matches
+        queries = list(travellers)
+        retrieved = [self._name_candidate_ids(q, min_score) for q in queries]
+        candidates = self._name_candidates({rid for ids in retrieved for rid in ids})
+        ranked: list[list[Match]] = [
+            rank_candidates(name=q.name, birth_date=q.birth_date, candidates=(candidates[rid] for rid in ids),
+                            min_score=min_score, limit=limit)
+            for q, ids in zip(queries, retrieved, strict=True)
         ]
+        matched = {uuid.UUID(m.record_id) for ms in ranked for m in ms}
+        by_id = {r.id: r for r in self._load_many(matched, collections)}
+        return [
+            [ScreeningHit(returnee=by_id[uuid.UUID(m.record_id)], score=m.score, name_score=m.name_score,
+                          birth_date_score=m.birth_date_score, matched_on="name", matched_value=m.matched_name)
+             for m in matches]
+            for matches in ranked
+        ]
+
+    def _name_candidate_ids(self, query: NameQuery, min_score: float) -> list[uuid.UUID]:
+        """The returnees to score for one query: sharing retrieval keys with it, born in a year that can reach
+        `min_score` (or of unknown birth date, when that can), those sharing the most keys first."""
+        blocks = list(query_blocks(query.name))
+        if not blocks:
+            return []
+        years = candidate_birth_years(query.birth_date, min_score)
+        params: dict[str, Any] = {"blocks": blocks, "limit": SCREENING_CANDIDATES}
+        if years is None:
+            stmt = _NAME_CANDIDATES_ANY_YEAR
+        else:
+            params["years"], unknown = years
+            stmt = _NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN if unknown else _NAME_CANDIDATES_IN_YEARS
+        return list(self.session.scalars(stmt, params))
+
+    def _name_candidates(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Candidate]:
+        """Every stored name (and its key) and the birth date of these returnees, in one read."""
+        if not ids:
+            return {}
+        names: dict[uuid.UUID, list[tuple[str, str]]] = {}
+        births: dict[uuid.UUID, str | None] = {}
+        for returnee_id, key, original, birth in self.session.execute(_CANDIDATE_NAMES, {"ids": list(ids)}):
+            names.setdefault(returnee_id, []).append((key, original))
+            births[returnee_id] = birth
+        return {
+            rid: Candidate(record_id=str(rid), names=tuple(o for _, o in values), keys=tuple(k for k, _ in values),
+                           birth_date=births[rid])
+            for rid, values in names.items()
+        }
 
     # ---- internals ---------------------------------------------------------------------------------------------
 
@@ -473,12 +573,16 @@ class RegisterService:
                 set_committed_value(returnee, name, items)
         return returnee
 
-    def _load_many(self, ids: Iterable[uuid.UUID]) -> list[Returnee]:
+    def _load_many(
+        self, ids: Iterable[uuid.UUID], collections: tuple[str, ...] = RETURNEE_COLLECTIONS
+    ) -> list[Returnee]:
+        """These returnees with `collections` loaded (one SELECT each); the others raise if read."""
         wanted = list(ids)
         if not wanted:
             return []
-        return list(self.session.scalars(select(Returnee).where(Returnee.id.in_(wanted)).options(
-            *self._returnee_loads())))
+        options = [selectinload(getattr(Returnee, name)) for name in collections]
+        options += [raiseload(getattr(Returnee, name)) for name in RETURNEE_COLLECTIONS if name not in collections]
+        return list(self.session.scalars(select(Returnee).where(Returnee.id.in_(wanted)).options(*options)))
 
     @staticmethod
     def _check_version(record: Record, if_match: int | None) -> None:
@@ -573,17 +677,18 @@ class RegisterService:
         none to delete."""
         if not new:
             self.session.execute(delete(ReturneeSearchKey).where(ReturneeSearchKey.returnee_id == returnee.id))
+            self.session.execute(delete(ReturneeNameBlock).where(ReturneeNameBlock.returnee_id == returnee.id))
         birth_year = parse_partial_date(returnee.birth_date)[0] if returnee.birth_date else None
-        names = [returnee.full_name, f"{returnee.given_name} {returnee.surname}"]
-        names += [v["value"] for v in returnee.name_variants]
-        keys: dict[tuple[str, str], str] = {}
-        for original in names:
-            keys.setdefault(("name", name_key(original)), original)
-        for identification in returnee.identifications:
-            keys.setdefault(("document", document_key(identification["id"])), identification["id"])
+        keys, blocks = screening_keys(
+            full_name=returnee.full_name, given_name=returnee.given_name, surname=returnee.surname,
+            name_variants=returnee.name_variants, identifications=returnee.identifications,
+        )
         self.session.add_all(
             ReturneeSearchKey(returnee_id=returnee.id, kind=kind, key=key, original=original, birth_year=birth_year)
             for (kind, key), original in keys.items()
-            if key
         )
         self.session.flush()
+        if blocks:  # a plain INSERT: rewritten blocks keep their primary key, the ORM must not track them
+            self.session.execute(sql_insert(ReturneeNameBlock), [
+                {"returnee_id": returnee.id, "block": block, "birth_year": birth_year} for block in sorted(blocks)
+            ])

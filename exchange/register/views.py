@@ -229,7 +229,7 @@ class Screening(MethodView):
         else:
             hits = service().screen_by_name(
                 caller, name=query["name"], birth_date=query.get("birth_date"), limit=query["limit"],
-                min_score=query["min_score"],
+                min_score=query["min_score"], collections=returnee_collections(s.BorderReturneeView),
             )
         touch(*(hit.returnee.id for hit in hits))
         return {"candidates": hits}

@@ -7,7 +7,16 @@ import random
 
 import pytest
 
-from exchange.register.matching import Candidate, Match, birth_date_score, name_score, rank_candidates
+from exchange.register.matching import (
+    Candidate,
+    Match,
+    birth_date_score,
+    candidate_birth_years,
+    name_blocks,
+    name_score,
+    query_blocks,
+    rank_candidates,
+)
 
 TARGET = Candidate(record_id="target", names=("Гулмурод Халимов",), birth_date="1990-03-14")
 OTHER_SURNAME = Candidate(record_id="other-surname", names=("Гулмурод Каримов",), birth_date="1990-03-14")
@@ -213,3 +222,117 @@ def test_finds_the_target_among_ten_thousand_random_names() -> None:
     register.append(TARGET)
     matches = rank_candidates(name="Gulmurod Halimov", birth_date=None, candidates=register, min_score=0)
     assert ids(matches)[0] == "target"
+
+
+# ---- known weak spots, fixed as classes (issue 14 §4) ----------------------------------------------------------
+
+WEAK_SPOT_REGISTER = (
+    Candidate(record_id="rahimzoda", names=("Фирдавс Раҳимзода",), birth_date="1988-06-02"),
+    Candidate(record_id="rahimi", names=("Шодмон Раҳимӣ",), birth_date="1979-11-20"),
+    Candidate(record_id="komron", names=("Комрон Саидов",), birth_date="1992-01-09"),
+    Candidate(record_id="jamshed", names=("Ҷамшед Назаров",), birth_date="1985-04-17"),
+    Candidate(record_id="shodmon", names=("Шодмон Қурбонов",), birth_date="1990-08-30"),
+    Candidate(record_id="yusuf", names=("Юсуф Ӯктамов",), birth_date="1983-02-05"),
+    # decoys sharing a word or a stem with the targets above
+    Candidate(record_id="firdavs-karimov", names=("Фирдавс Каримов",), birth_date="1988-06-02"),
+    Candidate(record_id="rahim-saidov", names=("Раҳим Саидов",), birth_date="1992-01-09"),
+    Candidate(record_id="jonibek-nazarov", names=("Ҷонибек Назаров",), birth_date="1985-04-17"),
+    Candidate(record_id="jurabek-qurbonov", names=("Ҷӯрабек Қурбонов",), birth_date="1990-08-30"),
+)
+
+
+@pytest.mark.parametrize(
+    ("weak_spot", "query", "birth_date", "expected"),
+    [
+        ("-зода written -ов", "Firdavs Rakhimov", "1988-06-02", "rahimzoda"),
+        ("-зода written -ов, Russian Cyrillic", "Рахимов Фирдавс", "1988-06-02", "rahimzoda"),
+        ("-ов written -зода", "Firdavs Rahimzoda", "1988-06-02", "rahimzoda"),
+        ("-ӣ written -ов", "Shodmon Rakhimov", "1979-11-20", "rahimi"),
+        ("-ӣ written -ова (feminine form)", "Шодмон Рахимова", "1979-11-20", "rahimi"),
+        ("о written а", "Kamran Saidov", "1992-01-09", "komron"),
+        ("о written а, Russian Cyrillic", "Камран Саидов", "1992-01-09", "komron"),
+        ("е written и", "Dzhamshid Nazarov", "1985-04-17", "jamshed"),
+        ("French ch for ш", "Chodmon Kourbonov", "1990-08-30", "shodmon"),
+        ("French ch for ш and е/и", "Djamchid Nazarov", "1985-04-17", "jamshed"),
+        ("French ou for у", "Youssouf Ouktamov", "1983-02-05", "yusuf"),
+    ],
+)
+def test_weak_spot_spellings_find_the_target_first(weak_spot: str, query: str, birth_date: str, expected: str) -> None:
+    matches = rank_candidates(name=query, birth_date=birth_date, candidates=WEAK_SPOT_REGISTER)
+    assert ids(matches)[:1] == [expected], (weak_spot, matches)
+    assert matches[0].name_score >= 85, weak_spot
+
+
+def test_folding_vowels_or_surname_endings_costs_a_little_but_keeps_distinct_names_apart() -> None:
+    assert 85 <= name_score("Kamran Saidov", "Комрон Саидов") < 100
+    assert 85 <= name_score("Firdavs Rahimov", "Фирдавс Раҳимзода") < 100
+    # a given name is not a surname stem: Раҳим is not Раҳимов's stem match, Карим is not Каримов's
+    assert name_score("Rahim Karimov", "Карим Раҳимов") < 70
+    assert name_score("Rahim Saidov", "Фирдавс Раҳимзода") < 50
+    # two different stems stay different
+    assert name_score("Firdavs Karimzoda", "Фирдавс Раҳимзода") < name_score("Firdavs Rahimov", "Фирдавс Раҳимзода")
+
+
+def test_ch_is_read_both_ways_and_the_english_reading_is_not_lost() -> None:
+    assert name_score("Chori Nazarov", "Чорӣ Назаров") == 100.0  # English ch for ч keeps its plain reading
+    assert name_score("Chodmon Nazarov", "Шодмон Назаров") >= 95  # French ch for ш, a small penalty
+
+
+def test_a_query_word_pairing_with_a_register_patronymic_is_weak_evidence() -> None:
+    # Маҳмуд is the father of this Зарина, not her: the query's given name must not pair with her patronymic as if
+    # it were a given name and lift an unrelated woman with a similar surname above the threshold.
+    daughter = Candidate(record_id="daughter", names=("Зарина Каримова Маҳмудовна",), birth_date="1990-03-14")
+    him = Candidate(record_id="him", names=("Маҳмуд Каримов",), birth_date="1990-03-14")
+    matches = rank_candidates(name="Mahmud Karimov", birth_date="1990-03-14", candidates=[daughter, him])
+    assert ids(matches) == ["him"]
+    assert name_score("Mahmud Karimov", "Зарина Каримова Маҳмудовна") < 50
+    # the surname pairing outranks the patronymic pairing: Маҳмудов the surname beats Маҳмудович the patronymic
+    surname = Candidate(record_id="surname", names=("Алишер Маҳмудов",), birth_date="1990-03-14")
+    patronymic = Candidate(record_id="patronymic", names=("Алишер Каримов Маҳмудович",), birth_date="1990-03-14")
+    matches = rank_candidates(name="Alisher Mahmudov", birth_date="1990-03-14", candidates=[patronymic, surname],
+                              min_score=0)
+    assert ids(matches)[0] == "surname"
+    assert by_id(matches)["patronymic"].score < 70
+    # patronymic against patronymic is still full evidence
+    assert name_score("Alisher Karimov Mahmudovich", "Алишер Каримов Маҳмудович") == 100.0
+    assert name_score("Alisher Karimov Makhmudovich", "Алишер Каримов Маҳмудович") >= 95
+
+
+# ---- candidate retrieval keys ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "registered"),
+    [("Gulmurod Halimof", "Гулмурод Халимов"), ("Gulmurd Khalimov", "Гулмурод Халимов"),
+     ("Kamran Saidov", "Комрон Саидов"), ("Firdavs Rakhimov", "Фирдавс Раҳимзода"),
+     ("Chodmon Kourbonov", "Шодмон Қурбонов"), ("Umid Nazarov", "Умед Назаров"),
+     ("HALIMOV GULMUROD", "Гулмурод Халимов Раҳимович")],
+)
+def test_every_word_of_a_spelling_variant_shares_a_retrieval_key_with_the_registered_name(
+    query: str, registered: str
+) -> None:
+    from exchange.register.matching import _tokens  # noqa: PLC0415
+
+    blocks = query_blocks(query)
+    stored = name_blocks(_tokens(registered))
+    assert {position for block, position in blocks.items() if block in stored} == set(range(len(_tokens(query))))
+
+
+def test_words_written_together_or_apart_share_a_key_and_unrelated_names_none() -> None:
+    from exchange.register.matching import _tokens  # noqa: PLC0415
+
+    assert set(query_blocks("Abdul Aziz")) & name_blocks(_tokens("Абдулазиз Каримов"))
+    assert set(query_blocks("Abdulaziz")) & name_blocks(_tokens("Abdul Aziz"))
+    assert not set(query_blocks("Firdavs Rahimov")) & name_blocks(_tokens("Зарина Саидова"))
+    assert query_blocks(" 123 ") == {}
+
+
+def test_birth_years_worth_retrieving_follow_the_date_score_table() -> None:
+    assert candidate_birth_years(None, 70.0) is None
+    assert candidate_birth_years("1990-03-14", 65.0) is None  # a perfect name reaches 65 whatever the date
+    years, unknown = candidate_birth_years("1990-03-14", 70.0) or ([], False)
+    assert unknown and {1989, 1990, 1991, 1980, 1970, 1995, 1890} <= set(years) and 1988 not in years
+    # a perfect name scores 65 + 0.35 * date score: 87.75 a year off, 84.25 a digit off, 89.5 with an unknown date
+    assert candidate_birth_years("1990", 85.0) == ([1989, 1990, 1991], True)
+    assert candidate_birth_years("1990", 88.0) == ([1990], True)
+    assert candidate_birth_years("1990", 90.0) == ([1990], False)

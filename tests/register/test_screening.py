@@ -6,8 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from tests.conftest import AgencyClient
+from exchange import migrate
+from exchange.register import services
+from exchange.register.models import ReturneeNameBlock
+from exchange.register.services import NameQuery, RegisterService
+from exchange.web.caller import Caller
+from tests.conftest import AgencyClient, returnee_body
 from tests.test_app import assert_error
 
 MakeReturnee = Callable[..., dict[str, Any]]
@@ -104,3 +114,104 @@ def test_only_the_border_screens(
     # and need to know holds even if a non-border client were given the screening scope
     mistaken = as_agency(agency, scopes=frozenset({"returnees:screen"}))
     assert_error(mistaken.post("/v1/screening", json={"name": "Gulmurod Halimov"}), 403, "not_permitted")
+
+
+# ---- retrieval by the name index (issue 14 §3) -----------------------------------------------------------------
+
+
+def test_a_write_is_visible_to_the_next_screening_from_another_app(
+    make_returnee: MakeReturnee, interior: AgencyClient, border: AgencyClient, make_app: Callable[..., Any]
+) -> None:
+    # The index lives in the database: a second app (another worker, its own engine) screens what the first wrote.
+    created = make_returnee(person_name={"given": "Шодмон", "surname": "Қурбонов"}, name_variants=[],
+                            birth_date="1990-08-30", identifications=[])
+    border_elsewhere = AgencyClient(make_app().test_client(), border.caller)
+    assert [c["returnee"]["id"] for c in screen(border_elsewhere, name="Shodmon Kurbonov")] == [created["id"]]
+    response = interior.patch(f"/v1/returnees/{created['id']}", json={"person_name": {
+        "given": "Фаррух", "surname": "Азимов"}, "birth_date": "1971-02-03"}, headers={"If-Match": created["_etag"]})
+    assert response.status_code == 200, response.get_json()
+    assert screen(border_elsewhere, name="Shodmon Kurbonov") == []
+    assert screen(border_elsewhere, name="Shodmon Kurbonov", birth_date="1990-08-30") == []
+    [hit] = screen(border_elsewhere, name="Farrukh Azimov", birth_date="1971-02-03")
+    assert hit["returnee"]["id"] == created["id"] and hit["score"] == 100.0
+
+
+BORDER = Caller(agency="border", client_id="t", purpose="border-screening")
+INTERIOR = Caller(agency="interior", client_id="t", purpose="register-maintenance")
+
+
+def add_returnees(app: Flask, people: list[tuple[str, str, str | None]]) -> list[str]:
+    """(given, surname, birth date) each, registered through the service, committed; their ids."""
+    with Session(app.extensions["exchange.db"]) as session:
+        service = RegisterService(session=session)
+        ids = [str(service.create_returnee(INTERIOR, {**returnee_body(
+            person_name={"given": given, "surname": surname}, name_variants=[], identifications=[]),
+            "birth_date": birth}).id) for given, surname, birth in people]
+        session.commit()
+    return ids
+
+
+def screen_service(app: Flask, *queries: NameQuery, min_score: float = 70.0) -> list[list[tuple[str, float]]]:
+    with Session(app.extensions["exchange.db"]) as session:
+        found = RegisterService(session=session).screen_many(BORDER, queries, limit=10, min_score=min_score)
+    return [[(str(hit.returnee.id), hit.score) for hit in hits] for hits in found]
+
+
+def test_screen_many_answers_each_traveller_as_screen_by_name_does(app: Flask) -> None:
+    add_returnees(app, [("Гулмурод", "Халимов", "1975-05-14"), ("Фирдавс", "Раҳимзода", "1988-06-02"),
+                        ("Комрон", "Саидов", None), ("Зарина", "Каримова", "1990"), ("Ҷамшед", "Назаров", "1985")])
+    travellers = [NameQuery(name="Gulmurod Khalimov", birth_date="1975-05-14"),
+                  NameQuery(name="Firdavs Rakhimov", birth_date="1988"), NameQuery(name="Kamran Saidov"),
+                  NameQuery(name="Nobody Atall", birth_date="1960-01-01"), NameQuery(name="Zarina Karimova")]
+    batch = screen_service(app, *travellers)
+    assert [len(hits) > 0 for hits in batch] == [True, True, True, False, True]
+    with Session(app.extensions["exchange.db"]) as session:
+        service = RegisterService(session=session)
+        one_by_one = [[(str(h.returnee.id), h.score) for h in service.screen_by_name(
+            BORDER, name=t.name, birth_date=t.birth_date, limit=10, min_score=70.0)] for t in travellers]
+    assert batch == one_by_one
+    assert screen_service(app) == []
+
+
+def test_birth_years_that_cannot_reach_the_threshold_are_not_retrieved_but_unknown_and_near_ones_are(
+    app: Flask,
+) -> None:
+    exact, off_by_one, digit, unknown, far = add_returnees(app, [
+        ("Гулмурод", "Халимов", "1975-05-14"), ("Гулмурод", "Халимов", "1976-05-14"),
+        ("Гулмурод", "Халимов", "1985-05-14"), ("Гулмурод", "Халимов", None), ("Гулмурод", "Халимов", "1960")])
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"))
+    assert [rid for rid, _ in hits] == [exact, unknown, off_by_one, digit]
+    [everyone] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
+    assert {rid for rid, _ in everyone} == {exact, off_by_one, digit, unknown, far}
+
+
+def test_the_candidates_sharing_most_query_words_are_scored_first(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoys = add_returnees(app, [(given, "Халимов", "1975-05-14") for given in ("Фарҳод", "Ҷамшед", "Умед", "Алишер")])
+    [target] = add_returnees(app, [("Гулмурод", "Халимов", "1975-05-14")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Khalimov", birth_date="1975-05-14"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 300)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Khalimov", birth_date="1975-05-14"), min_score=0)
+    assert hits[0][0] == target and {rid for rid, _ in hits[1:]} == set(decoys)
+
+
+def test_the_migration_indexes_the_names_already_registered(app: Flask, database_url: str) -> None:
+    add_returnees(app, [("Гулмурод", "Халимов", "1975-05-14"), ("Фирдавс", "Раҳимзода", None)])
+    engine = app.extensions["exchange.db"]
+
+    def blocks() -> list[tuple[str, str, int | None]]:
+        with engine.connect() as connection:
+            return sorted((str(r), b, y) for r, b, y in connection.execute(select(
+                ReturneeNameBlock.returnee_id, ReturneeNameBlock.block, ReturneeNameBlock.birth_year)))
+
+    written = blocks()
+    assert written and {year for _, _, year in written} == {1975, None}
+    config = migrate.alembic_config(engine)
+    before = ScriptDirectory.from_config(config).get_revision("0009_screening_index").down_revision
+    command.downgrade(config, str(before))
+    command.upgrade(config, "heads")
+    assert blocks() == written
+    assert screen_service(app, NameQuery(name="Firdavs Rakhimov"))[0]
