@@ -10,6 +10,7 @@ from flask import Flask, request
 from flask_smorest import Api
 
 from exchange.audit.recorder import install_audit
+from exchange.audit.witnessing import install_checkpointer
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
@@ -86,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
     install_audit(app)
     install_key_ring(app)
+    install_checkpointer(app)  # witness.md §1: checkpoints by the service, submitted to the witnesses
     init_auth(app)
 
     @app.before_request

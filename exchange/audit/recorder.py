@@ -31,21 +31,22 @@ The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Request, Response, g, request, request_finished
+from flask import Flask, Request, Response, current_app, g, request, request_finished
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
+from exchange.audit.services import AppendedEntry, AuditLog, Event, PublishedCheckpoint, QueuedEntry, Signer
 from exchange.db import db, utcnow
 from exchange.keys.ring import KeyRing
 from exchange.protocol.audit_errors import AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
-from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, SignedReceipt
 from exchange.web import audit_context as context
 from exchange.web.caller import Caller
 from exchange.web.errors import error_response
@@ -71,6 +72,12 @@ def signer(app: Flask) -> Signer:
 def origin(app: Flask) -> str:
     value: str = app.config["AUDIT_ORIGIN"]
     return value
+
+
+def published(app: Flask, audit_log: AuditLog) -> PublishedCheckpoint:
+    """The checkpoint the app serves, with the cosignatures it waits for (`AUDIT_SERVE_COSIGNATURES`)."""
+    return audit_log.published(signer=signer(app), origin=origin(app),
+                               cosignatures=app.config.get("AUDIT_SERVE_COSIGNATURES", 0))
 
 
 def verifiers(app: Flask) -> list[NoteVerifier]:
@@ -215,9 +222,23 @@ def request_event(response: Response) -> Event:
 # ---- the Flask hook -------------------------------------------------------------------------------------------------
 
 
+def signed_receipt(app: Flask, entry: AppendedEntry) -> SignedReceipt:
+    """The entry's receipt (witness.md §2), signed now, right after its integration, by the active `audit` key."""
+    return SignedReceipt.sign(index=entry.index, leaf_hash=entry.leaf_hash, time=int(time.time()), log=origin(app),
+                              sign=signer(app).sign)
+
+
 def _with_entry(response: Response, entry: AppendedEntry) -> Response:
-    response.headers[INDEX_HEADER] = str(entry.index)
-    response.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
+    try:
+        receipt = signed_receipt(current_app, entry)
+    except Exception as e:  # the key store went away: no response leaves without its signed receipt (fail closed)
+        log.error("audit receipt not signed", extra={"exception_type": type(e).__name__})
+        failed = error_response(status=AuditPending.status, code=AuditPending.code,
+                                message=AuditPending.default_message)
+        failed.headers[INDEX_HEADER] = str(entry.index)
+        failed.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
+        return failed
+    response.headers.update(receipt.headers())
     return response
 
 
