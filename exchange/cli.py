@@ -23,6 +23,7 @@ from exchange.db import db, dispose_engines
 from exchange.keys import cli as keys_cli
 from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
+from exchange.witness import cli as witness_cli
 
 console = Console(stderr=False)
 
@@ -208,3 +209,4 @@ def schemas_check() -> None:
 main.add_command(clients_cli.clients)
 main.add_command(audit_cli.audit)
 main.add_command(keys_cli.keys)
+main.add_command(witness_cli.witness)
