@@ -227,6 +227,8 @@ class Checkpointer:
                 for event in wake:
                     event.set()
             stop.wait(max(self.interval / 2, 0.05))
+        for event in wake:  # let the submitters see `stop`
+            event.set()
 
     def _submitter(self, witness: WitnessConfig, wake: threading.Event, stop: threading.Event) -> None:
         with httpx.Client(timeout=self.timeout, transport=self.transport) as http:
@@ -261,8 +263,10 @@ def install_checkpointer(app: Flask) -> None:
             app.extensions["exchange.checkpointer.stop"] = stop
             checkpointer = make_checkpointer(app)
             app.extensions["exchange.checkpointer"] = checkpointer
-            threading.Thread(target=checkpointer.run, args=(stop,), daemon=True,
-                             name="exchange-checkpointer").start()
+            thread = threading.Thread(target=checkpointer.run, args=(stop,), daemon=True,
+                                      name="exchange-checkpointer")
+            app.extensions["exchange.checkpointer.thread"] = thread
+            thread.start()
 
 
 def make_checkpointer(app: Flask, **overrides: object) -> Checkpointer:

@@ -115,6 +115,8 @@ class Witness:
                 return SizeConflict(current.size)
             # 6. The same size again: the same root (else 409, and the checkpoint is evidence of a split view).
             if signed.size == current.size and current.root is not None:
+                if request.proof:  # RFC 6962: the proof between equal sizes is empty
+                    return InconsistentCheckpoint("The consistency proof between equal sizes is empty.")
                 if signed.root != current.root:
                     refused.append(("same size, another root", current.size))
                     return SizeConflict(current.size, "The witness cosigned another root for this size.")

@@ -331,6 +331,7 @@ def test_the_background_thread_signs_while_every_witness_is_down(
         assert wait_for(signed, timeout=30)
     finally:
         app.extensions["exchange.checkpointer.stop"].set()
+        app.extensions["exchange.checkpointer.thread"].join()
 
 
 # ---- §1 one signer at a time ----------------------------------------------------------------------------------------
