@@ -17,7 +17,9 @@ def test_demo_story_runs_end_to_end(tmp_path: Path) -> None:
     for expected in ("ASSIST_RETURN", "amnesty_granted", "charges_filed", "DETAIN", "detained",
                      "'Ҷӯрабек Назаров' score", "reason not shown: True", f"audit log: {entries} entries",
                      "its inclusion proof in the exchange's signed checkpoint", "who touched RT-2026-000001",
-                     "prosecutor collect (amnesty-review) x1", "verified the whole log through the API"):
+                     "prosecutor collect (amnesty-review) x1", "verified the whole log through the API",
+                     "cosigned by witness.border.demo/w1, witness.interior.demo/w1, witness.prosecutor.demo/w1"):
         assert expected in text, expected
     assert entries >= 25  # tokens, every call, each with its entry
     assert (tmp_path / "demo" / "exchange.db").exists()
+    assert list((tmp_path / "demo" / "receipts-prosecutor").glob("*.receipt.json"))  # each agency kept its receipts
