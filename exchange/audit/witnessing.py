@@ -215,9 +215,11 @@ class Checkpointer:
     def run(self, stop: threading.Event) -> None:
         """Tick every half interval until `stop`; one submitter thread per witness, woken after each tick."""
         wake = [threading.Event() for _ in self.witnesses]
-        for witness, event in zip(self.witnesses, wake, strict=True):
-            threading.Thread(target=self._submitter, args=(witness, event, stop), daemon=True,
-                             name=f"exchange-witness-{witness.name}").start()
+        submitters = [threading.Thread(target=self._submitter, args=(witness, event, stop), daemon=True,
+                                       name=f"exchange-witness-{witness.name}")
+                      for witness, event in zip(self.witnesses, wake, strict=True)]
+        for thread in submitters:
+            thread.start()
         while not stop.is_set():
             try:
                 self.tick()
@@ -227,8 +229,10 @@ class Checkpointer:
                 for event in wake:
                     event.set()
             stop.wait(max(self.interval / 2, 0.05))
-        for event in wake:  # let the submitters see `stop`
+        for event in wake:  # let the submitters see `stop`, and end with them
             event.set()
+        for thread in submitters:
+            thread.join()
 
     def _submitter(self, witness: WitnessConfig, wake: threading.Event, stop: threading.Event) -> None:
         with httpx.Client(timeout=self.timeout, transport=self.transport) as http:
