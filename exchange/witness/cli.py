@@ -44,6 +44,20 @@ def init_command(folder: Path, name: str, logs: tuple[str, ...]) -> None:
     click.echo(identity.public.vkey)
 
 
+@witness.command("add-log")
+@FOLDER
+@click.option("--log", "vkey", required=True, metavar="VKEY", help="The log's checkpoint verifier key.")
+def add_log_command(folder: Path, vkey: str) -> None:
+    """Witness another log, or trust a log's new key after a rotation (what was cosigned for it is kept)."""
+    try:
+        verifier = NoteVerifier.from_vkey(vkey)
+        load_identity(folder.expanduser())
+    except (InvalidCheckpoint, FileNotFoundError) as e:
+        raise click.UsageError(str(e)) from e
+    WitnessState(folder.expanduser() / STATE_FILE).add_log(origin=verifier.name, vkey=vkey)
+    click.echo(f"witnessing {verifier.name} with {vkey}")
+
+
 @witness.command("serve")
 @FOLDER
 @click.option("--host", default="127.0.0.1", show_default=True)

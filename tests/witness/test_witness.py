@@ -219,3 +219,7 @@ def test_the_cli(tmp_path: Path, log: Log) -> None:
     assert status.exit_code == 0
     assert vkey in status.output and f"log {ORIGIN}: cosigned size 2" in status.output
     assert "evidence kept: 0" in status.output
+    rotated = Log(nacl.signing.SigningKey(b"\x08" * 32), log.leaves)
+    added = runner.invoke(main, ["witness", "add-log", "--dir", str(folder), "--log", rotated.verifier.vkey])
+    assert added.exit_code == 0, added.output
+    Witness.open(folder).add_checkpoint(rotated.grow(1).request(2))  # the new key, the state kept
