@@ -169,11 +169,12 @@ def measure_appends(url: str, *, workers: int, duration: float, batch: int, roun
 # ---- 4. witnesses: calls with three configured vs none ---------------------------------------------------------------
 
 
-def _witnessed_app(url: str, workdir: Path, witnesses: list[dict[str, str]] | None, interval: int) -> Any:
+def _witnessed_app(url: str, workdir: Path, witnesses: list[dict[str, str]] | None, interval: int,
+                   store: Any = None) -> Any:
     from exchange import create_app
     from exchange.keys.store import InMemoryKeyStore
 
-    store = InMemoryKeyStore()
+    store = store or InMemoryKeyStore()
     app = create_app({"DATABASE_URL": url, "KEYS_DIR": str(workdir), "KEYSTORE": store, "LOG_LEVEL": "ERROR",
                       "WITNESSES": json.dumps(witnesses) if witnesses else None, "AUDIT_CHECKPOINT_SECONDS": interval,
                       "AUDIT_BACKGROUND": bool(witnesses)})
@@ -226,11 +227,12 @@ def measure_witnesses(url: str, workdir: Path, *, duration: float, rounds: int, 
                     time.sleep(0.05)
             witness = Witness.open(folder)
             configured.append({"name": witness.identity.name, "url": base, "vkey": witness.identity.public.vkey})
-        witnessed = _witnessed_app(url, workdir / "witnessed", configured, interval)
-        witnessed.extensions["exchange.keystore"] = plain.extensions["exchange.keystore"]
         per_round: dict[str, list[float]] = {"none": [], "three": []}
         for round_ in range(rounds):
-            for name, app in (("none", plain), ("three", witnessed)):
+            for name in ("none", "three"):
+                # a fresh app per segment for the witnesses: its checkpointer thread runs during its segment only
+                app = plain if name == "none" else _witnessed_app(url, workdir / f"witnessed-{round_}", configured,
+                                                                  interval, store=plain.config["KEYSTORE"])
                 console.print(f"calls: {name} witnesses, {duration:g} s (round {round_ + 1}/{rounds})")
                 with app.test_client() as client:
                     client.get("/v1/returnees")  # starts the background thread (with witnesses)
@@ -239,10 +241,10 @@ def measure_witnesses(url: str, workdir: Path, *, duration: float, rounds: int, 
                         assert client.get("/v1/returnees").status_code == 401
                         done += 1
                 per_round[name].append(done / duration)
-        stop = witnessed.extensions.get("exchange.checkpointer.stop")
-        if stop is not None:
-            stop.set()
-            witnessed.extensions["exchange.checkpointer.thread"].join(timeout=10)
+                stop = app.extensions.get("exchange.checkpointer.stop")
+                if stop is not None:
+                    stop.set()
+                    app.extensions["exchange.checkpointer.thread"].join(timeout=10)
         with Session(make_engine(url)) as session:
             log = AuditLog(session=session)
             latest = log.latest_checkpoint()
