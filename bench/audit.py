@@ -21,6 +21,12 @@ Works on a scratch database `exchange_bench_<random>` created on the given Postg
    and from an export file.
 3. inclusion and consistency proofs at that size: each is what the API does (read the size, read O(log n) nodes),
    timed per call, and verified.
+4. witnesses (witness.md): calls/s through the whole app (an unauthenticated `/v1/` call: refused, recorded,
+   sequenced, its receipt signed) with no witness configured, and with three witnesses (`exchange witness serve`,
+   processes of their own on loopback, as they run on the agencies' own hosts) and the background checkpointer
+   signing every `--checkpoint-seconds` and submitting to them; the two interleaved,
+   `--rounds` times, in one process. The ratio (three witnesses / none) is the figure: witnesses work off the
+   request path, so it should stay near 1.
 """
 
 from __future__ import annotations
@@ -158,6 +164,93 @@ def measure_appends(url: str, *, workers: int, duration: float, batch: int, roun
     results: dict[str, Any] = {mode: statistics.mean(rates) for mode, rates in per_round.items()}
     results["rounds"] = per_round
     return results
+
+
+# ---- 4. witnesses: calls with three configured vs none ---------------------------------------------------------------
+
+
+def _witnessed_app(url: str, workdir: Path, witnesses: list[dict[str, str]] | None, interval: int,
+                   store: Any = None) -> Any:
+    from exchange import create_app
+    from exchange.keys.store import InMemoryKeyStore
+
+    store = store or InMemoryKeyStore()
+    app = create_app({"DATABASE_URL": url, "KEYS_DIR": str(workdir), "KEYSTORE": store, "LOG_LEVEL": "ERROR",
+                      "WITNESSES": json.dumps(witnesses) if witnesses else None, "AUDIT_CHECKPOINT_SECONDS": interval,
+                      "AUDIT_BACKGROUND": bool(witnesses)})
+    app.extensions["exchange.keystore"].ensure_all()
+    return app
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def measure_witnesses(url: str, workdir: Path, *, duration: float, rounds: int, interval: int) -> dict[str, Any]:
+    """Calls/s through the app with no witness and with three (processes of their own), interleaved."""
+    import logging
+    import subprocess
+    from contextlib import ExitStack
+
+    import httpx
+
+    from exchange.audit import recorder
+    from exchange.witness.services import Witness, init_folder
+    from exchange.witness.state import WitnessState
+
+    logging.getLogger("exchange").setLevel(logging.ERROR)
+    plain = _witnessed_app(url, workdir / "plain", None, interval)
+    origin_vkey = recorder.verifiers(plain)[0].vkey  # the same database: the same registry and audit key
+    exchange_cli = str(Path(sys.executable).parent / "exchange")
+    with ExitStack() as stack:
+        configured = []
+        for n in range(3):
+            folder = workdir / f"witness-{n}"
+            init_folder(folder, name=f"witness-{n}.bench/w1")
+            WitnessState(folder / "state.db").add_log(origin=origin_vkey.split("+", 1)[0], vkey=origin_vkey)
+            port = _free_port()
+            process = subprocess.Popen([exchange_cli, "witness", "serve", "--dir", str(folder), "--port", str(port)],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stack.callback(process.wait)
+            stack.callback(process.terminate)
+            base = f"http://127.0.0.1:{port}"
+            for _ in range(200):  # until it answers
+                try:
+                    if httpx.get(base + "/", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            witness = Witness.open(folder)
+            configured.append({"name": witness.identity.name, "url": base, "vkey": witness.identity.public.vkey})
+        per_round: dict[str, list[float]] = {"none": [], "three": []}
+        for round_ in range(rounds):
+            for name in ("none", "three"):
+                # a fresh app per segment for the witnesses: its checkpointer thread runs during its segment only
+                app = plain if name == "none" else _witnessed_app(url, workdir / f"witnessed-{round_}", configured,
+                                                                  interval, store=plain.config["KEYSTORE"])
+                console.print(f"calls: {name} witnesses, {duration:g} s (round {round_ + 1}/{rounds})")
+                with app.test_client() as client:
+                    client.get("/v1/returnees")  # starts the background thread (with witnesses)
+                    done, end = 0, time.perf_counter() + duration
+                    while time.perf_counter() < end:
+                        assert client.get("/v1/returnees").status_code == 401
+                        done += 1
+                per_round[name].append(done / duration)
+                stop = app.extensions.get("exchange.checkpointer.stop")
+                if stop is not None:
+                    stop.set()
+                    app.extensions["exchange.checkpointer.thread"].join(timeout=10)
+        with Session(make_engine(url)) as session:
+            log = AuditLog(session=session)
+            latest = log.latest_checkpoint()
+            cosigned = len(log.cosignature_lines(latest.size)) if latest else 0
+    return {"none": statistics.mean(per_round["none"]), "three": statistics.mean(per_round["three"]),
+            "rounds": per_round, "latest_cosignatures": cosigned}
 
 
 # ---- 2. a large log, built in bulk, then verified --------------------------------------------------------------------
@@ -327,14 +420,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=500, help="inclusion + consistency proof pairs to time")
     parser.add_argument("--skip-appends", action="store_true")
+    parser.add_argument("--skip-log", action="store_true", help="skip building, verifying and proving a large log")
+    parser.add_argument("--skip-witnesses", action="store_true")
+    parser.add_argument("--checkpoint-seconds", type=int, default=2,
+                        help="EXCHANGE_AUDIT_CHECKPOINT_SECONDS in the witness measurement")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     server = None if args.database_url == "sqlite" else args.database_url
     out = make_console()
     figures: dict[str, Any] = {"settings": vars(args) | {"json": str(args.json)}, "machine": machine_info()}
     with tempfile.TemporaryDirectory(prefix="exchange-bench-audit-") as workdir:
-        for phase in ("appends", "log"):
-            if phase == "appends" and args.skip_appends:
+        for phase in ("appends", "witnesses", "log"):
+            if (phase == "appends" and args.skip_appends) or (phase == "log" and args.skip_log) or (
+                    phase == "witnesses" and args.skip_witnesses):
                 continue
             with scratch_database(server, Path(workdir) / phase) as url:
                 (Path(workdir) / phase).mkdir(exist_ok=True)
@@ -345,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
                     figures["appends_per_s"] = measure_appends(url, workers=args.workers, duration=args.duration,
                                                                batch=args.batch, rounds=args.rounds,
                                                                modes=tuple(args.modes.split(",")))
+                    continue
+                if phase == "witnesses":
+                    figures["witness_calls_per_s"] = measure_witnesses(url, Path(workdir) / phase,
+                                                                       duration=args.duration, rounds=args.rounds,
+                                                                       interval=args.checkpoint_seconds)
                     continue
                 console.print(f"building a log of {args.entries} entries (bulk path)")
                 figures["build_s"] = build_log(url, args.entries)
@@ -371,6 +474,21 @@ def main(argv: list[str] | None = None) -> int:
                       f"{rates['single']:,.0f}", "")
         table.add_row(f"appends/s, {args.workers} workers, synchronous, {args.batch} entries per transaction",
                       f"{rates['batch']:,.0f}", "")
+    witnessed = figures.get("witness_calls_per_s")
+    if witnessed:
+        rounds = witnessed["rounds"]
+        table.add_row("calls/s through the app, no witness", f"{witnessed['none']:,.0f}", "")
+        table.add_row(f"calls/s, three witnesses + checkpoints every {args.checkpoint_seconds} s "
+                      f"(latest checkpoint: {witnessed['latest_cosignatures']} cosignatures)",
+                      f"{witnessed['three']:,.0f}", "")
+        table.add_row("  three witnesses / none (per round)", f"{witnessed['three'] / witnessed['none']:.2f}x ("
+                      + ", ".join(f"{t / n:.2f}" for t, n in zip(rounds["three"], rounds["none"], strict=True))
+                      + ")", ">= 0.95x")
+    if "build_s" not in figures:
+        out.print(table)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=2, default=str))
+        return 0
     table.add_row(f"build {args.entries:,} entries (bulk)", f"{figures['build_s']:.1f} s", "")
     table.add_row(f"verify {args.entries:,} entries from the database", f"{figures['verify_database_s']:.1f} s",
                   "<= 10 s")

@@ -53,13 +53,13 @@ from sqlalchemy.orm import Session
 
 from exchange import migrate
 from exchange.db import make_engine
+from exchange.identity import Caller
 from exchange.register import matching, services
 from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeSearchKey
 from exchange.register.schemas import BorderReturneeView
 from exchange.register.services import NameQuery, RegisterService, screening_keys
 from exchange.register.transliteration import parse_partial_date
 from exchange.register.views import returnee_collections
-from exchange.web.caller import Caller
 
 BORDER = Caller(agency="border", client_id="bench", purpose="border-screening")
 MIN_SCORE = 70.0

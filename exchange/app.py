@@ -13,6 +13,7 @@ from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
 from exchange.audit.recorder import install_audit, require_audit_key
+from exchange.audit.witnessing import install_checkpointer
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
 from exchange.db import db
@@ -133,6 +134,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     install_audit(app)
     install_envelope_outcomes(app)  # after the audit hook: runs before it, so the entry records the final answer
     install_key_ring(app)
+    install_checkpointer(app)  # witness.md §1: checkpoints by the service, submitted to the witnesses
     init_auth(app)
 
     @app.before_request

@@ -31,6 +31,7 @@ from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import key_ring
 from exchange.partner import cli as partner_cli
+from exchange.witness import cli as witness_cli
 
 console = Console(stderr=False)
 errors = Console(stderr=True, soft_wrap=True, highlight=False)
@@ -320,3 +321,4 @@ main.add_command(keys_cli.keys)
 main.add_command(partner_cli.call_command)
 main.add_command(routes_command)
 main.add_command(shell_command)
+main.add_command(witness_cli.witness)

@@ -55,6 +55,12 @@ def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str
         "ISSUER": env.get("EXCHANGE_ISSUER") or "http://127.0.0.1:5000",
         "AUDIT_ORIGIN": env.get("EXCHANGE_AUDIT_ORIGIN") or "exchange.local/audit",
         "AUDIT_CHECKPOINT_SECONDS": _int_env(env, "EXCHANGE_AUDIT_CHECKPOINT_SECONDS", 10),
+        # witness.md §3: the witnesses the exchange submits its checkpoints to (a JSON array of {name, url, vkey}),
+        # and how many cosignatures a served checkpoint waits for (default: a majority of them)
+        "WITNESSES": env.get("EXCHANGE_WITNESSES") or None,
+        "AUDIT_SERVE_COSIGNATURES": (_int_env(env, "EXCHANGE_AUDIT_SERVE_COSIGNATURES", 0)
+                                     if env.get("EXCHANGE_AUDIT_SERVE_COSIGNATURES") else None),
+        "WITNESS_TIMEOUT": _int_env(env, "EXCHANGE_WITNESS_TIMEOUT", 2),
         "MAX_CONTENT_LENGTH": _int_env(env, "EXCHANGE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
         "LOG_LEVEL": env.get("EXCHANGE_LOG_LEVEL") or "INFO",
         "SQL_ECHO": env.get("EXCHANGE_SQL_ECHO", "") == "1",

@@ -5,7 +5,10 @@ registers one client per agency as a security officer would, and plays the story
 hotline; interior expects the returnee and issues ASSIST_RETURN; the border screens a Latin-spelled name, records the
 entry and an emergency travel document; interior vets; the prosecutor grants amnesty for one returnee and files
 charges for another; a DETAIN instruction stops a third at the border. Every call is a real token, DPoP proof,
-sealed request and verified, audited response. It ends with the size of the audit log and a verified checkpoint.
+sealed request and verified, audited response, whose signed receipt each agency keeps. Each agency also runs its own
+witness (`exchange witness`, on a free loopback port, its own key and state): the exchange signs a checkpoint every
+second and submits it to them in the background. It ends with the size of the audit log and a checkpoint cosigned by
+the three witnesses, verified with a quorum of all three.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import logging
 import socket
 import tempfile
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -33,9 +37,12 @@ from exchange.keys.master import MasterSecret, new_master_key, unlock
 from exchange.keys.ring import KeyRing, provision
 from exchange.keys.store import FileKeyStore
 from exchange.partner import ExchangeClient, PartnerKeys
+from exchange.partner.errors import ConflictError
+from exchange.protocol.cosignature import WitnessPolicy
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 
 COLOURS = {"interior": "cyan", "border": "yellow", "prosecutor": "magenta", "security": "green", "auditor": "blue"}
+WITNESS_AGENCIES = ("interior", "border", "prosecutor")
 AGENCY_PURPOSE = {"interior": "register-maintenance", "border": "border-screening", "prosecutor": "amnesty-review",
                   "auditor": "oversight"}
 
@@ -60,30 +67,74 @@ def _key_ring(keys_dir: Path, engine: Engine, *, keep: bool) -> KeyRing:
 
 
 @contextmanager
-def _serving(workdir: Path, port: int, *, keep: bool = False) -> Iterator[str]:
-    """The exchange on SQLite in `workdir`, served over HTTP on loopback by a threaded werkzeug server."""
+def _served(app: Any, name: str) -> Iterator[str]:
+    """A WSGI app on a free loopback port, by a threaded werkzeug server; yields its base URL."""
+    server = make_server("127.0.0.1", _free_port(), app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def _witnesses(workdir: Path, log_vkey: str) -> Iterator[list[dict[str, str]]]:
+    """One witness per agency (`exchange witness init` + `serve`), each with its own key and state in `workdir`."""
+    from exchange.witness.http import make_wsgi_app
+    from exchange.witness.services import Witness, init_folder
+    from exchange.witness.state import WitnessState
+
+    with ExitStack() as stack:
+        found = []
+        for agency in WITNESS_AGENCIES:
+            folder = workdir / f"witness-{agency}"
+            if not (folder / "witness.key").exists():
+                init_folder(folder, name=f"witness.{agency}.demo/w1")
+            WitnessState(folder / "state.db").add_log(origin=log_vkey.split("+", 1)[0], vkey=log_vkey)
+            witness = Witness.open(folder)
+            url = stack.enter_context(_served(make_wsgi_app(witness), f"witness-{agency}"))
+            found.append({"name": witness.identity.name, "url": url, "vkey": witness.identity.public.vkey})
+        yield found
+
+
+@contextmanager
+def _serving(workdir: Path, port: int, *, keep: bool = False) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """The exchange on SQLite in `workdir`, served over HTTP on loopback by a threaded werkzeug server, with one
+    witness per agency; yields its base URL and the witnesses."""
     from exchange import create_app, migrate
+    from exchange.protocol.checkpoint import NoteVerifier
 
     database_url = f"sqlite:///{workdir / 'exchange.db'}"
     migrate.upgrade(make_engine(database_url))
     engine = make_engine(database_url)
     ring = _key_ring(workdir / "keys", engine, keep=keep)
+    log_vkey = NoteVerifier(name="exchange.local/audit", public_key=ring.active("audit").public_bytes).vkey
     base = f"http://127.0.0.1:{port}"
-    app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(workdir / "keys"), "ISSUER": base,
-                      "LOG_LEVEL": "WARNING", "KEYSTORE": ring.store})
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # the story is the output, not an access log
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="exchange-demo", daemon=True)
-    thread.start()
-    try:
-        yield base
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
-        dispose_engines()
+    with _witnesses(workdir, log_vkey) as witnesses:
+        app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(workdir / "keys"), "ISSUER": base,
+                          "LOG_LEVEL": "WARNING", "KEYSTORE": ring.store, "WITNESSES": json.dumps(witnesses),
+                          "AUDIT_CHECKPOINT_SECONDS": 1})
+        server = make_server("127.0.0.1", port, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="exchange-demo", daemon=True)
+        thread.start()
+        try:
+            yield base, witnesses
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+            stop, checkpointer = (app.extensions.get("exchange.checkpointer.stop"),
+                                  app.extensions.get("exchange.checkpointer.thread"))
+            if stop is not None and checkpointer is not None:
+                stop.set()
+                checkpointer.join(timeout=10)
+            dispose_engines()
 
 
-def _register_clients(database_url: str, base: str) -> dict[str, ExchangeClient]:
+def _register_clients(database_url: str, base: str, *, workdir: Path,
+                      witnesses: WitnessPolicy) -> dict[str, ExchangeClient]:
     """One client per agency, registered as a security officer would (`exchange clients add`)."""
     clients: dict[str, ExchangeClient] = {}
     engine = make_engine(database_url)
@@ -96,7 +147,8 @@ def _register_clients(database_url: str, base: str) -> dict[str, ExchangeClient]
                               "scopes": sorted(AGENCY_SCOPES[agency]), "keys": keys.registration()},
                              officer="TJ-SEC-0001")
             clients[agency] = ExchangeClient(base, client_id=client_id, agency=agency, keys=keys,
-                                             purpose=AGENCY_PURPOSE[agency], officer=f"TJ-{agency.upper()}-001")
+                                             purpose=AGENCY_PURPOSE[agency], officer=f"TJ-{agency.upper()}-001",
+                                             receipts=workdir / f"receipts-{agency}", witnesses=witnesses)
         session.commit()
     engine.dispose()
     return clients
@@ -179,11 +231,50 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
 
     if amnesty.audit is None:  # the client library never returns a verified result without its receipt
         raise RuntimeError("the amnesty decision came back without its audit receipt")
-    checkpoint = prosecutor.audit.verify(amnesty.audit)
+    checkpoint = _when_witnessed(lambda: prosecutor.audit.verify(amnesty.audit))  # type: ignore[arg-type]
     say("prosecutor", f"the amnesty decision is audit entry {amnesty.audit.index}: its inclusion proof in the "
-                      f"exchange's signed checkpoint of {checkpoint.size} entries verifies")
+                      f"exchange's signed checkpoint of {checkpoint.size} entries verifies, cosigned by at least "
+                      f"{prosecutor._connection.witnesses.quorum} of the agencies' witnesses")
     _oversight(clients["auditor"], jurabek, say)
     return {"returnees": final}
+
+
+T = TypeVar("T")
+
+
+def _when_witnessed(check: Callable[[], T], *, timeout: float = 30.0) -> T:
+    """`check()`, again while the entry is not yet in a witnessed checkpoint (409 `checkpoint_pending`: the service
+    signs one every second and its witnesses cosign it in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except ConflictError as e:
+            if e.code != "checkpoint_pending" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _witnessed(auditor: ExchangeClient, witnesses: WitnessPolicy, say: Callable[[str, str], None]) -> None:
+    """The auditor reads the checkpoint the exchange serves and accepts it only with all three cosignatures."""
+    from exchange.protocol.checkpoint import NoteVerifier
+    from exchange.protocol.cosignature import QuorumNotMet, verify_witnessed
+
+    everyone = WitnessPolicy(witnesses=witnesses.witnesses, quorum=len(witnesses.witnesses))
+    deadline = time.monotonic() + 30
+    while True:
+        note = auditor.audit.checkpoint()
+        origin = note.split("\n", 1)[0]
+        verifiers = [NoteVerifier(name=origin, public_key=k) for k in auditor._connection.published_keys().audit]
+        try:
+            signed, cosigned = verify_witnessed(note, verifiers, origin=origin, policy=everyone)
+            break
+        except QuorumNotMet:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    say("auditor", f"the exchange's checkpoint of {signed.size} entries is cosigned by "
+                   + ", ".join(sorted(c.name for c in cosigned)) + " (quorum: all three)")
 
 
 def _oversight(auditor: ExchangeClient, returnee: dict[str, Any], say: Callable[[str, str], None]) -> None:
@@ -214,7 +305,7 @@ def run_demo(*, console: Console, workdir: Path | None = None) -> int:
         folder.mkdir(parents=True, exist_ok=True)
         port = _free_port()
         kept_secret = workdir is not None and MasterSecret.from_environment().present
-        with _serving(folder, port, keep=workdir is not None) as base:
+        with _serving(folder, port, keep=workdir is not None) as (base, witnesses):
             console.print(f"[bold]Returnee Exchange demo[/] on {base} (SQLite and keys in {folder})")
             if kept_secret:
                 console.print("keys sealed under EXCHANGE_MASTER_PASSPHRASE (or EXCHANGE_MASTER_KEY): the `exchange` "
@@ -222,7 +313,11 @@ def run_demo(*, console: Console, workdir: Path | None = None) -> int:
             elif workdir is not None:
                 console.print("[yellow]keys sealed under a one-time master key[/]: the database stays readable, the "
                               "key store does not (set EXCHANGE_MASTER_PASSPHRASE to keep it usable)")
-            clients = _register_clients(f"sqlite:///{folder / 'exchange.db'}", base)
+            policy = WitnessPolicy.parse([w["vkey"] for w in witnesses], 2)
+            for agency, witness in zip(WITNESS_AGENCIES, witnesses, strict=True):
+                console.print(f"  {agency} runs its witness {witness['name']} on {witness['url']}")
+            clients = _register_clients(f"sqlite:///{folder / 'exchange.db'}", base, workdir=folder,
+                                        witnesses=policy)
             say_width = max(len(a) for a in COLOURS)
 
             def say(agency: str, text: str) -> None:
@@ -230,6 +325,7 @@ def run_demo(*, console: Console, workdir: Path | None = None) -> int:
 
             say("security", "registered one client per agency (auth, sign and enc keys; scopes of its agency)")
             outcome = _story(clients, say)
+            _witnessed(clients["auditor"], policy, say)
             for client in clients.values():
                 client.close()
             table = Table(title="Where the story leaves them (interior's view)",

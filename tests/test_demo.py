@@ -24,10 +24,12 @@ def test_demo_story_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                      "the crossing's outcome is detained; in the register he is now arrived", "Europol 4x4 grading",
                      f"audit log: {entries} entries", "Next: run your own exchange",
                      "its inclusion proof in the exchange's signed checkpoint", "who touched RT-2026-000001",
-                     "prosecutor collect (amnesty-review) x1", "verified the whole log through the API"):
+                     "prosecutor collect (amnesty-review) x1", "verified the whole log through the API",
+                     "cosigned by witness.border.demo/w1, witness.interior.demo/w1, witness.prosecutor.demo/w1"):
         assert expected in text, expected
     assert entries >= 25  # tokens, every call, each with its entry
     assert (tmp_path / "demo" / "exchange.db").exists()
+    assert list((tmp_path / "demo" / "receipts-prosecutor").glob("*.receipt.json"))  # each agency kept its receipts
     assert "keys sealed under a one-time master key" in text  # no passphrase set: the kept store cannot be opened
 
 

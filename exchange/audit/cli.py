@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,21 @@ from rich.table import Table
 
 from exchange.audit import recorder
 from exchange.audit.services import AuditLog, SearchFilters, StoredEntry, export_lines, new_request_id
-from exchange.audit.verify import DEFAULT_STATE, DatabaseSource, ExportSource, LogSource, TrustState, verify_log
+from exchange.audit.verify import (
+    DEFAULT_STATE,
+    DatabaseSource,
+    ExportSource,
+    KeptReceipt,
+    LogSource,
+    TrustState,
+    verify_log,
+)
 from exchange.db import db
 from exchange.identity import Caller
 from exchange.protocol.audit_errors import AuditUnavailable, InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier
+from exchange.protocol.cosignature import WitnessPolicy
+from exchange.protocol.receipts import read_receipts
 
 console = Console()
 errors = Console(stderr=True)
@@ -94,9 +105,19 @@ def audit() -> None:
 @click.option("--key", "keys", multiple=True, metavar="VKEY",
               help="Trusted checkpoint key as a C2SP verifier key (exchange audit key prints it). Repeatable.")
 @click.option("--strict", is_flag=True, help="Also check each entry is canonical RFC 8785 with the audit.md members.")
+@click.option("--witness", "witness_keys", multiple=True, metavar="VKEY", envvar="EXCHANGE_VERIFY_WITNESSES",
+              help="A witness key you trust (type 0x04 verifier key; `exchange witness status` prints it). Repeatable "
+                   "(or EXCHANGE_VERIFY_WITNESSES, space-separated).")
+@click.option("--quorum", type=click.IntRange(min=0), envvar="EXCHANGE_VERIFY_QUORUM",
+              help="Refuse a checkpoint without this many valid cosignatures from --witness keys (default: all of "
+                   "them; or EXCHANGE_VERIFY_QUORUM).")
+@click.option("--receipts", "receipts_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also check the receipts kept in this folder (*.receipt.json, as the client library keeps them) "
+                   "against the log, naming any the log contradicts.")
 @OFFICER
 def verify_command(export_file: Path | None, database: bool, server: str | None, client_id: str | None,
                    client_keys: Path | None, state_file: Path, keys: tuple[str, ...], strict: bool,
+                   witness_keys: tuple[str, ...], quorum: int | None, receipts_dir: Path | None,
                    officer: str | None) -> None:
     """Verify the whole log: checkpoint signature, every entry, the root, and consistency with the last run.
 
@@ -109,12 +130,17 @@ def verify_command(export_file: Path | None, database: bool, server: str | None,
     try:
         state = TrustState.load(state_path)
         verifiers = [NoteVerifier.from_vkey(k) for k in keys]
-    except VerificationError as e:
+        policy = WitnessPolicy.parse([k for item in witness_keys for k in item.split()], quorum) if (
+            witness_keys or quorum) else None
+        kept = ([KeptReceipt(name=path.name, receipt=r) for path, r in read_receipts(receipts_dir)]
+                if receipts_dir is not None else [])
+    except (VerificationError, ValueError) as e:
         raise click.UsageError(str(e)) from e
+    checks = Checks(witnesses=policy, receipts=kept)
     if not verifiers and state is not None:
         verifiers = [NoteVerifier.from_vkey(state.key)]
     if server is not None:
-        _verify_server(server, client_id, client_keys, officer, verifiers, state, state_path, strict)
+        _verify_server(server, client_id, client_keys, officer, verifiers, state, state_path, strict, checks)
         return
     if export_file is not None:
         if not verifiers:
@@ -124,7 +150,7 @@ def verify_command(export_file: Path | None, database: bool, server: str | None,
             source: LogSource = ExportSource(export_file)
         except VerificationError as e:
             raise click.UsageError(str(e)) from e
-        _verify(source, verifiers, state, state_path, strict)
+        _verify(source, verifiers, state, state_path, strict, checks=checks)
         return
     app = click.get_current_context().ensure_object(ScriptInfo).load_app()
     with app.app_context():
@@ -133,15 +159,17 @@ def verify_command(export_file: Path | None, database: bool, server: str | None,
         _record_read(officer, "exchange audit verify", required=False)
         origin = recorder.origin(app)
         queued = AuditLog(session=db.session).queued()
-        _verify(DatabaseSource(db.session, description=f"database {db.engine(app).url.render_as_string()}"),
-                verifiers or recorder.verifiers(app), state, state_path, strict, origin=origin)
+        _verify(DatabaseSource(db.session, description=f"database {db.engine(app).url.render_as_string()}",
+                               cosignatures=policy.quorum if policy is not None else 0),
+                verifiers or recorder.verifiers(app), state, state_path, strict, origin=origin, checks=checks)
         if queued:
             console.print(f"  {queued} entries are queued, not sequenced yet: `exchange audit checkpoint` sequences "
                           "them (they are not in the tree until then)", soft_wrap=True, highlight=False)
 
 
 def _verify_server(server: str, client_id: str | None, client_keys: Path | None, officer: str | None,
-                   verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path, strict: bool) -> None:
+                   verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path, strict: bool,
+                   checks: Checks) -> None:
     from exchange.audit.remote import ServerSource
     from exchange.partner.api import ExchangeClient
     from exchange.partner.errors import ExchangeClientError
@@ -167,20 +195,30 @@ def _verify_server(server: str, client_id: str | None, client_keys: Path | None,
                     raise click.UsageError("the exchange publishes no audit key; pass --key")
                 errors.print(f"[yellow]first use: trusting the audit key(s) the exchange publishes[/] "
                              f"({', '.join(v.vkey for v in verifiers)})", soft_wrap=True, highlight=False)
-            _verify(source, verifiers, state, state_path, strict, origin=origin)
+            _verify(source, verifiers, state, state_path, strict, origin=origin, checks=checks)
         except ExchangeClientError as e:
             console.print(f"[red]FAILED[/] server {server}: {e}", soft_wrap=True, highlight=False)
             sys.exit(1)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Checks:
+    """What the verifier checks besides the log itself: its own witness quorum and the receipts it was given."""
+
+    witnesses: WitnessPolicy | None = None
+    receipts: list[KeptReceipt] = field(default_factory=list)
+
+
 def _verify(source: LogSource, verifiers: list[NoteVerifier], state: TrustState | None, state_path: Path,
-            strict: bool, *, origin: str | None = None) -> None:
+            strict: bool, *, origin: str | None = None, checks: Checks | None = None) -> None:
+    checks = checks or Checks()
     origin = origin or (state.origin if state else verifiers[0].name)
     with Progress(TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   console=errors, transient=True) as bar:
         task = bar.add_task("entries", total=None)
         try:
             verified = verify_log(source, verifiers=verifiers, origin=origin, state=state, strict=strict,
+                                  witnesses=checks.witnesses, receipts=checks.receipts,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
         except LogMismatch as e:
             bar.stop()
@@ -197,6 +235,14 @@ def _verify(source: LogSource, verifiers: list[NoteVerifier], state: TrustState 
     lines = [f"[green]verified[/] {checkpoint.size} entries of {checkpoint.checkpoint.origin} ({source.description})",
              f"  root   {checkpoint.checkpoint.text().splitlines()[2]}",
              f"  key    {key.vkey}"]
+    if checks.witnesses is not None:
+        lines.append(f"  witnessed by {len(verified.cosignatures)} trusted witness(es) "
+                     f"({', '.join(c.name for c in verified.cosignatures) or 'none'}; "
+                     f"quorum {checks.witnesses.quorum})")
+    if checks.receipts:
+        lines.append(f"  {verified.receipts_checked} kept receipt(s) match the log"
+                     + (f"; {verified.receipts_pending} are past the checkpoint (check them next time)"
+                        if verified.receipts_pending else ""))
     if verified.previous is None:
         lines.append(f"  first use: trusting this checkpoint and key from now on ({state_path})")
     else:

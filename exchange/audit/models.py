@@ -100,3 +100,27 @@ class AuditCheckpoint(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime]
+
+
+class AuditCosignature(Base):
+    """A witness's cosignature line on the checkpoint of `checkpoint_size` (witness.md §3), verified with the
+    witness's key from `EXCHANGE_WITNESSES` before it was stored; served appended to the checkpoint's note."""
+
+    __tablename__ = "audit_cosignatures"
+
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String(200), primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+    cosigned_at: Mapped[int] = mapped_column(BigInteger)  # the cosignature's own timestamp (Unix seconds)
+
+
+class AuditSigner(Base):
+    """The checkpoint signer's lease (one row): the worker named `holder` signs checkpoints and submits them to the
+    witnesses until `until`; it renews the lease while it runs, and another worker takes it once it has lapsed."""
+
+    __tablename__ = "audit_signer"
+    __table_args__ = (CheckConstraint("id = 1", name="singleton"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    holder: Mapped[str] = mapped_column(String(64))
+    until: Mapped[datetime]

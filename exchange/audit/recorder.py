@@ -32,15 +32,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Request, Response, g, request, request_finished
+from flask import Flask, Request, Response, current_app, g, request, request_finished
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import AppendedEntry, AuditLog, Event, QueuedEntry, Signer
+from exchange.audit.services import AppendedEntry, AuditLog, Event, PublishedCheckpoint, QueuedEntry, Signer
 from exchange.db import db, utcnow
 from exchange.identity import Caller
 from exchange.keys.errors import KeyStoreError
@@ -49,7 +50,7 @@ from exchange.outages import outage_noted
 from exchange.protocol.audit_errors import AuditKeyUnavailable, AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
-from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, SignedReceipt
 from exchange.web import audit_context as context
 from exchange.web.errors import error_response
 
@@ -91,6 +92,12 @@ def require_audit_key(app: Flask) -> None:
 def origin(app: Flask) -> str:
     value: str = app.config["AUDIT_ORIGIN"]
     return value
+
+
+def published(app: Flask, audit_log: AuditLog) -> PublishedCheckpoint:
+    """The checkpoint the app serves, with the cosignatures it waits for (`AUDIT_SERVE_COSIGNATURES`)."""
+    return audit_log.published(signer=signer(app), origin=origin(app),
+                               cosignatures=app.config.get("AUDIT_SERVE_COSIGNATURES", 0))
 
 
 def verifiers(app: Flask) -> list[NoteVerifier]:
@@ -236,9 +243,25 @@ def request_event(response: Response) -> Event:
 # ---- the Flask hook -------------------------------------------------------------------------------------------------
 
 
+def signed_receipt(app: Flask, entry: AppendedEntry) -> SignedReceipt:
+    """The entry's receipt (witness.md §2), signed now, right after its integration, by the active `audit` key."""
+    return SignedReceipt.sign(index=entry.index, leaf_hash=entry.leaf_hash, time=int(time.time()), log=origin(app),
+                              sign=signer(app).sign)
+
+
 def _with_entry(response: Response, entry: AppendedEntry) -> Response:
-    response.headers[INDEX_HEADER] = str(entry.index)
-    response.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
+    try:
+        receipt = signed_receipt(current_app, entry)
+    except Exception as e:
+        # The audit key is unavailable (a lost key store: the officers' recovery runs through these very calls).
+        # The call was carried out and its entry is in the log; its response names the entry without the log's
+        # signature, which the client library refuses (`audit_receipt_unsigned`), and a data-bearing response
+        # cannot be sealed anyway without the key store.
+        log.error("audit receipt not signed", extra={"exception_type": type(e).__name__})
+        response.headers[INDEX_HEADER] = str(entry.index)
+        response.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
+        return response
+    response.headers.update(receipt.headers())
     return response
 
 

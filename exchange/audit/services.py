@@ -48,7 +48,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode, AuditQueued
+from exchange.audit.models import (
+    AuditCheckpoint,
+    AuditCosignature,
+    AuditEntry,
+    AuditEntryRecord,
+    AuditHead,
+    AuditNode,
+    AuditQueued,
+)
 from exchange.db import utcnow
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import AuditUnavailable
@@ -349,6 +357,14 @@ class SearchFilters:
     time_to: datetime | None = None  # exclusive
 
 
+@dataclass(frozen=True, kw_only=True)
+class PublishedCheckpoint:
+    """A checkpoint as served: its size, and its signed note with the witnesses' cosignature lines."""
+
+    size: int
+    note: str
+
+
 class Signer(Protocol):
     """The checkpoint key (the key store's `audit` key, `exchange.keys.store.ExchangeKey`)."""
 
@@ -626,6 +642,48 @@ class AuditLog:
         except (SQLAlchemyError, ValueError) as e:
             raise AuditUnavailable() from e
         return row
+
+    # ---- witnesses (witness.md §3) ----------------------------------------------------------------------------------
+
+    def add_cosignature(self, *, size: int, witness: str, line: str, cosigned_at: int) -> None:
+        """Keep a witness's (verified) cosignature of the checkpoint of `size`; a second one by the same witness for
+        the same checkpoint is ignored."""
+        insert_ = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
+        self.session.execute(insert_(AuditCosignature).values(
+            checkpoint_size=size, witness=witness, line=line, cosigned_at=cosigned_at).on_conflict_do_nothing())
+
+    def cosignature_lines(self, size: int) -> list[str]:
+        return list(self.session.scalars(select(AuditCosignature.line).where(AuditCosignature.checkpoint_size == size)
+                                         .order_by(AuditCosignature.witness)))
+
+    def witnessed_size(self, witness: str) -> int:
+        """The largest checkpoint `witness` cosigned for us (0: none)."""
+        return self.session.scalar(select(func.max(AuditCosignature.checkpoint_size))
+                                   .where(AuditCosignature.witness == witness)) or 0
+
+    def witnessed_note(self, row: AuditCheckpoint) -> str:
+        """The checkpoint's note with the cosignatures collected for it appended (C2SP: more signature lines)."""
+        return row.note + "".join(self.cosignature_lines(row.size))
+
+    def latest_witnessed(self, count: int) -> AuditCheckpoint | None:
+        """The newest checkpoint with at least `count` cosignatures."""
+        sizes = (select(AuditCosignature.checkpoint_size).group_by(AuditCosignature.checkpoint_size)
+                 .having(func.count() >= count))
+        return self.session.scalars(select(AuditCheckpoint).where(AuditCheckpoint.size.in_(sizes))
+                                    .order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+
+    def published(self, *, signer: Signer, origin: str, cosignatures: int = 0) -> PublishedCheckpoint:
+        """The checkpoint to serve (`/v1/audit/checkpoint`, exports, receipts' proofs), with its cosignatures.
+
+        Without witnesses (`cosignatures` 0) the latest, signed first if the log grew. With witnesses, the newest
+        checkpoint that carries at least `cosignatures` of them (the service signs and submits in the background);
+        until one does, the latest as above, with what it has."""
+        if cosignatures > 0:
+            witnessed = self.latest_witnessed(cosignatures)
+            if witnessed is not None:
+                return PublishedCheckpoint(size=witnessed.size, note=self.witnessed_note(witnessed))
+        row = self.checkpoint(signer=signer, origin=origin)
+        return PublishedCheckpoint(size=row.size, note=self.witnessed_note(row))
 
     # ---- reading ---------------------------------------------------------------------------------------------------
 

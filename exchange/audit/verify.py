@@ -36,7 +36,9 @@ from exchange.files import atomic_write
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
+from exchange.protocol.cosignature import Cosignature, WitnessPolicy, verify_witnessed
 from exchange.protocol.encoding import b64url_decode
+from exchange.protocol.receipts import SignedReceipt
 
 DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 
@@ -137,17 +139,19 @@ def _export_entry(line: str, position: int) -> SourceEntry:
 class DatabaseSource:
     """The configured exchange's own database (for its operators and for auditors with database access)."""
 
-    def __init__(self, session: Session, *, description: str = "database", batch: int = 10_000) -> None:
+    def __init__(self, session: Session, *, description: str = "database", batch: int = 10_000,
+                 cosignatures: int = 0) -> None:
         self.session = session
         self.log = AuditLog(session=session)
         self.description = description
         self.batch = batch
+        self.cosignatures = cosignatures  # the newest checkpoint with this many cosignatures, if there is one
 
     def checkpoint(self) -> str:
-        latest = self.log.latest_checkpoint()
+        latest = (self.cosignatures and self.log.latest_witnessed(self.cosignatures)) or self.log.latest_checkpoint()
         if latest is None:
             raise InvalidCheckpoint("no checkpoint has been published yet (run `exchange audit checkpoint`)")
-        return latest.note
+        return self.log.witnessed_note(latest)
 
     def entries(self, end: int) -> Iterator[SourceEntry]:
         for stored in self.log.iter_entries(0, end, batch=self.batch):
@@ -200,10 +204,30 @@ class TrustState:
 
 
 @dataclass(frozen=True, kw_only=True)
+class KeptReceipt:
+    """A receipt kept by a party the log promised an entry to (witness.md §2), and where it was kept."""
+
+    name: str  # the file it was read from
+    receipt: SignedReceipt
+
+
+class ReceiptContradicted(VerificationError):
+    """Receipts signed by the log that the log no longer holds: each is proof, to anyone, of a rewrite."""
+
+    def __init__(self, contradicted: list[tuple[KeptReceipt, str]]) -> None:
+        self.contradicted = contradicted
+        names = "; ".join(f"{kept.name} (entry {kept.receipt.index}): {why}" for kept, why in contradicted)
+        super().__init__(f"{len(contradicted)} receipt(s) the log contradicts: {names}")
+
+
+@dataclass(frozen=True, kw_only=True)
 class VerifiedLog:
     checkpoint: SignedCheckpoint
     previous: TrustState | None
     uncovered: int | None
+    cosignatures: tuple[Cosignature, ...] = ()
+    receipts_checked: int = 0
+    receipts_pending: int = 0
 
     def state(self, key: NoteVerifier) -> TrustState:
         return TrustState(origin=self.checkpoint.checkpoint.origin, size=self.checkpoint.size,
@@ -236,10 +260,31 @@ def verify_log(
     state: TrustState | None = None,
     progress: Callable[[int, int], None] | None = None,
     strict: bool = False,
+    witnesses: WitnessPolicy | None = None,
+    receipts: Sequence[KeptReceipt] = (),
 ) -> VerifiedLog:
-    """Verify the whole log held by `source`; return what was verified or raise a `VerificationError`."""
-    # 1. The latest checkpoint: a trusted key's signature over a checkpoint of this log.
-    signed = verify_checkpoint(source.checkpoint(), verifiers, origin=origin)
+    """Verify the whole log held by `source`; return what was verified or raise a `VerificationError`.
+
+    With `witnesses`, the checkpoint must also carry the verifier's own quorum of cosignatures (witness.md §4); with
+    `receipts`, every kept receipt must be signed by a trusted key and its leaf be the log's at its index
+    (`ReceiptContradicted` names those that are not)."""
+    # 1. The latest checkpoint: a trusted key's signature over a checkpoint of this log (and the quorum, if any).
+    note = source.checkpoint()
+    if witnesses is not None:
+        signed, cosigned = verify_witnessed(note, verifiers, origin=origin, policy=witnesses)
+    else:
+        signed, cosigned = verify_checkpoint(note, verifiers, origin=origin), []
+    # 1b. Kept receipts: signed by the log's key, of this log; then each is compared with the entry at its index.
+    promised: dict[int, list[KeptReceipt]] = {}
+    contradicted: list[tuple[KeptReceipt, str]] = []
+    keys = [v.public_key for v in verifiers if v.name == origin]
+    for kept in receipts:
+        try:
+            kept.receipt.verify(keys, log=origin)
+        except VerificationError as e:
+            contradicted.append((kept, str(e)))
+            continue
+        promised.setdefault(kept.receipt.index, []).append(kept)
     size = signed.size
     # 2. Never behind what was verified before.
     if state is not None:
@@ -271,6 +316,9 @@ def verify_log(
             raise LogMismatch(count, f"the entry held at {count} says it is entry {claimed} (moved or inserted)"
                               if claimed is not None else f"the entry held at {count} is not an audit entry")
         leaf_hash = merkle.leaf_hash(entry.leaf)
+        for kept in promised.pop(count, ()):
+            if kept.receipt.leaf_hash != leaf_hash:
+                contradicted.append((kept, "the log holds another entry at this index"))
         if entry.stored_leaf_hash is not None and entry.stored_leaf_hash != leaf_hash:
             raise LogMismatch(count, "the entry differs from the one hashed into the tree when it was appended")
         if strict:
@@ -290,7 +338,12 @@ def verify_log(
     bad = sorted(s for s, root in anchors.items() if computed.get(s, merkle.EMPTY_ROOT) != root)
     if bad:
         _locate(source, verifiers, origin, computed, others, anchors, first_bad=bad[0], state=state)
-    return VerifiedLog(checkpoint=signed, previous=state, uncovered=source.uncovered())
+    # 5. Receipts the log contradicts (a rewritten entry the roots cannot show: the tree was recomputed too).
+    if contradicted:
+        raise ReceiptContradicted(contradicted)
+    pending = sum(len(v) for v in promised.values())  # entries past the checkpoint: checked next time
+    return VerifiedLog(checkpoint=signed, previous=state, uncovered=source.uncovered(), cosignatures=tuple(cosigned),
+                       receipts_checked=len(receipts) - pending, receipts_pending=pending)
 
 
 def _locate(

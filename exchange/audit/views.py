@@ -20,6 +20,7 @@ from exchange.audit import recorder
 from exchange.audit import schemas as s
 from exchange.audit.services import AuditLog, SearchFilters, entry_json, export_lines
 from exchange.db import db
+from exchange.protocol.audit_errors import CheckpointPending
 from exchange.protocol.encoding import b64url
 from exchange.protocol.errors import NotFound, NotPermitted, ValidationFailed
 from exchange.protocol.policy import ALL_SCOPES
@@ -68,9 +69,7 @@ class CheckpointResource(MethodView):
     @blp.doc(**_text("A C2SP tlog-checkpoint signed note by the exchange's audit key.", "text/plain"))
     def get(self) -> Response:
         """The latest signed checkpoint (a new one is signed first if the log grew)"""
-        app = _app()
-        row = log().checkpoint(signer=recorder.signer(app), origin=recorder.origin(app))
-        return Response(row.note, mimetype="text/plain")
+        return Response(recorder.published(_app(), log()).note, mimetype="text/plain")
 
 
 @blp.route("/entries")
@@ -128,8 +127,9 @@ class OwnEntryReceipt(MethodView):
         audit_log = log()
         if audit_log.client_of(index) != current_caller().client_id:
             raise NotFound("No entry of yours at this index.")
-        app = _app()
-        latest = audit_log.checkpoint(signer=recorder.signer(app), origin=recorder.origin(app))
+        latest = recorder.published(_app(), audit_log)
+        if index >= latest.size:
+            raise CheckpointPending()
         proof, leaf_hash = audit_log.inclusion_proof(index, latest.size)
         body: dict[str, Any] = {"index": index, "leaf_hash": b64url(leaf_hash), "checkpoint": latest.note,
                                 "size": latest.size, "inclusion": [b64url(h) for h in proof.hashes]}
@@ -166,7 +166,7 @@ class Export(MethodView):
         """Export entries as JSON Lines, streamed, with the checkpoint that covers them"""
         app = _app()
         audit_log = log()
-        checkpoint = audit_log.checkpoint(signer=recorder.signer(app), origin=recorder.origin(app))
+        checkpoint = recorder.published(app, audit_log)
         start, end = query["start"], query.get("end", checkpoint.size)
         if end > checkpoint.size:
             raise ValidationFailed(errors={"end": [f"The latest checkpoint covers {checkpoint.size} entries."]})

@@ -54,7 +54,7 @@ from exchange.protocol.envelope import (
 )
 from exchange.protocol.envelope_errors import EnvelopeReplayed, KeyRevoked, UnknownKey
 from exchange.protocol.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
-from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, LOG_HEADER, SIGNATURE_HEADER, TIME_HEADER
 from exchange.protocol.replay import ReplayCache
 from exchange.web import audit_context
 from exchange.web.caller import current_caller
@@ -218,6 +218,10 @@ def require_response_key() -> None:
     g.response_key = key
 
 
+def _int_or_none(value: str | None) -> int | None:
+    return None if value is None else int(value)
+
+
 def seal_response(response: Response) -> Response:
     """Seal a successful JSON response to the caller's `enc` key (after the audit entry exists)."""
     key: ClientKey | ResponseKey | None = g.get("response_key")
@@ -238,7 +242,8 @@ def seal_response(response: Response) -> Response:
     signer = keystore.active("envelope-sign")
     header = EnvelopeHeader.for_response(
         sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference,
-        audit=AuditReceipt(index=int(index), leaf_hash=leaf_hash),
+        audit=AuditReceipt(index=int(index), leaf_hash=leaf_hash, time=_int_or_none(response.headers.get(TIME_HEADER)),
+                           log=response.headers.get(LOG_HEADER), sig=response.headers.get(SIGNATURE_HEADER)),
     )
     sealed = seal(header=header, plaintext=response.get_data(), signing_key=signer.signing_key,
                   recipient_key=nacl.public.PublicKey(b64url_decode(key.x)))

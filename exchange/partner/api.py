@@ -98,14 +98,16 @@ from exchange.partner.errors import (
     ValidationError,
     error_from_response,
 )
+from exchange.partner.receipts import ReceiptFolder
 from exchange.partner.tokens import CachedToken, TokenCache, token_scope
 from exchange.protocol.audit_errors import VerificationError as AuditVerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint
+from exchange.protocol.cosignature import WitnessPolicy, verify_witnessed
 from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
 from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
-from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, verify_receipt
+from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, SignedReceipt, verify_receipt
 
 __all__ = [  # the error types are re-exported for convenience
     "AuthError",
@@ -325,6 +327,8 @@ class _Connection:
         self.keys = keys
         self.scopes = scopes
         self.kept_checkpoint: SignedCheckpoint | None = None  # the last audit checkpoint this client verified
+        self.receipts: ReceiptFolder | None = None  # where verified audit receipts are kept (witness.md §2)
+        self.witnesses = WitnessPolicy.none()  # the verifier's own quorum (witness.md §4)
         self.expected_issuer = issuer
         self.http = http
         self.owns_http = owns_http
@@ -582,7 +586,26 @@ class _Connection:
                 leaf_hash is not None and leaf_hash != audit.leaf_hash):
             raise ResponseVerificationError("audit_receipt_mismatch",
                                             "The audit headers disagree with the signed audit receipt.", request_id)
+        self._keep_receipt(audit, request_id)
         return Result(data=opened.json, audit=audit, msg_id=opened.header.msg_id, **headers)
+
+    def _keep_receipt(self, audit: AuditReceipt, request_id: str | None) -> None:
+        """Verify the receipt's signature by the exchange's `audit` key and keep it (witness.md §2)."""
+        if audit.time is None or audit.log is None or audit.sig is None:
+            raise ResponseVerificationError("audit_receipt_unsigned",
+                                            "The response's audit receipt is not signed by the log.", request_id)
+        receipt = SignedReceipt(index=audit.index, leaf_hash=b64url_decode(audit.leaf_hash), time=audit.time,
+                                log=audit.log, sig=b64url_decode(audit.sig))
+        try:
+            try:
+                receipt.verify(self.published_keys().audit)
+            except AuditVerificationError:  # the exchange may have rotated its audit key since the JWKS was fetched
+                receipt.verify(self.published_keys(refresh=True).audit)
+        except AuditVerificationError as e:
+            raise ResponseVerificationError("audit_receipt_invalid", f"The audit receipt does not verify: {e}",
+                                            request_id) from e
+        if self.receipts is not None:
+            self.receipts.keep(receipt)
 
     def _open(self, body: bytes, request: RequestRef, request_id: str | None) -> OpenedEnvelope:
         try:
@@ -627,6 +650,7 @@ class ExchangeClient:
         max_response_bytes: int = MAX_RESPONSE_BYTES, clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
         token_cache: TokenCache | None = None,
+        receipts: Path | str | None = None, witnesses: WitnessPolicy | None = None,
     ) -> None:
         if scopes is None:
             if agency not in AGENCY_SCOPES:
@@ -650,6 +674,10 @@ class ExchangeClient:
             sleep=sleep, rng=rng or random.Random(),  # noqa: S311  (jitter, not security)
             token_cache=token_cache,
         )
+        if receipts is not None:
+            connection.receipts = ReceiptFolder(receipts)
+        if witnesses is not None:
+            connection.witnesses = witnesses
         self._bind(connection, CallContext(purpose=purpose, case_ref=case_ref, officer=officer))
 
     def _bind(self, connection: _Connection, context: CallContext) -> None:
@@ -1040,10 +1068,11 @@ class Audit(_Resource):
         params = {"since": kept.size} if kept is not None else {}
         result = self._client.call("GET", f"{self.path}/receipts/{receipt.index}", params=params)
         try:
-            latest = self._check(result.data, receipt, kept, connection.published_keys())
+            latest = self._check(result.data, receipt, kept, connection.published_keys(), connection.witnesses)
         except (AuditVerificationError, KeyError, TypeError, ValueError) as first:
             try:  # the exchange may have rotated its audit key since the JWKS was fetched
-                latest = self._check(result.data, receipt, kept, connection.published_keys(refresh=True))
+                latest = self._check(result.data, receipt, kept, connection.published_keys(refresh=True),
+                                     connection.witnesses)
             except (AuditVerificationError, KeyError, TypeError, ValueError) as e:
                 raise ResponseVerificationError("audit_proof_invalid", f"The audit proof does not verify: {e}",
                                                 result.request_id) from first
@@ -1083,15 +1112,17 @@ class Audit(_Resource):
 
     @staticmethod
     def _check(data: Any, receipt: AuditReceipt, kept: SignedCheckpoint | None,
-               published: PublishedKeys) -> SignedCheckpoint:
+               published: PublishedKeys, witnesses: WitnessPolicy) -> SignedCheckpoint:
         if data["index"] != receipt.index or data["leaf_hash"] != receipt.leaf_hash:
             raise AuditVerificationError("the proof is for another entry")
         note = data["checkpoint"]
         origin = kept.checkpoint.origin if kept is not None else note.split("\n", 1)[0]
         if kept is not None and data.get("since") != kept.size:
             raise AuditVerificationError(f"no consistency proof from the kept checkpoint of size {kept.size}")
+        verifiers = [NoteVerifier(name=origin, public_key=k) for k in published.audit]
+        verify_witnessed(note, verifiers, origin=origin, policy=witnesses)  # the client's own quorum (witness.md §4)
         latest = verify_receipt(
-            note=note, verifiers=[NoteVerifier(name=origin, public_key=k) for k in published.audit], origin=origin,
+            note=note, verifiers=verifiers, origin=origin,
             index=receipt.index, leaf_hash=b64url_decode(receipt.leaf_hash),
             inclusion=[b64url_decode(h) for h in data["inclusion"]], kept=kept,
             consistency=[b64url_decode(h) for h in data["consistency"]] if kept is not None else None)

@@ -62,3 +62,12 @@ class LogMismatch(VerificationError):
         self.reason = reason
         where = f"index {index}" if self.last == index else f"index {index} (somewhere in {index}..{self.last})"
         super().__init__(f"first bad {where}: {reason}")
+
+
+class CheckpointPending(ExchangeError):
+    """The entry is in the log, but not yet in a checkpoint its witnesses have cosigned (the service signs one at
+    least every `EXCHANGE_AUDIT_CHECKPOINT_SECONDS` and submits it to them in the background)."""
+
+    status = 409
+    code = "checkpoint_pending"
+    default_message = "The entry is not in a witnessed checkpoint yet; ask again in a few seconds."

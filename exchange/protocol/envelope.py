@@ -94,6 +94,7 @@ _RESPONSE_MEMBERS: Final = ("reply_to", "request_hash", "audit")
 _REQUEST_SET: Final = frozenset(_REQUEST_MEMBERS)
 _RESPONSE_SET: Final = frozenset(_REQUEST_MEMBERS + _RESPONSE_MEMBERS)
 _AUDIT_MEMBERS: Final = frozenset({"index", "leaf_hash"})
+_SIGNED_AUDIT_MEMBERS: Final = frozenset({"index", "leaf_hash", "time", "log", "sig"})  # witness.md §2
 _BODY_MEMBERS: Final = frozenset({"protected", "ciphertext"})
 
 _PARTY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # agency ids: `interior`, `exchange`, ...
@@ -217,14 +218,35 @@ def _require(ok: bool, member: str) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class AuditReceipt:
-    """`audit` of a response header: the audit entry that recorded the call."""
+    """`audit` of a response header: the audit entry that recorded the call, and (witness.md §2) the log's signed
+    promise of it: `time` (integration time, Unix seconds), `log` (the checkpoint origin) and `sig` (b64 Ed25519 by
+    the exchange's `audit` key; `exchange.protocol.receipts.SignedReceipt` verifies it). The three come together or
+    not at all: a header of before witness.md (index and leaf hash only) still parses."""
 
     index: int
     leaf_hash: str  # b64 SHA-256 leaf hash
+    time: int | None = None
+    log: str | None = None
+    sig: str | None = None
 
     def __post_init__(self) -> None:
         _require(0 <= self.index <= MAX_TIME, "audit")
         _require(_is_b64_of(self.leaf_hash, 32), "audit")
+        signed = (self.time, self.log, self.sig)
+        if any(member is not None for member in signed):
+            _require(self.time is not None and type(self.time) is int and 0 <= self.time <= MAX_TIME, "audit")
+            _require(self.log is not None and 0 < len(self.log) <= 256 and self.log.isprintable(), "audit")
+            _require(self.sig is not None and _is_b64_of(self.sig, 64), "audit")
+
+    @property
+    def is_signed(self) -> bool:
+        return self.sig is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        members: dict[str, Any] = {"index": self.index, "leaf_hash": self.leaf_hash}
+        if self.sig is not None:
+            members |= {"time": self.time, "log": self.log, "sig": self.sig}
+        return members
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,7 +324,7 @@ class EnvelopeHeader:
         }
         if self.audit is not None:
             members |= {"reply_to": self.reply_to, "request_hash": self.request_hash,
-                        "audit": {"index": self.audit.index, "leaf_hash": self.audit.leaf_hash}}
+                        "audit": self.audit.to_dict()}
         return members
 
     def to_bytes(self) -> bytes:
@@ -312,7 +334,8 @@ class EnvelopeHeader:
         Byte for byte `dumps_json(self.to_dict())` (a test holds them equal), written out member by member with the
         JSON encoder's own string escaping: the generic encoder costs more than the rest of a small seal's Python."""
         audit = self.audit
-        exact_ints = type(self.iat) is int and type(self.exp) is int and (audit is None or type(audit.index) is int)
+        exact_ints = type(self.iat) is int and type(self.exp) is int and (audit is None or (
+            type(audit.index) is int and (audit.time is None or type(audit.time) is int)))
         if not exact_ints:
             return dumps_json(self.to_dict())  # int subclasses (bool): let the encoder decide, as it always did
         s = _json_string
@@ -323,8 +346,10 @@ class EnvelopeHeader:
             reply_to, request_hash = self.reply_to, self.request_hash
             if reply_to is None or request_hash is None:  # never: a response header has all three (__post_init__)
                 return dumps_json(self.to_dict())
+            signed = (f',"time":{audit.time},"log":{s(audit.log)},"sig":{s(audit.sig)}'
+                      if audit.log is not None and audit.sig is not None else "")
             text += (f',"reply_to":{s(reply_to)},"request_hash":{s(request_hash)},'
-                     f'"audit":{{"index":{audit.index},"leaf_hash":{s(audit.leaf_hash)}}}')
+                     f'"audit":{{"index":{audit.index},"leaf_hash":{s(audit.leaf_hash)}{signed}}}')
         return (text + "}").encode("utf-8")
 
     @classmethod
@@ -378,10 +403,15 @@ class EnvelopeHeader:
         try:
             if response:
                 raw = obj["audit"]
-                if (not isinstance(raw, dict) or set(raw) != _AUDIT_MEMBERS or type(raw["index"]) is not int
-                        or not isinstance(raw["leaf_hash"], str)):
-                    raise EnvelopeMalformed('The envelope header member "audit" must be {"index", "leaf_hash"}.')
-                audit = AuditReceipt(index=raw["index"], leaf_hash=raw["leaf_hash"])
+                members = set(raw) if isinstance(raw, dict) else set()
+                if (members not in (_AUDIT_MEMBERS, _SIGNED_AUDIT_MEMBERS) or type(raw["index"]) is not int
+                        or not isinstance(raw["leaf_hash"], str)
+                        or (members == _SIGNED_AUDIT_MEMBERS and (type(raw["time"]) is not int or not isinstance(
+                            raw["log"], str) or not isinstance(raw["sig"], str)))):
+                    raise EnvelopeMalformed('The envelope header member "audit" must be {"index", "leaf_hash"} or '
+                                            '{"index", "leaf_hash", "time", "log", "sig"}.')
+                audit = AuditReceipt(index=raw["index"], leaf_hash=raw["leaf_hash"], time=raw.get("time"),
+                                     log=raw.get("log"), sig=raw.get("sig"))
             return cls(sender=obj["sender"], skid=obj["skid"], recipient=obj["recipient"], rkid=obj["rkid"],
                        msg_id=obj["msg_id"], iat=obj["iat"], exp=obj["exp"], method=obj["method"],
                        target=obj["target"], reply_to=obj.get("reply_to"), request_hash=obj.get("request_hash"),

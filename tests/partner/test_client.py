@@ -59,6 +59,7 @@ from exchange.protocol.envelope import (
     x25519_kid,
 )
 from exchange.protocol.envelope_errors import EnvelopeError
+from exchange.protocol.receipts import SignedReceipt
 from exchange.protocol.replay import InMemoryReplayCache
 
 BASE = "https://exchange.test"
@@ -136,6 +137,7 @@ class FakeExchange:
         self.tamper_body: Callable[[bytes], bytes] | None = None
         self.audit_headers: dict[str, str] | None = None
         self.audit_index = 0
+        self.audit_key = nacl.signing.SigningKey.generate()  # signs the receipts (witness.md §2)
         self.last_request_body = b""
 
     # -- keys as published --
@@ -144,6 +146,8 @@ class FakeExchange:
         token_key = nacl.signing.SigningKey(b"\x01" * 32).verify_key
         keys = [{"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(token_key)), "kid": ed25519_kid(token_key),
                  "use": "sig", "purpose": "token"}]
+        keys.append({"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(self.audit_key.verify_key)),
+                     "kid": ed25519_kid(self.audit_key.verify_key), "use": "sig", "purpose": "audit"})
         for signer in self.sign_keys:
             keys.append({"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(signer.verify_key)),
                          "kid": ed25519_kid(signer.verify_key), "use": "sig", "purpose": "envelope-sign"})
@@ -246,11 +250,19 @@ class FakeExchange:
                            "note": MARKER},
                      headers={"ETag": '"1"', **({"Location": f"/v1/returnees/{RETURNEE_ID}"} if created else {})})
 
+    def receipt(self, index: int) -> AuditReceipt:
+        signed = SignedReceipt.sign(index=index, leaf_hash=hashlib.sha256(str(index).encode()).digest(),
+                                    time=1_800_000_000, log="exchange.local/audit", sign=self.sign_receipt)
+        return AuditReceipt(index=index, leaf_hash=b64url(signed.leaf_hash), time=signed.time, log=signed.log,
+                            sig=b64url(signed.sig))
+
+    def sign_receipt(self, message: bytes) -> bytes:
+        return self.audit_key.sign(message).signature
+
     def sealed(self, seen: Seen, reply: Reply) -> httpx.Response:
         assert seen.ref is not None
         self.audit_index += 1
-        receipt = AuditReceipt(index=self.audit_index, leaf_hash=b64url(hashlib.sha256(
-            str(self.audit_index).encode()).digest()))
+        receipt = self.receipt(self.audit_index)
         header = EnvelopeHeader.for_response(
             sender="exchange", skid=ed25519_kid(self.response_signer.verify_key), recipient=self.agency,
             rkid=self.partner.enc.kid, request=seen.ref, audit=receipt, now=int(self.clock()))
@@ -261,7 +273,9 @@ class FakeExchange:
                         recipient_key=self.partner.enc.public_key).to_json()
         if self.tamper_body is not None:
             envelope = self.tamper_body(envelope)
-        audit_headers = self.audit_headers or {"Audit-Index": str(receipt.index), "Audit-Leaf-Hash": receipt.leaf_hash}
+        audit_headers = self.audit_headers or {"Audit-Index": str(receipt.index), "Audit-Leaf-Hash": receipt.leaf_hash,
+                                               "Audit-Time": str(receipt.time), "Audit-Log": str(receipt.log),
+                                               "Audit-Signature": str(receipt.sig)}
         return httpx.Response(reply.status, content=envelope, headers={
             "Content-Type": MEDIA_TYPE, "X-Request-ID": f"req-{self.api_attempts}", **audit_headers, **reply.headers})
 
@@ -562,7 +576,7 @@ def test_an_unknown_signing_key_costs_one_refetch_per_call(client: ExchangeClien
 
 def test_the_result_carries_the_signed_audit_receipt(client: ExchangeClient, fake: FakeExchange) -> None:
     result = client.returnees.get(RETURNEE_ID)
-    assert result.audit == AuditReceipt(index=1, leaf_hash=b64url(hashlib.sha256(b"1").digest()))
+    assert result.audit == fake.receipt(1)
     assert result.request_id == "req-1" and result.msg_id
     assert MARKER not in repr(result)
 

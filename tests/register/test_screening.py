@@ -13,10 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange import migrate
+from exchange.identity import Caller
 from exchange.register import services
 from exchange.register.models import ReturneeNameBlock
 from exchange.register.services import NameQuery, RegisterService
-from exchange.web.caller import Caller
 from tests.conftest import AgencyClient, returnee_body
 from tests.test_app import assert_error
 
