@@ -84,7 +84,10 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
                     # run with envelopes, as production does
                     "UNSAFE_PLAIN_JSON_BODIES": True,
                     # the background checkpointer (witness.md §1) is driven by its own tests (Checkpointer.tick)
-                    "AUDIT_BACKGROUND": False}
+                    "AUDIT_BACKGROUND": False,
+                    # the limiter runs on every call, with limits no test's loop of calls reaches (a matrix sends
+                    # hundreds a second); tests/test_limits.py sets small ones to test it
+                    "RATE_LIMIT_PER_SOURCE": "100000/second", "RATE_LIMIT_PER_CLIENT": "100000/second"}
         app = create_app({**defaults, **config})
         key_ring(app).ensure_all()  # what `exchange init` does
         apps.append(app)

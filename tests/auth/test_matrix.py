@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 
 from exchange.protocol.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
-from tests.auth.conftest import ISSUER, Partner
+from tests.auth.conftest import Partner
 from tests.conftest import route_scopes
 from tests.register.test_need_to_know import NO_SCOPE, PAGING, REFUSED, SAMPLES
 
@@ -78,13 +78,6 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("GET", "/v1/audit/receipts/<int:index>"): set(ALL_SCOPES),  # any agency client, for its own entries
 }
 GUARD_CODES = {"invalid_token", "invalid_dpop_proof", "dpop_replay", "insufficient_scope", "purpose_not_allowed"}
-
-
-@pytest.fixture
-def oauth_app(make_app: Callable[..., Flask]) -> Flask:
-    """The released authenticator, without rate limits: these matrices send every route and parameter from one client
-    within seconds, and prove authorisation only (the limits have their own tests, tests/test_limits.py)."""
-    return make_app(AUTHENTICATOR=None, ISSUER=ISSUER, RATE_LIMITS_ENABLED=False)
 
 
 def api_routes(app: Flask) -> Iterator[tuple[str, str, str]]:
