@@ -19,6 +19,7 @@ from exchange.keys.ring import KeyRing, attach_key_ring
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
+from exchange.web import docs
 from exchange.web.caller import authenticate
 from exchange.web.errors import ErrorSchema, register_error_handlers
 from exchange.web.pipeline import install_unit_of_work
@@ -71,7 +72,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_UI_URL,  # served from the package: /docs works on a closed network
+        OPENAPI_SWAGGER_UI_CONFIG=docs.SWAGGER_UI_CONFIG,
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
         JSON_SORT_KEYS=False,
     )
@@ -114,5 +116,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(client_views.blp)
     api.register_blueprint(key_views.blp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app
