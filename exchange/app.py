@@ -18,6 +18,7 @@ from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing, attach_key_ring
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.logs import configure_logging, install_request_ids
+from exchange.openapi import complete_document
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
 from exchange.web import docs
 from exchange.web.caller import authenticate
@@ -111,10 +112,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         name = view.__name__.removesuffix("Schema")
         if name not in api.spec.components.schemas:
             api.spec.components.schema(name, schema=view)
+    for name, component in register_views.agency_view_components(api.spec.components.schemas).items():
+        if name not in api.spec.components.schemas:
+            api.spec.components.schema(name, component=component)
     api.register_blueprint(register_views.blp)
     api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
     api.register_blueprint(key_views.blp)
+    complete_document(app, api.spec)  # the wire as it is: envelopes, security, errors, the OAuth endpoints
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
