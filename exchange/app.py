@@ -27,9 +27,15 @@ from exchange.web.pipeline import install_unit_of_work
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
-prosecutor's office (prosecutor). Every response's schema is the caller's agency view (need to know): see the
-`oneOf` alternatives, each named after its agency. Errors are `{code, status, message, errors?, request_id}` with a
-stable `code`. Writes to an existing record need `If-Match` with the record's ETag; a stale one gets 412.
+prosecutor's office (prosecutor).
+
+Every `/v1/` request body and every 2xx body is an envelope (`application/vnd.exchange.envelope.v1+json`: signed by
+the sender, sealed to the recipient); the JSON inside is named by the media type's `x-plaintext-schema`. Calls carry a
+DPoP-bound access token (`Authorization: DPoP <token>`, from `/oauth/token` with private_key_jwt) and a DPoP proof
+whose `purpose` claim is one of the operation's `x-purposes`. A register response is the caller's agency view (need to
+know): the `oneOf` alternatives are told apart by the `view` member (the discriminator), the caller's agency. Errors
+are plain JSON `{code, status, message, errors?, request_id}`; each operation lists its codes per status. Writes to
+an existing record need `If-Match` with the record's ETag; a stale one gets 412, a missing one 428.
 """
 
 
