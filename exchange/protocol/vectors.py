@@ -191,6 +191,7 @@ def _positive(name: str, description: str, built: Built, *, sender: str, recipie
         "recipient_key": recipient,
         "header": header,
         "header_bytes": built.header_bytes.decode("utf-8"),
+        "header_compact": built.header_bytes == dumps_json(header),  # as `seal` writes it (else: as another might)
         "protected": built.protected,
         "plaintext": built.plaintext.decode("utf-8"),
         "plaintext_hash": b64url(hashlib.sha256(built.plaintext).digest()),
@@ -268,6 +269,17 @@ def build_vectors() -> dict[str, Any]:
     positives.append(_positive(
         "request", "interior -> exchange: a POST with a JSON body (UTF-8 beyond ASCII in the plaintext).", request,
         sender="interior-sign", recipient="exchange-enc", context=request_context()))
+
+    # The header as another implementation may write it: members in another order, spaces, an escaped character.
+    # Valid: the receiver verifies the bytes as sent. A receiver that re-serialises the parsed header fails it.
+    reordered = request_header("request-header-as-written")
+    written = ("{ " + ", ".join(f'"{name}": {json.dumps(reordered[name])}' for name in reversed(list(reordered)))
+               + " }").replace('"interior"', '"\\u0069nterior"').encode("ascii")
+    written_built = build("request-header-as-written", header=written)
+    positives.append(_positive(
+        "request-header-as-written", "A request whose header bytes are not compact nor in the spec's member order, "
+        "with a JSON escape (\\u0069): verify the signature over the bytes as sent, never a re-serialisation.",
+        written_built, sender="interior-sign", recipient="exchange-enc", context=request_context()))
 
     audit = AuditReceipt(index=41, leaf_hash=b64url(hashlib.sha256(b"audit leaf 41").digest()))
     response_plaintext = dumps_json({"id": "4f1c9e0a-8a43-4c55-9d0a-2b9f7f0e6a11", "status": "registered"})
@@ -372,6 +384,12 @@ def build_vectors() -> dict[str, Any]:
         sealed_header("header-duplicate-member", duplicate_bytes), errors.EnvelopeMalformed)
     neg("header-no-version", "The header has no v.", req("header-no-version", overrides={"v": _DROP}).body,
         errors.EnvelopeMalformed)
+    for member, value in (("sender", 7), ("skid", None), ("recipient", ["exchange"]), ("msg_id", 12345),
+                          ("iat", float(IAT)), ("exp", str(IAT + LIFETIME)), ("method", "post"),
+                          ("target", {"path": TARGET}), ("rkid", True)):
+        label = f"header-{member}-wrong-type"
+        neg(label, f"{member} is {json.dumps(value)}: a header member of the wrong type (or format) is malformed, "
+            "never coerced.", req(label, overrides={member: value}).body, errors.EnvelopeMalformed)
     # 2. envelope_unsupported
     neg("unsupported-version", "v is 2.", req("unsupported-version", overrides={"v": 2}).body,
         errors.EnvelopeUnsupported)
@@ -414,6 +432,8 @@ def build_vectors() -> dict[str, Any]:
         req("lifetime-too-long", overrides={"exp": IAT + MAX_LIFETIME + 1}).body, errors.EnvelopeExpired)
     neg("exp-not-after-iat", "exp = iat.", req("exp-not-after-iat", overrides={"exp": IAT}).body,
         errors.EnvelopeExpired)
+    neg("exp-before-iat", "exp = iat - 1 (iat >= exp), though not yet expired at now.",
+        req("exp-before-iat", overrides={"iat": NOW + 5, "exp": NOW + 4}).body, errors.EnvelopeExpired)
     # 5. envelope_misdirected
     neg("other-method", "Sealed for POST, sent with PUT.", good, errors.EnvelopeMisdirected, method="PUT")
     neg("other-target", "Sealed for another query string.", good, errors.EnvelopeMisdirected,
@@ -446,6 +466,12 @@ def build_vectors() -> dict[str, Any]:
         errors.UnknownKey)
     neg("revoked-signing-key", "interior's sign key is revoked.", good, errors.KeyRevoked,
         sender_keys=[{"agency": "interior", "key": "interior-sign", "revoked": True}])
+    reserialised = request_header("header-reserialised")
+    reserialised_sent = b", ".join(dumps_json(reserialised).split(b","))  # the same members, other bytes
+    neg("header-reserialised", "The signature covers the compact header; the bytes sent are the same members with "
+        "spaces. Equal as JSON, not as bytes: a receiver that re-serialises the parsed header wrongly accepts it.",
+        build("header-reserialised", header=reserialised_sent, signed_header=dumps_json(reserialised)).body,
+        errors.EnvelopeBadSignature)
     # 9. envelope_bad_signature
     neg("tampered-header", "target altered after signing (and the request made to the altered target).",
         req("tampered-header", overrides={"target": "/v1/returnees?dry_run=true"}, signed_overrides={}).body,
@@ -481,6 +507,26 @@ def build_vectors() -> dict[str, Any]:
                  errors.EnvelopeReplyMismatch,
                  request={"method": "POST", "target": TARGET, "reply_to": msg_id("another request"),
                           "request_hash": _request_hash(request)})
+    neg_response("response-other-method", "The response names POST; the client's request was a PUT to the same "
+                 "target with the same reply_to and request_hash (checking those alone is not enough).",
+                 response.body, errors.EnvelopeMisdirected,
+                 request={"method": "PUT", "target": TARGET, "reply_to": msg_id("request"),
+                          "request_hash": _request_hash(request)})
+    neg_response("response-other-target", "The response names another target than the client's request.",
+                 response.body, errors.EnvelopeMisdirected,
+                 request={"method": "POST", "target": "/v1/returnees?dry_run=true", "reply_to": msg_id("request"),
+                          "request_hash": _request_hash(request)})
+    no_audit = {**json.loads(response_header.to_bytes()), "msg_id": msg_id("response-without-audit")}
+    del no_audit["audit"]
+    neg_response("response-without-audit", "A response with reply_to and request_hash but no audit receipt: every "
+                 "response names the audit entry of the call.",
+                 build("response-without-audit", header=no_audit, plaintext=response_plaintext,
+                       signer="exchange-sign", to="interior-enc").body, errors.EnvelopeMalformed)
+    bad_audit = {**json.loads(response_header.to_bytes()), "msg_id": msg_id("response-audit-wrong-type")}
+    bad_audit["audit"] = {"index": "41", "leaf_hash": audit.leaf_hash}
+    neg_response("response-audit-wrong-type", "audit.index is a string.",
+                 build("response-audit-wrong-type", header=bad_audit, plaintext=response_plaintext,
+                       signer="exchange-sign", to="interior-enc").body, errors.EnvelopeMalformed)
     not_a_response = EnvelopeHeader(
         sender="exchange", skid=kid("exchange-sign"), recipient="interior", rkid=kid("interior-enc"),
         msg_id=msg_id("not-a-response"), iat=IAT, exp=IAT + LIFETIME, method="POST", target=TARGET).to_bytes()
