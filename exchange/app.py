@@ -28,9 +28,11 @@ from exchange.keys.ring import KeyRing, attach_key_ring
 from exchange.keys.store import FileKeyStore, KeyStore
 from exchange.limits import check_client_limit, install_rate_limits
 from exchange.logs import configure_logging, install_request_ids
+from exchange.openapi import complete_document
 from exchange.outages import outage_error
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
 from exchange.request_rules import check_query_and_path, refuse_undeclared_method
+from exchange.web import docs
 from exchange.web.caller import authenticate
 from exchange.web.errors import (
     ErrorSchema,
@@ -42,9 +44,15 @@ from exchange.web.pipeline import install_unit_of_work
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
-prosecutor's office (prosecutor). Every response's schema is the caller's agency view (need to know): see the
-`oneOf` alternatives, each named after its agency. Errors are `{code, status, message, errors?, request_id}` with a
-stable `code`. Writes to an existing record need `If-Match` with the record's ETag; a stale one gets 412.
+prosecutor's office (prosecutor).
+
+Every `/v1/` request body and every 2xx body is an envelope (`application/vnd.exchange.envelope.v1+json`: signed by
+the sender, sealed to the recipient); the JSON inside is named by the media type's `x-plaintext-schema`. Calls carry a
+DPoP-bound access token (`Authorization: DPoP <token>`, from `/oauth/token` with private_key_jwt) and a DPoP proof
+whose `purpose` claim is one of the operation's `x-purposes`. A register response is the caller's agency view (need to
+know): the `oneOf` alternatives are told apart by the `view` member (the discriminator), the caller's agency. Errors
+are plain JSON `{code, status, message, errors?, request_id}`; each operation lists its codes per status. Writes to
+an existing record need `If-Match` with the record's ETag; a stale one gets 412, a missing one 428.
 """
 
 
@@ -118,7 +126,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
         OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        OPENAPI_SWAGGER_UI_URL=docs.SWAGGER_UI_URL,  # served from the package: /docs works on a closed network
+        OPENAPI_SWAGGER_UI_CONFIG=docs.SWAGGER_UI_CONFIG,
         API_SPEC_OPTIONS={"info": {"description": API_DESCRIPTION}},
         JSON_SORT_KEYS=False,
     )
@@ -165,10 +174,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         name = view.__name__.removesuffix("Schema")
         if name not in api.spec.components.schemas:
             api.spec.components.schema(name, schema=view)
+    for name, component in register_views.agency_view_components(api.spec.components.schemas).items():
+        if name not in api.spec.components.schemas:
+            api.spec.components.schema(name, component=component)
     api.register_blueprint(register_views.blp)
     api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
     api.register_blueprint(key_views.blp)
+    complete_document(app, api.spec)  # the wire as it is: envelopes, security, errors, the OAuth endpoints
     app.register_blueprint(health.bp)
+    app.register_blueprint(docs.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app

@@ -25,7 +25,7 @@ def test_every_api_operation_is_documented_with_a_summary(app: Flask) -> None:
     routes = {
         (re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method)
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith("/v1/")
+        if rule.rule.startswith(("/v1/", "/oauth/", "/.well-known/"))
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")
     }

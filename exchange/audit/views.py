@@ -26,6 +26,7 @@ from exchange.protocol.errors import NotFound, NotPermitted, ValidationFailed
 from exchange.protocol.policy import ALL_SCOPES
 from exchange.web.caller import current_caller
 from exchange.web.guards import protected
+from exchange.web.openapi import raises
 
 blp = Blueprint("audit", __name__, url_prefix="/v1/audit",
                 description="The tamper-evident audit log: checkpoints, entries, proofs, search, export (auditors).")
@@ -65,6 +66,7 @@ def _text(description: str, media_type: str) -> dict[str, Any]:
 @blp.route("/checkpoint")
 class CheckpointResource(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted)
     @auditors_only
     @blp.doc(**_text("A C2SP tlog-checkpoint signed note by the exchange's audit key.", "text/plain"))
     def get(self) -> Response:
@@ -75,6 +77,7 @@ class CheckpointResource(MethodView):
 @blp.route("/entries")
 class Entries(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted)
     @auditors_only
     @blp.arguments(s.EntriesQuery, location="query", unknown=RAISE)
     @blp.response(200, s.EntriesPageSchema)
@@ -90,6 +93,7 @@ class Entries(MethodView):
 @blp.route("/proofs/inclusion")
 class InclusionProofResource(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted)
     @auditors_only
     @blp.arguments(s.InclusionQuery, location="query", unknown=RAISE)
     @blp.response(200, s.InclusionProofSchema)
@@ -103,6 +107,7 @@ class InclusionProofResource(MethodView):
 @blp.route("/proofs/consistency")
 class ConsistencyProofResource(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted)
     @auditors_only
     @blp.arguments(s.ConsistencyQuery, location="query", unknown=RAISE)
     @blp.response(200, s.ConsistencyProofSchema)
@@ -115,6 +120,7 @@ class ConsistencyProofResource(MethodView):
 @blp.route("/receipts/<int:index>")
 class OwnEntryReceipt(MethodView):
     @protected(scopes=ALL_SCOPES)
+    @raises(NotFound)
     @blp.arguments(s.ReceiptQuery, location="query", unknown=RAISE)
     @blp.response(200, s.ReceiptProofSchema)
     def get(self, query: dict[str, Any], index: int) -> dict[str, Any]:
@@ -145,6 +151,7 @@ class OwnEntryReceipt(MethodView):
 @blp.route("/search")
 class Search(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted)
     @auditors_only
     @blp.arguments(s.SearchQuery, location="query", unknown=RAISE)
     @blp.response(200, s.SearchResultSchema)
@@ -159,6 +166,7 @@ class Search(MethodView):
 @blp.route("/export")
 class Export(MethodView):
     @protected(scopes=SCOPES)
+    @raises(NotPermitted, ValidationFailed)
     @auditors_only
     @blp.arguments(s.ExportQuery, location="query", unknown=RAISE)
     @blp.doc(**_text("JSON Lines: a header with the signed checkpoint, then one entry per line.", JSON_LINES))

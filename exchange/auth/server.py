@@ -79,11 +79,13 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         # 2. aud is the issuer, exactly and as a string (protocol.md §2).
         if claims.get("aud") != self.issuer:
             raise InvalidClientError(description="The client assertion's aud must be the issuer identifier.")
-        # 3. Lifetime: iat present, not ahead of us by more than 10 s, exp - iat <= 60.
+        # 3. Lifetime: integer iat and exp, iat < exp, iat not ahead of us by more than 10 s, exp - iat <= 60.
         now = int(time.time())
         iat, exp = claims.get("iat"), claims.get("exp")
-        if not isinstance(iat, int) or not isinstance(exp, int):
+        if type(iat) is not int or type(exp) is not int:  # not a bool, not a float
             raise InvalidClientError(description="The client assertion needs integer iat and exp.")
+        if exp <= iat:
+            raise InvalidClientError(description="The client assertion's exp must be after its iat.")
         if iat > now + FUTURE_SKEW:
             raise InvalidClientError(description="The client assertion's iat is in the future; check your clock.")
         if exp - iat > ASSERTION_MAX_LIFETIME or exp <= now:

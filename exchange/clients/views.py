@@ -9,15 +9,18 @@ from flask.views import MethodView
 from marshmallow import RAISE
 
 from exchange.clients import schemas as s
+from exchange.clients.errors import ClientNotFound, DuplicateClient, DuplicateKey, InvalidRotationProof
 from exchange.clients.models import Client
 from exchange.clients.services import ClientService
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
+from exchange.protocol.errors import PreconditionFailed
 from exchange.protocol.policy import ALL_SCOPES
 from exchange.web import audit_context
 from exchange.web.caller import current_caller
 from exchange.web.conditional import if_match
 from exchange.web.guards import protected
+from exchange.web.openapi import if_match_header, raises
 
 blp = EnvelopeBlueprint("clients", __name__, url_prefix="/v1/clients",
                 description="Agency clients, their scopes, status and public keys (security officers).")
@@ -48,6 +51,7 @@ class Clients(MethodView):
         return {"items": items, "page": page, "page_size": page_size, "total": total}
 
     @protected(scopes=ADMIN)
+    @raises(DuplicateClient, DuplicateKey)
     @blp.arguments(s.ClientCreateSchema)
     @blp.response(201, s.ClientView)
     def post(self, data: dict[str, Any]) -> Response:
@@ -61,12 +65,15 @@ class Clients(MethodView):
 @blp.route("/<string:client_id>")
 class ClientItem(MethodView):
     @protected(scopes=ADMIN)
+    @raises(ClientNotFound)
     @blp.response(200, s.ClientView)
     def get(self, client_id: str) -> Response:
         """Read an agency client"""
         return client_response(service().get(client_id))
 
     @protected(scopes=ADMIN)
+    @raises(ClientNotFound)
+    @if_match_header(required=True)
     @blp.arguments(s.ClientUpdateSchema)
     @blp.response(200, s.ClientView)
     def patch(self, changes: dict[str, Any], client_id: str) -> Response:
@@ -79,6 +86,7 @@ class ClientItem(MethodView):
 @blp.route("/me/keys")
 class OwnKeys(MethodView):
     @protected(scopes=ALL_SCOPES)
+    @raises(InvalidRotationProof, DuplicateKey, PreconditionFailed)
     @blp.arguments(s.OwnKeyRotationSchema)
     @blp.response(201, s.ClientKeyView)
     def post(self, data: dict[str, Any]) -> Any:
@@ -96,6 +104,7 @@ class OwnKeys(MethodView):
 @blp.route("/<string:client_id>/keys")
 class ClientKeys(MethodView):
     @protected(scopes=ADMIN)
+    @raises(ClientNotFound, DuplicateKey, PreconditionFailed)
     @blp.arguments(s.ClientKeyInputSchema)
     @blp.response(201, s.ClientView)
     def post(self, data: dict[str, Any], client_id: str) -> Response:
@@ -108,6 +117,7 @@ class ClientKeys(MethodView):
 @blp.route("/<string:client_id>/keys/<string:kid>/revocation")
 class ClientKeyRevocation(MethodView):
     @protected(scopes=ADMIN)
+    @raises(ClientNotFound, PreconditionFailed)
     @blp.arguments(s.KeyRevocationSchema)
     @blp.response(200, s.ClientView)
     def post(self, data: dict[str, Any], client_id: str, kid: str) -> Response:

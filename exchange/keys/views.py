@@ -17,12 +17,23 @@ from flask.views import MethodView
 from exchange.db import db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.keys import schemas as s
+from exchange.keys.errors import (
+    ApprovalClosed,
+    ApprovalExpired,
+    ApprovalNotFound,
+    InvalidKeyState,
+    KeyInUse,
+    KeyNotFound,
+    OfficerRequired,
+    SameOfficer,
+)
 from exchange.keys.principal import Principal, api_principal
 from exchange.keys.ring import KeyRing, key_ring
 from exchange.keys.service import KeyService, KeyView
 from exchange.web import audit_context as audit
 from exchange.web.caller import current_caller
 from exchange.web.guards import protected
+from exchange.web.openapi import raises
 
 blp = EnvelopeBlueprint("keys", __name__, url_prefix="/v1/keys",
                         description="The exchange's own keys: lifecycle, rotation, dual control (security officers).")
@@ -70,6 +81,7 @@ class Keys(MethodView):
         return {"items": service().list_keys(purpose=query.get("purpose"), state=query.get("state"))}
 
     @protected(scopes=ADMIN)
+    @raises(InvalidKeyState, OfficerRequired)
     @blp.arguments(s.GenerateSchema)
     @blp.response(201, s.KeyView)
     def post(self, data: dict[str, Any]) -> KeyView:
@@ -82,6 +94,7 @@ class Keys(MethodView):
 @blp.route("/rotation")
 class Rotation(MethodView):
     @protected(scopes=ADMIN)
+    @raises(InvalidKeyState, KeyInUse, OfficerRequired)
     @blp.arguments(s.RotationSchema)
     @blp.response(200, s.OperationResult)
     def post(self, data: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +111,7 @@ class Rotation(MethodView):
 @blp.route("/rewrap")
 class Rewrap(MethodView):
     @protected(scopes=ADMIN)
+    @raises(OfficerRequired)
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.RewrapResultView)
     def post(self, _data: dict[str, Any]) -> Any:
@@ -121,6 +135,7 @@ class Approvals(MethodView):
 @blp.route("/approvals/<uuid:approval_id>")
 class Approval(MethodView):
     @protected(scopes=ADMIN)
+    @raises(ApprovalNotFound, ApprovalClosed, ApprovalExpired, SameOfficer, InvalidKeyState, KeyInUse, OfficerRequired)
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.OperationResult)
     def post(self, _data: dict[str, Any], approval_id: uuid.UUID) -> dict[str, Any]:
@@ -135,6 +150,7 @@ class Approval(MethodView):
 @blp.route("/<string:kid>")
 class KeyItem(MethodView):
     @protected(scopes=ADMIN)
+    @raises(KeyNotFound)
     @blp.response(200, s.KeyView)
     def get(self, kid: str) -> KeyView:
         """Show one key"""
@@ -144,6 +160,7 @@ class KeyItem(MethodView):
 @blp.route("/<string:kid>/activation")
 class Activation(MethodView):
     @protected(scopes=ADMIN)
+    @raises(KeyNotFound, InvalidKeyState, OfficerRequired)
     @blp.arguments(s.ActivationSchema)
     @blp.response(200, s.OperationResult)
     def post(self, data: dict[str, Any], kid: str) -> dict[str, Any]:
@@ -156,6 +173,7 @@ class Activation(MethodView):
 @blp.route("/<string:kid>/retirement")
 class Retirement(MethodView):
     @protected(scopes=ADMIN)
+    @raises(KeyNotFound, InvalidKeyState, KeyInUse, OfficerRequired)
     @blp.arguments(s.EmptySchema)
     @blp.response(200, s.KeyView)
     def post(self, _data: dict[str, Any], kid: str) -> KeyView:
@@ -168,6 +186,7 @@ class Retirement(MethodView):
 @blp.route("/<string:kid>/revocation")
 class Revocation(MethodView):
     @protected(scopes=ADMIN)
+    @raises(KeyNotFound, InvalidKeyState, OfficerRequired)
     @blp.arguments(s.ReasonSchema)
     @blp.response(202, s.OperationResult)
     def post(self, data: dict[str, Any], kid: str) -> dict[str, Any]:
@@ -182,6 +201,7 @@ class Revocation(MethodView):
 @blp.route("/<string:kid>/destruction")
 class Destruction(MethodView):
     @protected(scopes=ADMIN)
+    @raises(KeyNotFound, InvalidKeyState, KeyInUse, OfficerRequired)
     @blp.arguments(s.OptionalReasonSchema)
     @blp.response(202, s.OperationResult)
     def post(self, data: dict[str, Any], kid: str) -> dict[str, Any]:

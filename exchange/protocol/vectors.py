@@ -26,7 +26,8 @@ import nacl.signing
 
 from exchange.protocol import envelope_errors as errors
 from exchange.protocol.clock import FUTURE_SKEW
-from exchange.protocol.encoding import b64url, b64url_decode_strict
+from exchange.protocol.dpop import PAST_SKEW
+from exchange.protocol.encoding import b64url, b64url_decode_strict, okp_thumbprint
 from exchange.protocol.envelope import (
     CTYPE,
     MAX_BODY_BYTES,
@@ -59,7 +60,7 @@ PLAINTEXT = dumps_json({
     "dependants": 2,
 })
 
-ED25519_KEYS = ("interior-sign", "interior-dpop", "exchange-sign", "mallory-sign")
+ED25519_KEYS = ("interior-sign", "interior-dpop", "exchange-sign", "mallory-sign", "interior-auth")
 X25519_KEYS = ("interior-enc", "exchange-enc", "exchange-enc-retired", "prosecutor-enc")
 
 
@@ -191,6 +192,7 @@ def _positive(name: str, description: str, built: Built, *, sender: str, recipie
         "recipient_key": recipient,
         "header": header,
         "header_bytes": built.header_bytes.decode("utf-8"),
+        "header_compact": built.header_bytes == dumps_json(header),  # as `seal` writes it (else: as another might)
         "protected": built.protected,
         "plaintext": built.plaintext.decode("utf-8"),
         "plaintext_hash": b64url(hashlib.sha256(built.plaintext).digest()),
@@ -268,6 +270,17 @@ def build_vectors() -> dict[str, Any]:
     positives.append(_positive(
         "request", "interior -> exchange: a POST with a JSON body (UTF-8 beyond ASCII in the plaintext).", request,
         sender="interior-sign", recipient="exchange-enc", context=request_context()))
+
+    # The header as another implementation may write it: members in another order, spaces, an escaped character.
+    # Valid: the receiver verifies the bytes as sent. A receiver that re-serialises the parsed header fails it.
+    reordered = request_header("request-header-as-written")
+    written = ("{ " + ", ".join(f'"{name}": {json.dumps(reordered[name])}' for name in reversed(list(reordered)))
+               + " }").replace('"interior"', '"\\u0069nterior"').encode("ascii")
+    written_built = build("request-header-as-written", header=written)
+    positives.append(_positive(
+        "request-header-as-written", "A request whose header bytes are not compact nor in the spec's member order, "
+        "with a JSON escape (\\u0069): verify the signature over the bytes as sent, never a re-serialisation.",
+        written_built, sender="interior-sign", recipient="exchange-enc", context=request_context()))
 
     audit = AuditReceipt(index=41, leaf_hash=b64url(hashlib.sha256(b"audit leaf 41").digest()))
     response_plaintext = dumps_json({"id": "4f1c9e0a-8a43-4c55-9d0a-2b9f7f0e6a11", "status": "registered"})
@@ -372,6 +385,12 @@ def build_vectors() -> dict[str, Any]:
         sealed_header("header-duplicate-member", duplicate_bytes), errors.EnvelopeMalformed)
     neg("header-no-version", "The header has no v.", req("header-no-version", overrides={"v": _DROP}).body,
         errors.EnvelopeMalformed)
+    for member, value in (("sender", 7), ("skid", None), ("recipient", ["exchange"]), ("msg_id", 12345),
+                          ("iat", float(IAT)), ("exp", str(IAT + LIFETIME)), ("method", "post"),
+                          ("target", {"path": TARGET}), ("rkid", True)):
+        label = f"header-{member}-wrong-type"
+        neg(label, f"{member} is {json.dumps(value)}: a header member of the wrong type (or format) is malformed, "
+            "never coerced.", req(label, overrides={member: value}).body, errors.EnvelopeMalformed)
     # 2. envelope_unsupported
     neg("unsupported-version", "v is 2.", req("unsupported-version", overrides={"v": 2}).body,
         errors.EnvelopeUnsupported)
@@ -414,6 +433,8 @@ def build_vectors() -> dict[str, Any]:
         req("lifetime-too-long", overrides={"exp": IAT + MAX_LIFETIME + 1}).body, errors.EnvelopeExpired)
     neg("exp-not-after-iat", "exp = iat.", req("exp-not-after-iat", overrides={"exp": IAT}).body,
         errors.EnvelopeExpired)
+    neg("exp-before-iat", "exp = iat - 1 (iat >= exp), though not yet expired at now.",
+        req("exp-before-iat", overrides={"iat": NOW + 5, "exp": NOW + 4}).body, errors.EnvelopeExpired)
     # 5. envelope_misdirected
     neg("other-method", "Sealed for POST, sent with PUT.", good, errors.EnvelopeMisdirected, method="PUT")
     neg("other-target", "Sealed for another query string.", good, errors.EnvelopeMisdirected,
@@ -446,6 +467,12 @@ def build_vectors() -> dict[str, Any]:
         errors.UnknownKey)
     neg("revoked-signing-key", "interior's sign key is revoked.", good, errors.KeyRevoked,
         sender_keys=[{"agency": "interior", "key": "interior-sign", "revoked": True}])
+    reserialised = request_header("header-reserialised")
+    reserialised_sent = b", ".join(dumps_json(reserialised).split(b","))  # the same members, other bytes
+    neg("header-reserialised", "The signature covers the compact header; the bytes sent are the same members with "
+        "spaces. Equal as JSON, not as bytes: a receiver that re-serialises the parsed header wrongly accepts it.",
+        build("header-reserialised", header=reserialised_sent, signed_header=dumps_json(reserialised)).body,
+        errors.EnvelopeBadSignature)
     # 9. envelope_bad_signature
     neg("tampered-header", "target altered after signing (and the request made to the altered target).",
         req("tampered-header", overrides={"target": "/v1/returnees?dry_run=true"}, signed_overrides={}).body,
@@ -481,6 +508,26 @@ def build_vectors() -> dict[str, Any]:
                  errors.EnvelopeReplyMismatch,
                  request={"method": "POST", "target": TARGET, "reply_to": msg_id("another request"),
                           "request_hash": _request_hash(request)})
+    neg_response("response-other-method", "The response names POST; the client's request was a PUT to the same "
+                 "target with the same reply_to and request_hash (checking those alone is not enough).",
+                 response.body, errors.EnvelopeMisdirected,
+                 request={"method": "PUT", "target": TARGET, "reply_to": msg_id("request"),
+                          "request_hash": _request_hash(request)})
+    neg_response("response-other-target", "The response names another target than the client's request.",
+                 response.body, errors.EnvelopeMisdirected,
+                 request={"method": "POST", "target": "/v1/returnees?dry_run=true", "reply_to": msg_id("request"),
+                          "request_hash": _request_hash(request)})
+    no_audit = {**json.loads(response_header.to_bytes()), "msg_id": msg_id("response-without-audit")}
+    del no_audit["audit"]
+    neg_response("response-without-audit", "A response with reply_to and request_hash but no audit receipt: every "
+                 "response names the audit entry of the call.",
+                 build("response-without-audit", header=no_audit, plaintext=response_plaintext,
+                       signer="exchange-sign", to="interior-enc").body, errors.EnvelopeMalformed)
+    bad_audit = {**json.loads(response_header.to_bytes()), "msg_id": msg_id("response-audit-wrong-type")}
+    bad_audit["audit"] = {"index": "41", "leaf_hash": audit.leaf_hash}
+    neg_response("response-audit-wrong-type", "audit.index is a string.",
+                 build("response-audit-wrong-type", header=bad_audit, plaintext=response_plaintext,
+                       signer="exchange-sign", to="interior-enc").body, errors.EnvelopeMalformed)
     not_a_response = EnvelopeHeader(
         sender="exchange", skid=kid("exchange-sign"), recipient="interior", rkid=kid("interior-enc"),
         msg_id=msg_id("not-a-response"), iat=IAT, exp=IAT + LIFETIME, method="POST", target=TARGET).to_bytes()
@@ -504,13 +551,206 @@ def build_vectors() -> dict[str, Any]:
     }
 
 
+# --- DPoP proofs and client assertions (protocol.md §2-3) -------------------------------------------------------
+
+ISSUER = "https://exchange.example"
+ACCESS_TOKEN = "access-token"  # noqa: S105  (any string: a proof binds to the SHA-256 of the token as sent: ath)
+CLIENT_ID = "interior-registry"
+
+
+def _jwk(name: str) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(signing_key(name).verify_key))}
+
+
+def _jws(header: dict[str, Any] | bytes, claims: dict[str, Any] | bytes, signer: str | None) -> str:
+    """A compact JWS signed by `signer` (Ed25519 is deterministic); `signer=None` leaves the signature empty."""
+    head = header if isinstance(header, bytes) else dumps_json(header)
+    body = claims if isinstance(claims, bytes) else dumps_json(claims)
+    signing = f"{b64url(head)}.{b64url(body)}"
+    sig = b64url(signing_key(signer).sign(signing.encode("ascii")).signature) if signer else ""
+    return f"{signing}.{sig}"
+
+
+def _jwt_vector(name: str, description: str, token: str, context: dict[str, Any], expect: dict[str, Any],
+                header: dict[str, Any] | bytes, claims: dict[str, Any] | bytes) -> dict[str, Any]:
+    def shown(part: dict[str, Any] | bytes) -> Any:
+        return part.decode("utf-8") if isinstance(part, bytes) else part
+
+    return {"name": name, "description": description, "header": shown(header), "claims": shown(claims),
+            "token": token, "context": context, "expect": expect}
+
+
+def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    out = dict(base)
+    for member, value in changes.items():
+        if value is _DROP:
+            out.pop(member, None)
+        else:
+            out[member] = value
+    return out
+
+
+def build_dpop_vectors() -> dict[str, Any]:
+    """DPoP proofs (RFC 9449 with protocol v1's claims): which a resource server or the token endpoint accepts."""
+    jwk = _jwk("interior-dpop")
+    jkt = okp_thumbprint("Ed25519", jwk["x"])
+    url = f"{ISSUER}{GET_TARGET}"
+    header = {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": jwk}
+    ath = b64url(hashlib.sha256(ACCESS_TOKEN.encode("ascii")).digest())
+
+    def claims(name: str, **changes: Any) -> dict[str, Any]:
+        base = {"jti": b64url(seed(f"dpop jti {name}")[:16]), "htm": "GET", "htu": url, "iat": IAT, "ath": ath,
+                "purpose": "amnesty-vetting"}
+        return _with(base, **changes)
+
+    def context(**changes: Any) -> dict[str, Any]:
+        return {"method": "GET", "url": url, "access_token": ACCESS_TOKEN, "bound_to": jkt, "now": NOW, "seen": [],
+                **changes}
+
+    positive: list[dict[str, Any]] = []
+    negative: list[dict[str, Any]] = []
+
+    def pos(name: str, description: str, *, head: dict[str, Any] = header, body: dict[str, Any] | None = None,
+            ctx: dict[str, Any] | None = None) -> None:
+        body = claims(name) if body is None else body
+        positive.append(_jwt_vector(name, description, _jws(head, body, "interior-dpop"), ctx or context(),
+                                    {"ok": True, "jkt": jkt, "jti": body["jti"], "purpose": body.get("purpose")},
+                                    head, body))
+
+    def neg(name: str, description: str, *, head: dict[str, Any] | bytes = header,
+            body: dict[str, Any] | bytes | None = None, signer: str | None = "interior-dpop",
+            code: str = "invalid_dpop_proof", **ctx: Any) -> None:
+        body = claims(name) if body is None else body
+        negative.append(_jwt_vector(name, description, _jws(head, body, signer), context(**ctx),
+                                    {"ok": False, "code": code, "status": 401}, head, body))
+
+    pos("proof", "A proof for GET with an access token: htu is the issuer plus the path (not the URL the client "
+        "happened to use), ath the token's hash, purpose the purpose of use.")
+    pos("proof-token-endpoint", "A proof for the token endpoint: POST, no ath (no token yet).",
+        body=claims("proof-token-endpoint", htm="POST", htu=f"{ISSUER}/oauth/token", ath=_DROP),
+        ctx=context(method="POST", url=f"{ISSUER}/oauth/token", access_token=None, bound_to=None))
+    pos("proof-oldest-iat", f"iat exactly {PAST_SKEW} s before now: the oldest accepted.",
+        body=claims("proof-oldest-iat", iat=NOW - PAST_SKEW))
+
+    neg("typ-jwt", "typ is JWT, not dpop+jwt.", head=_with(header, typ="JWT"))
+    neg("alg-ed25519", 'alg is "Ed25519": protocol v1 names the algorithm EdDSA only.',
+        head=_with(header, alg="Ed25519"))
+    neg("alg-none", "alg none and no signature.", head=_with(header, alg="none"), signer=None)
+    neg("jwk-private", "The jwk carries the private key (d).",
+        head=_with(header, jwk={**jwk, "d": b64url(seed("interior-dpop"))}))
+    neg("jwk-x25519", "The jwk is an X25519 key.", head=_with(header, jwk={**jwk, "crv": "X25519"}))
+    neg("signed-by-other-key", "The jwk is interior-dpop's; the signature is another key's.", signer="mallory-sign")
+    neg("htm-lowercase", 'htm is "get": methods are compared exactly.', body=claims("htm-lowercase", htm="get"))
+    neg("htm-other", "htm is POST; the request is a GET.", body=claims("htm-other", htm="POST"))
+    neg("htu-as-used", "htu is the URL the client connected to, not the issuer plus the path.",
+        body=claims("htu-as-used", htu=f"http://127.0.0.1:8000{GET_TARGET}"))
+    neg("htu-with-query", "htu carries a query string; it is the issuer plus the path only.",
+        body=claims("htu-with-query", htu=f"{url}?page=2"))
+    neg("iat-too-old", f"iat {PAST_SKEW + 1} s before now.", body=claims("iat-too-old", iat=NOW - PAST_SKEW - 1))
+    neg("iat-future", f"iat {FUTURE_SKEW + 1} s ahead of now.", body=claims("iat-future", iat=NOW + FUTURE_SKEW + 1))
+    neg("iat-string", "iat is a string (a claim of the wrong type).", body=claims("iat-string", iat=str(IAT)))
+    neg("iat-boolean", "iat is true.", body=claims("iat-boolean", iat=True))
+    neg("jti-short", "jti has 15 characters (16-128).", body=claims("jti-short", jti="A" * 15))
+    neg("jti-missing", "No jti.", body=claims("jti-missing", jti=_DROP))
+    neg("ath-other-token", "ath is the hash of another token.",
+        body=claims("ath-other-token", ath=b64url(hashlib.sha256(b"another token").digest())))
+    neg("ath-missing", "No ath with an access token.", body=claims("ath-missing", ath=_DROP))
+    mallory = _with(header, jwk=_jwk("mallory-sign"))
+    neg("other-key-than-bound", "A valid proof by a key other than the one the token is bound to (cnf.jkt).",
+        head=mallory, signer="mallory-sign")
+    neg("purpose-wrong-type", "purpose is a number.", body=claims("purpose-wrong-type", purpose=7))
+    neg("replayed", "The receiver has seen this jti.", code="dpop_replay",
+        seen=[["dpop", claims("replayed")["jti"]]])
+    return {
+        "description": "Test vectors for DPoP proofs (RFC 9449, protocol v1 §3). Generated by "
+                       "exchange/protocol/vectors.py; see README.md next to this file.",
+        "seed_derivation": "seed(label) = SHA-256(\"exchange-envelope/v1 test vectors: \" || label)",
+        "issuer": ISSUER, "past_skew": PAST_SKEW, "future_skew": FUTURE_SKEW,
+        "keys": {name: key for name, key in _keys().items() if name in ("interior-dpop", "mallory-sign")},
+        "positive": positive, "negative": negative,
+    }
+
+
+def build_assertion_vectors() -> dict[str, Any]:
+    """private_key_jwt client assertions (RFC 7523, protocol v1 §2): which the token endpoint accepts."""
+    skew = FUTURE_SKEW
+    lifetime = 60
+    header = {"alg": "EdDSA", "typ": "JWT", "kid": kid("interior-auth")}
+
+    def claims(name: str, **changes: Any) -> dict[str, Any]:
+        base = {"iss": CLIENT_ID, "sub": CLIENT_ID, "aud": ISSUER, "iat": IAT, "exp": IAT + lifetime,
+                "jti": b64url(seed(f"assertion jti {name}")[:16])}
+        return _with(base, **changes)
+
+    def context(**changes: Any) -> dict[str, Any]:
+        return {"issuer": ISSUER, "client_id": CLIENT_ID, "client_keys": ["interior-auth"], "now": NOW, "seen": [],
+                **changes}
+
+    positive: list[dict[str, Any]] = []
+    negative: list[dict[str, Any]] = []
+
+    def pos(name: str, description: str, *, head: dict[str, Any] = header, body: dict[str, Any] | None = None) -> None:
+        body = claims(name) if body is None else body
+        positive.append(_jwt_vector(name, description, _jws(head, body, "interior-auth"), context(),
+                                    {"ok": True, "jti": body["jti"]}, head, body))
+
+    def neg(name: str, description: str, *, head: dict[str, Any] = header, body: dict[str, Any] | None = None,
+            signer: str | None = "interior-auth", **ctx: Any) -> None:
+        body = claims(name) if body is None else body
+        negative.append(_jwt_vector(name, description, _jws(head, body, signer), context(**ctx),
+                                    {"ok": False, "code": "invalid_client", "status": 401}, head, body))
+
+    pos("assertion", "iss = sub = the client id, aud the issuer, a 60 s lifetime, a unique jti.")
+    pos("assertion-minimal-header", "kid and typ are optional.", head={"alg": "EdDSA"})
+    neg("alg-ed25519", 'alg is "Ed25519": protocol v1 names the algorithm EdDSA only.',
+        head=_with(header, alg="Ed25519"))
+    neg("alg-none", "alg none and no signature.", head=_with(header, alg="none"), signer=None)
+    neg("signed-by-other-key", "Signed by a key the client never registered.", signer="mallory-sign")
+    neg("aud-token-endpoint", "aud is the token endpoint's URL, not the issuer (also at the revocation endpoint).",
+        body=claims("aud-token-endpoint", aud=f"{ISSUER}/oauth/token"))
+    neg("aud-array", "aud is an array holding the issuer: protocol v1 wants the string.",
+        body=claims("aud-array", aud=[ISSUER]))
+    neg("iss-not-sub", "iss differs from sub.", body=claims("iss-not-sub", iss="interior-other"))
+    neg("exp-equals-iat", "exp = iat (iat >= exp).", body=claims("exp-equals-iat", iat=NOW, exp=NOW))
+    neg("exp-before-iat", "exp before iat, though exp is still ahead of now (iat >= exp).",
+        body=claims("exp-before-iat", iat=NOW + 5, exp=NOW + 4))
+    neg("lifetime-too-long", f"exp = iat + {lifetime + 1}.",
+        body=claims("lifetime-too-long", exp=IAT + lifetime + 1))
+    neg("expired", "Received at exp (exp is exclusive).", now=IAT + lifetime)
+    neg("iat-future", f"iat {skew + 1} s ahead of now.",
+        body=claims("iat-future", iat=NOW + skew + 1, exp=NOW + skew + 1 + lifetime))
+    neg("iat-string", "iat is a string (a claim of the wrong type).", body=claims("iat-string", iat=str(IAT)))
+    neg("exp-float", "exp is a number with a fraction.", body=claims("exp-float", exp=IAT + lifetime + 0.5))
+    neg("jti-short", "jti has 15 characters (16-128).", body=claims("jti-short", jti="A" * 15))
+    neg("replayed", "The token endpoint has seen this jti.", seen=[["assertion", claims("replayed")["jti"]]])
+    return {
+        "description": "Test vectors for private_key_jwt client assertions (RFC 7523, protocol v1 §2). Generated "
+                       "by exchange/protocol/vectors.py; see README.md next to this file.",
+        "seed_derivation": "seed(label) = SHA-256(\"exchange-envelope/v1 test vectors: \" || label)",
+        "issuer": ISSUER, "max_lifetime": lifetime, "future_skew": skew,
+        "keys": {name: key for name, key in _keys().items() if name in ("interior-auth", "mallory-sign")},
+        "positive": positive, "negative": negative,
+    }
+
+
+FILES: dict[str, Callable[[], dict[str, Any]]] = {
+    "envelope-v1.json": lambda: build_vectors(),
+    "dpop-v1.json": build_dpop_vectors,
+    "client-assertion-v1.json": build_assertion_vectors,
+}
+
+
 def render(vectors: dict[str, Any]) -> str:
     return json.dumps(vectors, indent=2, ensure_ascii=False) + "\n"
 
 
 def write_vectors(path: Path = DEFAULT_PATH) -> Path:
+    """Write the envelope vectors to `path`, and the others beside it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(build_vectors()), encoding="utf-8")
+    for name, builder in FILES.items():
+        if name != "envelope-v1.json":
+            (path.parent / name).write_text(render(builder()), encoding="utf-8")
     return path
 
 
@@ -524,7 +764,7 @@ def body_of(vector: dict[str, Any]) -> bytes:
 def main(argv: list[str] | None = None, echo: Callable[[str], Any] = print) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = write_vectors(Path(args[0]) if args else DEFAULT_PATH)
-    echo(f"wrote {path}")
+    echo(f"wrote {path} and {', '.join(name for name in FILES if name != path.name)} beside it")
     return 0
 
 

@@ -7,6 +7,7 @@ view as its own schema under `oneOf`.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -21,8 +22,13 @@ from marshmallow import RAISE, Schema
 from exchange.db import Record, db
 from exchange.envelope.http import EnvelopeBlueprint
 from exchange.identity import Caller
-from exchange.protocol.errors import NotPermitted
+from exchange.protocol.errors import (
+    Conflict,
+    InvalidTransition,
+    NotPermitted,
+)
 from exchange.register import schemas as s
+from exchange.register.errors import DuplicateRegisterNumber, InvalidState, RecordNotFound
 from exchange.register.models import (
     BorderCrossing,
     BorderInstruction,
@@ -36,6 +42,7 @@ from exchange.web.audit_context import touch
 from exchange.web.caller import current_caller
 from exchange.web.conditional import if_match
 from exchange.web.guards import protected
+from exchange.web.openapi import if_match_header, raises
 
 blp = EnvelopeBlueprint("register", __name__, url_prefix="/v1", description="The returnee register and its records.")
 
@@ -79,7 +86,8 @@ def dump_for(caller: Caller, views: AgencyViews, obj: Any) -> dict[str, Any]:
 def record_response(caller: Caller, views: AgencyViews, record: Record, *, status: int = 200) -> Response:
     touch(record.id, getattr(record, "returnee_id", None))
     data = dump_for(caller, views, record)
-    response = jsonify(data)
+    # `view`: whose need-to-know view this is (the OpenAPI discriminator between the agencies' views)
+    response = jsonify({"view": caller.agency, **data})
     response.status_code = status
     response.headers["ETag"] = etag(caller, record, data)
     return response
@@ -104,6 +112,7 @@ def page_response(caller: Caller, views: AgencyViews, page: Page[Any]) -> Respon
     touch(*(item.id for item in page.items))
     return jsonify(
         {
+            "view": caller.agency,
             "items": [dump_for(caller, views, item) for item in page.items],
             "page": page.page,
             "page_size": page.page_size,
@@ -118,20 +127,51 @@ def paging(query: Mapping[str, Any]) -> tuple[PageRequest, dict[str, Any]]:
 
 
 def views_doc(status: int, views: AgencyViews, description: str, *, page: bool = False) -> dict[str, Any]:
-    """OpenAPI for a response whose schema depends on the caller's agency."""
-    schemas = {agency: (s.page_of(view) if page else view) for agency, view in views.items()}
-    refs = [{"$ref": f"#/components/schemas/{_component_name(schema)}"} for schema in schemas.values()]
-    unique = [dict(t) for t in dict.fromkeys(tuple(r.items()) for r in refs)]
-    agencies = ", ".join(f"{agency}: {_component_name(schema)}" for agency, schema in schemas.items())
-    schema = unique[0] if len(unique) == 1 else {"oneOf": unique}
-    return {
-        "responses": {
-            str(status): {
-                "description": f"{description} The view depends on the caller's agency ({agencies}).",
-                "content": {"application/json": {"schema": schema}},
-            }
-        }
+    """OpenAPI for a response whose schema depends on the caller's agency: one alternative per distinct view, each
+    with the `view` member naming the agencies that get it (a discriminator: no body matches two alternatives). A
+    single record carries its version in `ETag`."""
+    by_schema: dict[str, list[str]] = {}
+    for agency, view in views.items():
+        by_schema.setdefault(_component_name(s.page_of(view) if page else view), []).append(agency)
+    mapping = {agency: f"#/components/schemas/{name}{VIEW_SUFFIX}" for name, agencies in by_schema.items()
+               for agency in agencies}
+    refs = [{"$ref": f"#/components/schemas/{name}{VIEW_SUFFIX}"} for name in by_schema]
+    schema: dict[str, Any] = refs[0] if len(refs) == 1 else {
+        "oneOf": refs, "discriminator": {"propertyName": "view", "mapping": mapping}}
+    agencies = ", ".join(f"{agency}: {name}" for name, names in by_schema.items() for agency in names)
+    doc: dict[str, Any] = {
+        "description": f"{description} The view depends on the caller's agency ({agencies}); its `view` member "
+                       "names the agency.",
+        "content": {"application/json": {"schema": schema}},
     }
+    if not page:
+        doc["headers"] = {"ETag": {"description": 'The record\'s version, such as "3": send it back in If-Match to '
+                                                  "change the record.", "schema": {"type": "string"}}}
+    return {"responses": {str(status): doc}}
+
+
+VIEW_SUFFIX = "ForAgency"
+
+
+def agency_view_components(components: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The top-level alternatives `views_doc` names: each view (or page of views), from its OpenAPI component in
+    `components`, with the required `view` member naming the agencies that get it. A copy, not an `allOf`: the views
+    allow no other member, so `view` must be one of their own."""
+    built: dict[str, dict[str, Any]] = {}
+    for mapping in [RETURNEE_VIEWS, *(r.views for r in RESOURCES)]:
+        for page in (False, True):
+            by_schema: dict[str, list[str]] = {}
+            for agency, view in mapping.items():
+                by_schema.setdefault(_component_name(s.page_of(view) if page else view), []).append(agency)
+            for name, agencies in by_schema.items():
+                schema = copy.deepcopy(components[name])
+                schema["properties"] = {"view": {
+                    "type": "string", "enum": agencies,
+                    "description": "The agency whose need-to-know view this is (the caller's)."},
+                    **schema.get("properties", {})}
+                schema["required"] = ["view", *schema.get("required", [])]
+                built[f"{name}{VIEW_SUFFIX}"] = schema
+    return built
 
 
 def _component_name(schema: type[Schema]) -> str:
@@ -162,6 +202,7 @@ TRANSITION = {"returnees:write", "crossings:write", "decisions:write"}
 @blp.route("/returnees")
 class Returnees(MethodView):
     @protected(scopes=READ)
+    @raises(NotPermitted)
     @blp.arguments(s.ReturneeQuery, location="query", unknown=RAISE)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "A page of returnees.", page=True))
     def get(self, query: dict[str, Any]) -> Response:
@@ -171,6 +212,7 @@ class Returnees(MethodView):
         return page_response(caller, RETURNEE_VIEWS, service().list_records(caller, Returnee, filters, paging_request))
 
     @protected(scopes=WRITE)
+    @raises(NotPermitted, DuplicateRegisterNumber, Conflict)
     @blp.arguments(s.ReturneeCreateSchema)
     @blp.doc(**views_doc(201, RETURNEE_VIEWS, "The registered returnee."))
     def post(self, data: dict[str, Any]) -> Response:
@@ -185,6 +227,7 @@ class Returnees(MethodView):
 @blp.route("/returnees/<uuid:returnee_id>")
 class ReturneeItem(MethodView):
     @protected(scopes=READ)
+    @raises(NotPermitted)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee as the caller's agency may see it."))
     def get(self, returnee_id: uuid.UUID) -> Response:
         """Read a returnee (the caller's need-to-know view; ETag carries the version)"""
@@ -195,6 +238,8 @@ class ReturneeItem(MethodView):
         return record_response(caller, RETURNEE_VIEWS, returnee)
 
     @protected(scopes=WRITE)
+    @raises(NotPermitted, DuplicateRegisterNumber, Conflict)
+    @if_match_header(required=True)
     @blp.arguments(s.ReturneeUpdateSchema)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The changed returnee."))
     def patch(self, changes: dict[str, Any], returnee_id: uuid.UUID) -> Response:
@@ -207,6 +252,8 @@ class ReturneeItem(MethodView):
 @blp.route("/returnees/<uuid:returnee_id>/transitions")
 class ReturneeTransitions(MethodView):
     @protected(scopes=TRANSITION)
+    @raises(NotPermitted, InvalidTransition, Conflict)
+    @if_match_header(required=False)
     @blp.arguments(s.TransitionSchema)
     @blp.doc(**views_doc(200, RETURNEE_VIEWS, "The returnee in its new status."))
     def post(self, data: dict[str, Any], returnee_id: uuid.UUID) -> Response:
@@ -219,6 +266,7 @@ class ReturneeTransitions(MethodView):
 @blp.route("/screening")
 class Screening(MethodView):
     @protected(scopes={"returnees:screen"})
+    @raises(NotPermitted)
     @blp.arguments(s.ScreeningQuerySchema)
     @blp.response(200, s.ScreeningResultView)
     def post(self, query: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +311,7 @@ class RecordResource:
 
         class Collection(MethodView):
             @protected(scopes=read_scopes)
+            @raises(NotPermitted)
             @blp.arguments(query_schema, location="query", unknown=RAISE)
             @blp.doc(**views_doc(200, views, f"A page of {noun}.", page=True))
             def get(self, query: dict[str, Any]) -> Response:
@@ -271,6 +320,7 @@ class RecordResource:
                 return page_response(caller, views, service().list_records(caller, model, filters, paging_request))
 
             @protected(scopes=create_scopes)
+            @raises(NotPermitted, RecordNotFound, InvalidState, InvalidTransition, Conflict)
             @blp.arguments(create_schema)
             @blp.doc(**views_doc(201, views, "The recorded record."))
             def post(self, data: dict[str, Any]) -> Response:
@@ -285,12 +335,15 @@ class RecordResource:
 
         class Item(MethodView):
             @protected(scopes=read_scopes)
+            @raises(NotPermitted)
             @blp.doc(**views_doc(200, views, "The record as the caller's agency may see it."))
             def get(self, record_id: uuid.UUID) -> Response:
                 caller = current_caller()
                 return record_response(caller, views, service().get(caller, model, record_id))
 
             @protected(scopes=update_scopes)
+            @raises(NotPermitted, InvalidState, Conflict)
+            @if_match_header(required=True)
             @blp.arguments(update_schema)
             @blp.doc(**views_doc(200, views, "The changed record."))
             def patch(self, changes: dict[str, Any], record_id: uuid.UUID) -> Response:

@@ -22,7 +22,8 @@ import pytest
 from joserfc.jwk import OKPKey
 
 from exchange.protocol import vectors
-from exchange.protocol.auth_errors import Replayed
+from exchange.protocol.auth_errors import DPoPReplay, InvalidDPoPProof, Replayed
+from exchange.protocol.dpop import verify_dpop_proof
 from exchange.protocol.envelope import (
     EnvelopeHeader,
     RequestRef,
@@ -82,9 +83,10 @@ def open_vector(vector: dict[str, Any]) -> Any:
     return open_response(body, request=ref, sender=context["expected_sender"], **common)
 
 
-def test_the_published_file_is_exactly_what_the_code_produces() -> None:
-    assert vectors.render(vectors.build_vectors()) == PATH.read_text(encoding="utf-8"), (
-        "schemas/test-vectors/envelope-v1.json is stale: run `python -m exchange.envelope.vectors`")
+@pytest.mark.parametrize("name", sorted(vectors.FILES))
+def test_the_published_files_are_exactly_what_the_code_produces(name: str) -> None:
+    assert vectors.render(vectors.FILES[name]()) == (PATH.parent / name).read_text(encoding="utf-8"), (
+        f"schemas/test-vectors/{name} is stale: run `python -m exchange.protocol.vectors`")
 
 
 def test_names_are_unique_and_every_step_is_covered() -> None:
@@ -168,6 +170,9 @@ def test_seal_reproduces_header_bytes_and_signature(vector: dict[str, Any]) -> N
     """`seal` is randomised in its box only: the header bytes and the signature inside are the published ones."""
     keys = DOC["keys"]
     header = EnvelopeHeader.parse(vector["header_bytes"].encode())
+    if not vector["header_compact"]:  # written as another implementation may: seal writes it otherwise
+        assert header.to_bytes() != vector["header_bytes"].encode()
+        return
     assert header.to_bytes() == vector["header_bytes"].encode()
     recipient = nacl.public.PrivateKey(b64d(keys[vector["recipient_key"]]["private"]))
     sealed = seal(header=header, plaintext=vector["plaintext"].encode(),
@@ -197,3 +202,83 @@ def test_negative_vectors_fail_with_their_code(vector: dict[str, Any]) -> None:
     expect = vector["expect"]
     assert (caught.value.code, caught.value.status, caught.value.step) == (
         expect["code"], expect["status"], expect["step"]), vector["description"]
+
+
+# ---- what the vectors catch: a receiver that slips through the old checks fails them --------------------------
+
+
+def naive_signature_check(vector: dict[str, Any], *, reserialise: bool) -> bool:
+    """Open a positive or negative body by the README, checking the signature over the header bytes as sent or, as
+    a wrong implementation does, over the parsed header serialised again."""
+    keys = DOC["keys"]
+    body = json.loads(vectors.body_of(vector))
+    header_bytes = b64d(body["protected"])
+    header = json.loads(header_bytes)
+    signed = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode() if reserialise else header_bytes
+    recipient = next(keys[k] for k in vector["context"]["decrypt_keys"])
+    content = nacl.bindings.crypto_box_seal_open(b64d(body["ciphertext"]), b64d(recipient["public"]),
+                                                 b64d(recipient["private"]))
+    sender = next(keys[e["key"]] for e in vector["context"]["sender_keys"] if e["agency"] == header["sender"])
+    message = b"exchange-envelope/v1\x00" + signed + b"\x00" + hashlib.sha256(content[64:]).digest()
+    try:
+        nacl.signing.VerifyKey(b64d(sender["public"])).verify(message, content[:64])
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
+
+
+def test_a_receiver_that_reserialises_the_header_fails_the_vectors() -> None:
+    by_name = {v["name"]: v for v in POSITIVE + NEGATIVE}
+    written, respaced = by_name["request-header-as-written"], by_name["header-reserialised"]
+    assert naive_signature_check(written, reserialise=False)
+    assert not naive_signature_check(written, reserialise=True)  # refuses a valid envelope
+    assert not naive_signature_check(respaced, reserialise=False)
+    assert naive_signature_check(respaced, reserialise=True)  # accepts one whose signed bytes were not sent
+
+
+def test_the_response_vectors_differ_from_a_good_response_only_where_a_client_must_look() -> None:
+    """A client that checks only reply_to and request_hash (and the signature) accepts these: the method, the
+    target and the audit member are what must stop it."""
+    by_name = {v["name"]: v for v in NEGATIVE}
+    good = next(v for v in POSITIVE if v["name"] == "response")
+    for name in ("response-other-method", "response-other-target"):
+        request = by_name[name]["context"]["request"]
+        assert (request["reply_to"], request["request_hash"]) == (good["header"]["reply_to"],
+                                                                  good["header"]["request_hash"])
+        assert by_name[name]["body"] == good["body"]
+    no_audit = json.loads(b64d(json.loads(by_name["response-without-audit"]["body"])["protected"]))
+    assert set(good["header"]) - set(no_audit) == {"audit"}
+    assert naive_signature_check(by_name["response-without-audit"], reserialise=False)  # well signed
+
+
+# ---- DPoP proofs ---------------------------------------------------------------------------------------------
+
+DPOP: dict[str, Any] = json.loads((PATH.parent / "dpop-v1.json").read_text(encoding="utf-8"))
+
+
+def verify_dpop_vector(vector: dict[str, Any]) -> Any:
+    context = vector["context"]
+    return verify_dpop_proof(vector["token"], method=context["method"], url=context["url"],
+                             access_token=context["access_token"], replay=SeenSet(context["seen"]),
+                             bound_to=context["bound_to"], now=context["now"])
+
+
+@pytest.mark.parametrize("vector", DPOP["positive"], ids=[v["name"] for v in DPOP["positive"]])
+def test_dpop_positive_vectors_verify(vector: dict[str, Any]) -> None:
+    proof = verify_dpop_vector(vector)
+    assert (proof.jkt, proof.jti, proof.purpose) == (vector["expect"]["jkt"], vector["expect"]["jti"],
+                                                     vector["expect"]["purpose"])
+    # by hand: the JWS signs header.claims with the jwk's key, and jkt is the RFC 7638 thumbprint of that jwk
+    head, claims, sig = vector["token"].split(".")
+    assert json.loads(b64d(head)) == vector["header"] and json.loads(b64d(claims)) == vector["claims"]
+    x = vector["header"]["jwk"]["x"]
+    nacl.signing.VerifyKey(b64d(x)).verify(f"{head}.{claims}".encode(), b64d(sig))
+    thumbprint = hashlib.sha256(f'{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}'.encode()).digest()
+    assert b64e(thumbprint) == vector["expect"]["jkt"]
+
+
+@pytest.mark.parametrize("vector", DPOP["negative"], ids=[v["name"] for v in DPOP["negative"]])
+def test_dpop_negative_vectors_fail_with_their_code(vector: dict[str, Any]) -> None:
+    with pytest.raises((InvalidDPoPProof, DPoPReplay)) as caught:
+        verify_dpop_vector(vector)
+    assert (caught.value.code, caught.value.status) == (vector["expect"]["code"], vector["expect"]["status"])

@@ -110,7 +110,7 @@ def test_api_read_is_the_full_load_dumped(app: Flask, returnee_with_records: str
         with Session(app.extensions["exchange.db"]) as session:
             full = session.get(Returnee, uuid.UUID(returnee_with_records))  # lazy loads: every collection
             expected = view().dump(full)
-        assert response.get_json() == expected, agency
+        assert response.get_json() == {"view": agency, **expected}, agency
 
 
 def test_unknown_returnee_is_404(interior: AgencyClient) -> None:

@@ -445,7 +445,7 @@ def test_border_sees_instruction_without_reason(
     record = created(interior.post("/v1/border-instructions", json=body))
     path = f"/v1/border-instructions/{record['id']}"
     seen = read(border, path)
-    assert set(seen) - {"_etag"} == BORDER_INSTRUCTION_KEYS
+    assert set(seen) - {"_etag", "view"} == BORDER_INSTRUCTION_KEYS
     assert (seen["instruction"], seen["valid_until"]) == ("DETAIN", "2099-01-01T00:00:00+00:00")
     assert [set(item) for item in listed(border, "/v1/border-instructions")["items"]] == [BORDER_INSTRUCTION_KEYS]
     for client in (interior, prosecutor):
@@ -782,7 +782,7 @@ def full_case(interior: AgencyClient, border: AgencyClient, prosecutor: AgencyCl
 
 
 def test_interior_sees_everything(full_case: dict[str, Any]) -> None:
-    assert set(full_case) - {"_etag"} == COMMON_KEYS | NOT_FOR_BORDER
+    assert set(full_case) - {"_etag", "view"} == COMMON_KEYS | NOT_FOR_BORDER
     assert (full_case["status"], full_case["risk_level"], full_case["birth_place"]) == ("under_review", "low", "Kulob")
     assert [len(full_case[k]) for k in ("hotline_contacts", "border_crossings", "vetting_assessments",
                                         "prosecutorial_decisions")] == [1, 1, 1, 1]
@@ -801,13 +801,14 @@ def test_prosecutor_sees_what_interior_sees_but_h1_findings(
     hidden = {"findings", "version", "updated_at"}
     interior_assessment = {k: v for k, v in full_case["vetting_assessments"][0].items() if k not in hidden}
     assert {k: v for k, v in assessment.items() if k != "findings_withheld"} == interior_assessment
-    same = {k: v for k, v in seen.items() if k != "vetting_assessments"}
-    assert same == {k: v for k, v in full_case.items() if k != "vetting_assessments"}
+    assert (seen["view"], full_case["view"]) == ("prosecutor", "interior")
+    same = {k: v for k, v in seen.items() if k not in ("vetting_assessments", "view")}
+    assert same == {k: v for k, v in full_case.items() if k not in ("vetting_assessments", "view")}
 
 
 def test_border_sees_only_its_view(full_case: dict[str, Any], border: AgencyClient) -> None:
     for seen in (read(border, f"/v1/returnees/{full_case['id']}"), listed(border, "/v1/returnees")["items"][0]):
-        assert set(seen) - {"_etag"} == COMMON_KEYS - {"version", "updated_at"}
+        assert set(seen) - {"_etag", "view"} == COMMON_KEYS - {"version", "updated_at"}
         assert not NOT_FOR_BORDER & set(seen)
         assert seen["status"] == "other"
         assert seen["active_border_instruction"] == {
