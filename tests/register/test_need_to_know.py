@@ -99,7 +99,8 @@ def test_list_parameter_matrix(
         assert "outside its view" in body["errors"][param][0]
     else:
         assert response.status_code == 200, body
-        assert set(body) == {"items", "page", "page_size", "total"}
+        assert set(body) == {"items", "page", "page_size", "total", "view"}
+        assert body["view"] == agency
 
 
 def test_refusal_names_every_refused_parameter_and_nothing_is_listed(
