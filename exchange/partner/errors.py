@@ -7,7 +7,7 @@ of HTTP status, so that an integrator can catch a family (`ConflictError`) and s
 
 | class | status | typical codes |
 |---|---|---|
-| `BadRequestError` | other 4xx (400, 405, 413, 415, ...) | `malformed_json`, `envelope_*`, `body_too_large` |
+| `BadRequestError` | other 4xx (400, 405, 413, 415, 429, ...) | `malformed_json`, `envelope_*`, `rate_limited` |
 | `AuthError` | 401 | `invalid_token`, `invalid_dpop_proof`, `dpop_replay`, `unknown_key`, `key_revoked` |
 | `TokenError(AuthError)` | any 4xx of the token endpoint | `invalid_client`, `invalid_scope`, `invalid_dpop_proof` |
 | `ForbiddenError` | 403 | `insufficient_scope`, `purpose_not_allowed`, `not_permitted`, `envelope_sender_mismatch` |
@@ -23,6 +23,8 @@ of HTTP status, so that an integrator can catch a family (`ConflictError`) and s
 
 `audit_pending`, `response_withheld` and `commit_unknown` mean "stored, or maybe stored, the answer withheld": the
 library has already sent the same envelope again (which returns the stored outcome) before raising them.
+
+A 429 `rate_limited` is not retried by the library: wait its `Retry-After`, then call again.
 
 `ResponseVerificationError` is the client's own verdict on a 2xx answer it could not trust (not enveloped, not
 answering this request, not signed by a key the exchange publishes, ...): the data is discarded, never returned.
@@ -128,9 +130,9 @@ class UnavailableError(ExchangeClientError):
 class ConnectionFailed(UnavailableError):
     """No HTTP answer at all (connection refused, timeout, ...), after the retries that were safe to make.
 
-    For a write whose request may have reached the exchange (a read timeout), no retry was made: whether it was
-    stored is unknown, so read the resource before writing again. Its text names the URL and the transport error
-    (`url`, `cause`)."""
+    A read or a write in an envelope was retried (the same envelope: it cannot be stored twice). A write without a
+    body whose request may have reached the exchange (a read timeout) was not: whether it was stored is unknown, so
+    read the resource before writing again. Its text names the URL and the transport error (`url`, `cause`)."""
 
     @property
     def cause(self) -> BaseException | None:

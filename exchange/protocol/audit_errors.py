@@ -30,8 +30,9 @@ class AuditKeyUnavailable(AuditUnavailable):
 
 class AuditPending(ExchangeError):
     """The call was carried out and its entry stored, but the entry could not be sequenced into the log after the
-    commit. Not a 503: a 503 means nothing was stored and a retry is safe (the client library retries it); this
-    call must not be repeated blindly."""
+    commit. Not a 503: a 503 promises that nothing was stored. A write is repeated only by sending the same request
+    envelope again (same `msg_id`), which answers the stored outcome (the client library does); a new envelope would
+    store it twice."""
 
     status = 500
     code = "audit_pending"
