@@ -94,7 +94,7 @@ def _receipt_lines(result: Result) -> list[str]:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to cache the access token between runs (default: the key folder).")
 @click.option("--verify-receipt", is_flag=True,
-              help="Also prove the call's audit entry is in the exchange's signed log (needs the receipts scope).")
+              help="Also prove the call's audit entry is in the exchange's signed log.")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path),
               help="With --verify-receipt: keep the last verified checkpoint here (default: in the cache folder).")
 @click.argument("method", type=click.Choice(METHODS, case_sensitive=False))

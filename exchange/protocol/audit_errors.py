@@ -37,8 +37,8 @@ class AuditPending(ExchangeError):
     status = 500
     code = "audit_pending"
     default_message = ("Your call was carried out and its audit entry stored, but the entry could not be given its "
-                       "place in the audit log yet (it will be); the response is withheld. Do not repeat a write: "
-                       "read the record back.")
+                       "place in the audit log yet (it will be); the response is withheld. Send the same request "
+                       "envelope again (same msg_id) to receive its outcome; a new envelope would store it twice.")
 
 
 class VerificationError(Exception):
