@@ -153,6 +153,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from exchange import health
     from exchange.audit import views as audit_views
     from exchange.clients import views as client_views
+    from exchange.events import views as event_views
     from exchange.keys import views as key_views
     from exchange.register import views as register_views
 
@@ -167,6 +168,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
     api.register_blueprint(key_views.blp)
+    api.register_blueprint(event_views.blp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)  # after Api(app), which installs its own HTTPException handler: ours wins
     return app

@@ -155,7 +155,8 @@ FLOORS: list[tuple[set[str], bool]] = [
       "exchange.partner"}, False),
     ({"exchange.db"}, False),
     ({"exchange.web", "exchange.request_rules"}, False),
-    ({"exchange.audit", "exchange.auth", "exchange.clients", "exchange.envelope", "exchange.keys", "exchange.register",
+    ({"exchange.audit", "exchange.auth", "exchange.clients", "exchange.envelope", "exchange.events", "exchange.keys",
+      "exchange.register",
       "exchange.operator", "exchange.limits"}, True),
     ({"exchange.app", "exchange.cli", "exchange.contracts", "exchange.demo", "exchange.health", "exchange.migrate",
       "exchange.client"}, True),  # exchange.client: the partner library's deprecated name, re-exporting it
