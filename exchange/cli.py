@@ -20,6 +20,7 @@ from exchange import create_app
 from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.db import db, dispose_engines
+from exchange.events import cli as events_cli
 from exchange.keys import cli as keys_cli
 from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
@@ -209,3 +210,4 @@ def schemas_check() -> None:
 main.add_command(clients_cli.clients)
 main.add_command(audit_cli.audit)
 main.add_command(keys_cli.keys)
+main.add_command(events_cli.deliver_command)
