@@ -10,6 +10,7 @@ in its own terms (the border: expected, arrived, other).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from exchange.db import Record
@@ -96,8 +97,9 @@ class RegisterEvents:
                       traveller: Mapping[str, Any]) -> None:
         """A screened traveller whose candidate has an active border instruction or scores at least HIT_THRESHOLD.
         The returnee (with its active instruction) in the receiver's view, and where, when and by whom."""
+        where = {k: traveller.get(k) for k in ("crossing_point", "flight", "expected_arrival")}
         screening = {"score": score, "matched_on": matched_on, "officer": caller.officer,
-                     **{k: traveller.get(k) for k in ("crossing_point", "flight", "expected_arrival")}}
+                     **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in where.items()}}
         self._add(caller, HIT_TO, "screening.hit", returnee, returnee_id=returnee.id,
                   extra={"screening": screening})
 
