@@ -78,7 +78,7 @@ class Webhooks(MethodView):
     def post(self, data: dict[str, Any], client_id: str) -> Response:
         """Register a webhook for a client: events of its agency are pushed to it (signed and sealed)"""
         webhook = webhooks().register(client_id, data, officer=current_caller().officer)
-        set_action("webhook.register")
+        set_action("client.webhook_register")
         touch(webhook.id)
         response = jsonify(s.WebhookView().dump(webhook))
         response.status_code = 201
@@ -99,7 +99,7 @@ class WebhookItem(MethodView):
     def delete(self, client_id: str, webhook_id: uuid.UUID) -> None:
         """Delete a webhook (its pending deliveries go with it)"""
         webhooks().delete(client_id, webhook_id)
-        set_action("webhook.delete")
+        set_action("client.webhook_delete")
 
 
 @blp.route("/clients/<string:client_id>/webhooks/<uuid:webhook_id>/deliveries")
