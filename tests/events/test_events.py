@@ -216,3 +216,44 @@ def test_reading_events_is_audited_as_a_disclosure(app: Flask, as_agency: Callab
     entry = stored_entries(app)[-1]
     assert entry["action"] == "disclose" and entry["path"] == "/v1/events"
     assert returnee["id"] in entry["record_ids"] and data["events"]
+
+
+def test_a_decision_is_told_to_interior_and_its_move_to_the_prosecutor_not_the_border(
+    make_returnee: MakeReturnee, interior: AgencyClient, border: AgencyClient, prosecutor: AgencyClient
+) -> None:
+    rid = make_returnee()["id"]
+    assert enter(border, rid).status_code == 201
+    for status in ("under_vetting", "vetted", "under_review"):
+        if status == "vetted":
+            vet(interior, rid, handling_code="H0")
+        assert interior.post(f"/v1/returnees/{rid}/transitions", json={"to": status}).status_code == 200
+    marks = {name: events_of(client)["next"] for name, client in
+             (("interior", interior), ("border", border), ("prosecutor", prosecutor))}
+    response = prosecutor.post("/v1/prosecutorial-decisions", json={
+        "returnee_id": rid, "decision": "amnesty_granted", "case_number": "GP-2026-1",
+        "decided_at": NOW.isoformat(), "notes": "prosecutor's own notes"})
+    assert response.status_code == 201, response.get_json()
+
+    [told] = events_of(interior, after=marks["interior"])["events"]
+    assert told["type"] == "decision.recorded" and told["record"]["decision"] == "amnesty_granted"
+    assert told["cause"]["agency"] == "prosecutor"
+    [moved] = events_of(prosecutor, after=marks["prosecutor"])["events"]
+    assert moved["type"] == "returnee.status_changed" and moved["record"]["status"] == "amnesty_granted"
+    assert events_of(border, after=marks["border"])["events"] == []  # under_review -> amnesty_granted: other, other
+
+
+def test_a_single_screening_hit_on_an_instruction_reaches_interior_alone(
+    make_returnee: MakeReturnee, interior: AgencyClient, border: AgencyClient, prosecutor: AgencyClient
+) -> None:
+    subject = make_returnee()
+    instruct(interior, subject["id"], "DETAIN")
+    marks = {"border": events_of(border)["next"], "prosecutor": events_of(prosecutor)["next"],
+             "interior": events_of(interior)["next"]}
+    response = border.post("/v1/screening", json={"document_number": "400 123 456"})
+    assert response.status_code == 200 and response.get_json()["candidates"]
+    [hit] = events_of(interior, after=marks["interior"])["events"]
+    assert hit["type"] == "screening.hit" and hit["returnee_id"] == subject["id"]
+    assert hit["record"]["active_border_instruction"]["reason"] == "secret reason of interior"
+    assert hit["screening"]["matched_on"] == "document" and hit["screening"]["officer"] == "TJ-PS-017"
+    assert events_of(border, after=marks["border"])["events"] == []
+    assert events_of(prosecutor, after=marks["prosecutor"])["events"] == []
