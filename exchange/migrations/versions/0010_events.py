@@ -75,6 +75,29 @@ def upgrade() -> None:
         batch_op.create_index('ix_webhook_deliveries_due', ['state', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_webhook_deliveries_webhook_id'), ['webhook_id'], unique=False)
 
+    _grant_events_to_full_clients()
+
+
+# A client that held every scope of its agency keeps holding every scope: the partner library asks for all of them by
+# default, so without `events:read` its next token request would be refused (invalid_scope) after an upgrade. A
+# client granted less keeps what it has; a security officer grants it `events:read` if it should read events.
+FULL_BEFORE = {
+    "interior": {"returnees:read", "returnees:write"},
+    "border": {"returnees:screen", "crossings:write"},
+    "prosecutor": {"returnees:read", "decisions:write"},
+}
+
+
+def _grant_events_to_full_clients() -> None:
+    clients = sa.table("clients", sa.column("id", sa.Uuid()), sa.column("agency", sa.String()),
+                       sa.column("scopes", sa.JSON()))
+    connection = op.get_bind()
+    for row in connection.execute(sa.select(clients.c.id, clients.c.agency, clients.c.scopes)).all():
+        scopes = list(row.scopes or [])
+        if row.agency in FULL_BEFORE and FULL_BEFORE[row.agency] <= set(scopes) and "events:read" not in scopes:
+            connection.execute(clients.update().where(clients.c.id == row.id)
+                               .values(scopes=sorted({*scopes, "events:read"})))
+
 
 def downgrade() -> None:
     op.drop_table('webhook_deliveries')
