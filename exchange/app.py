@@ -164,6 +164,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from exchange import health
     from exchange.audit import views as audit_views
     from exchange.clients import views as client_views
+    from exchange.events import views as event_views
     from exchange.keys import views as key_views
     from exchange.register import views as register_views
 
@@ -181,6 +182,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(audit_views.blp)
     api.register_blueprint(client_views.blp)
     api.register_blueprint(key_views.blp)
+    api.register_blueprint(event_views.blp)
     complete_document(app, api.spec)  # the wire as it is: envelopes, security, errors, the OAuth endpoints
     app.register_blueprint(health.bp)
     app.register_blueprint(docs.bp)

@@ -26,6 +26,7 @@ from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.console.cli import console_command
 from exchange.db import db, dispose_engines
+from exchange.events import cli as events_cli
 from exchange.keys import cli as keys_cli
 from exchange.keys.errors import KeyStoreError
 from exchange.keys.master import MasterSecret, unlock
@@ -322,3 +323,4 @@ main.add_command(partner_cli.call_command)
 main.add_command(routes_command)
 main.add_command(shell_command)
 main.add_command(witness_cli.witness)
+main.add_command(events_cli.deliver_command)

@@ -68,6 +68,8 @@ def from_environment(env: Mapping[str, str] | None = None, *, instance_path: str
         "KEY_CACHE_SECONDS": _int_env(env, "EXCHANGE_KEY_CACHE_SECONDS", 2),
         # how long a replaced key keeps verifying and decrypting (at least token + envelope lifetime + skew)
         "KEY_OVERLAP_SECONDS": _int_env(env, "EXCHANGE_KEY_OVERLAP_SECONDS", 660),
+        # how long events are kept for `GET /v1/events` (an older cursor is 410 cursor_expired)
+        "EVENT_RETENTION_DAYS": _int_env(env, "EXCHANGE_EVENT_RETENTION_DAYS", 30),
         # rate limits (flask-limiter syntax, several joined by ";"): per source address and per client
         "RATE_LIMITS_ENABLED": _flag_env(env, "EXCHANGE_RATE_LIMITS", True),
         "RATE_LIMIT_PER_SOURCE": env.get("EXCHANGE_RATE_LIMIT_PER_SOURCE") or DEFAULT_RATE_LIMIT_PER_SOURCE,

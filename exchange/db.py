@@ -237,6 +237,18 @@ class Database:
         callbacks.append(callback)
 
     @staticmethod
+    def release() -> None:
+        """End this request's transaction and give its connection back to the pool; the next `db.session` checks
+        out another. A long poll calls this before it waits, so that waiting holds no connection."""
+        session: Session | None = g.pop("db_session", None)
+        if session is not None:
+            rollback_quietly(session)
+            _quietly(session.close)
+        connection: Connection | None = g.pop("db_connection", None)
+        if connection is not None:
+            _quietly(connection.close)
+
+    @staticmethod
     def engine(app: Flask) -> Engine:
         engine: Engine = app.extensions["exchange.db"]
         return engine

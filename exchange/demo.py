@@ -4,17 +4,19 @@ It starts the exchange on a fresh SQLite database with fresh keys (in a temporar
 registers one client per agency as a security officer would, and plays the story of domain.md: a relative calls the
 hotline; interior expects the returnee and issues ASSIST_RETURN; the border screens a Latin-spelled name, records the
 entry and an emergency travel document; interior vets; the prosecutor grants amnesty for one returnee and files
-charges for another; a DETAIN instruction stops a third at the border. Every call is a real token, DPoP proof,
-sealed request and verified, audited response, whose signed receipt each agency keeps. Each agency also runs its own
-witness (`exchange witness`, on a free loopback port, its own key and state): the exchange signs a checkpoint every
-second and submits it to them in the background. It ends with the size of the audit log and a checkpoint cosigned by
-the three witnesses, verified with a quorum of all three.
+charges for another; a DETAIN instruction stops a third at the border: the border screens a bus manifest, and
+interior, long-polling its events in a follower thread, is told of the hit as it happens. Every call is a real token,
+DPoP proof, sealed request and verified, audited response, whose signed receipt each agency keeps. Each agency also
+runs its own witness (`exchange witness`, on a free loopback port, its own key and state): the exchange signs a
+checkpoint every second and submits it to them in the background. It ends with the size of the audit log and a
+checkpoint cosigned by the three witnesses, verified with a quorum of all three.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
 import socket
 import tempfile
 import threading
@@ -217,11 +219,21 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
     interior.border_instructions.create({"returnee_id": orif["id"], "instruction": "DETAIN",
                                          "reason": "Warrant 17/2015: recruitment for an armed group."})
     say("interior", f"{orif['register_number']}: DETAIN to every border post (the reason is kept from the border)")
-    hit = border.screening.by_name("Orif Davlatov", birth_date="1982").data["candidates"][0]
+    told = _follow_hits(interior)  # interior's case system long-polls its events from now on
+    hit = border.screening.manifest([{"name": "Orif Davlatov", "birth_date": "1982", "nationality": "TJ",
+                                      "flight": "SM 1207", "crossing_point": "Panji Poyon"},
+                                     {"name": "Zarina Mirzoeva", "birth_date": "1990", "nationality": "TJ",
+                                      "flight": "SM 1207", "crossing_point": "Panji Poyon"}]
+                                    ).data["travellers"][0]["candidates"][0]
     instruction = hit["returnee"]["active_border_instruction"]
-    say("border", f"screening 'Orif Davlatov' b. 1982: {hit['returnee']['register_number']} score {hit['score']}: "
-                  f"{instruction['instruction']}" + (" (the border sees the instruction, never its reason)"
-                                                     if "reason" not in instruction else ""))
+    say("border", f"manifest of bus SM 1207 (2 travellers): 'Orif Davlatov' b. 1982 is "
+                  f"{hit['returnee']['register_number']} score {hit['score']}: {instruction['instruction']}"
+                  + (" (the border sees the instruction, never its reason)" if "reason" not in instruction else ""))
+    event = told.get(timeout=35)
+    seen = event["record"]["active_border_instruction"]["instruction"]
+    say("interior", f"told as it happened: {event['type']} on {event['record']['register_number']} at "
+                    f"{event['screening']['crossing_point']} ({seen}, officer {event['screening']['officer']}, "
+                    f"caused by {event['cause']['agency']})")
     border.border_crossings.create({"returnee_id": hit["returnee"]["id"], "crossing_point": "Panji Poyon",
                                     "direction": "entry", "occurred_at": "2026-11-25T05:10:00+00:00",
                                     "outcome": "detained"})
@@ -275,6 +287,25 @@ def _witnessed(auditor: ExchangeClient, witnesses: WitnessPolicy, say: Callable[
             time.sleep(0.2)
     say("auditor", f"the exchange's checkpoint of {signed.size} entries is cosigned by "
                    + ", ".join(sorted(c.name for c in cosigned)) + " (quorum: all three)")
+def _follow_hits(interior: ExchangeClient) -> queue.Queue[dict[str, Any]]:
+    """A follower thread, as interior's case system would run one: it long-polls interior's events (from the newest
+    on) and hands over the first `screening.hit`."""
+    found: queue.Queue[dict[str, Any]] = queue.Queue()
+    start = interior.events.poll(limit=500).data["next"]
+    while True:  # skip to the newest cursor
+        page = interior.events.poll(after=start, limit=500).data
+        if not page["events"]:
+            break
+        start = page["next"]
+
+    def follow() -> None:
+        for event in interior.events.follow(after=start, wait=30):
+            if event["type"] == "screening.hit":
+                found.put(event)
+                return
+
+    threading.Thread(target=follow, name="interior-follower", daemon=True).start()
+    return found
 
 
 def _oversight(auditor: ExchangeClient, returnee: dict[str, Any], say: Callable[[str, str], None]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from exchange import files
 from exchange.audit.verify import TrustState
+from exchange.protocol import files
 
 
 def _state(size: int) -> TrustState:

@@ -155,8 +155,8 @@ FLOORS: list[tuple[set[str], bool]] = [
       "exchange.partner"}, False),
     ({"exchange.db"}, False),
     ({"exchange.web", "exchange.request_rules"}, False),
-    ({"exchange.audit", "exchange.auth", "exchange.clients", "exchange.envelope", "exchange.keys", "exchange.register",
-      "exchange.operator", "exchange.limits", "exchange.witness"}, True),
+    ({"exchange.audit", "exchange.auth", "exchange.clients", "exchange.envelope", "exchange.events", "exchange.keys",
+      "exchange.register", "exchange.operator", "exchange.limits", "exchange.witness"}, True),
     # exchange.client: the partner library's deprecated name, re-exporting it. exchange.console: the auditor's console
     # (reads the log through partner/, verifies it with audit/'s offline verifier; see the rule below)
     ({"exchange.app", "exchange.cli", "exchange.contracts", "exchange.demo", "exchange.health", "exchange.migrate",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,4 +38,31 @@ def test_a_request_filed_before_dual_control_between_clients_expires_with_the_up
     with engine.connect() as connection:
         rows = connection.execute(text("SELECT status, requested_by_client FROM key_approvals")).all()
     assert [tuple(r) for r in rows] == [("expired", None)]
+    engine.dispose()
+
+
+def test_a_client_with_every_scope_of_its_agency_keeps_every_scope_with_events(tmp_path: Path) -> None:
+    """0010: `events:read` joins the full clients' scopes (the partner library asks for all by default); a client
+    granted less is left as it was."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0008_envelope_outcomes")
+    granted = {"interior-full": ("interior", ["returnees:read", "returnees:write"]),
+               "interior-reader": ("interior", ["returnees:read"]),
+               "border-full": ("border", ["crossings:write", "returnees:screen"]),
+               "auditor": ("auditor", ["audit:read"])}
+    with engine.begin() as connection:
+        for client_id, (agency, scopes) in granted.items():
+            connection.execute(text(
+                "INSERT INTO clients (id, client_id, agency, name, scopes, status, created_at, updated_at, version) "
+                "VALUES (:id, :client_id, :agency, 'c', :scopes, 'active', :now, :now, 1)"),
+                {"id": uuid.uuid4().hex, "client_id": client_id, "agency": agency, "scopes": json.dumps(scopes),
+                 "now": datetime.now(UTC)})
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        after = {r.client_id: json.loads(r.scopes) for r in connection.execute(text("SELECT client_id, scopes "
+                                                                                    "FROM clients"))}
+    assert after == {"interior-full": ["events:read", "returnees:read", "returnees:write"],
+                     "interior-reader": ["returnees:read"],
+                     "border-full": ["crossings:write", "events:read", "returnees:screen"],
+                     "auditor": ["audit:read"]}
     engine.dispose()

@@ -200,7 +200,7 @@ def action_for(req: Request, caller: Caller | None, status: int) -> str:
     rule = req.url_rule.rule if req.url_rule is not None else ""
     if rule.endswith("/transitions"):
         return "alter"
-    if rule == "/v1/screening":
+    if rule in ("/v1/screening", "/v1/screening/manifests"):
         return "consult"
     method = req.method
     if method == "POST":

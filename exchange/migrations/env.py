@@ -9,6 +9,7 @@ import exchange.audit.models  # noqa: F401  (each import registers its tables on
 import exchange.auth.models  # noqa: F401
 import exchange.clients.models  # noqa: F401
 import exchange.envelope.models  # noqa: F401
+import exchange.events.models  # noqa: F401
 import exchange.keys.models  # noqa: F401
 import exchange.register.models  # noqa: F401
 from exchange.db import Base

@@ -106,6 +106,7 @@ from exchange.protocol.cosignature import WitnessPolicy, verify_witnessed
 from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import MEDIA_TYPE, AuditReceipt, OpenedEnvelope, RequestRef
 from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
+from exchange.protocol.files import atomic_write
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, SignedReceipt, verify_receipt
 
@@ -118,6 +119,7 @@ __all__ = [  # the error types are re-exported for convenience
     "Clients",
     "ConflictError",
     "ConnectionFailed",
+    "Events",
     "ExchangeClient",
     "ExchangeClientError",
     "ForbiddenError",
@@ -502,7 +504,7 @@ class _Connection:
 
     def call(
         self, method: str, path: str, *, context: CallContext, params: Mapping[str, ParamValue | None] | None = None,
-        body: Any = NO_BODY, if_match: ETag | None = None, signed_text: bool = False,
+        body: Any = NO_BODY, if_match: ETag | None = None, signed_text: bool = False, timeout: float | None = None,
     ) -> Result:
         method = method.upper()
         if not context.purpose:
@@ -546,7 +548,9 @@ class _Connection:
                 headers["Content-Type"] = MEDIA_TYPE
             else:
                 ref = RequestRef.of_proof(proof, method=method, target=target)
-            return self.http.build_request(method, url, headers=headers, content=content), _Attempt(ref, token)
+            options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+            return (self.http.build_request(method, url, headers=headers, content=content, **options),
+                    _Attempt(ref, token))
 
         renewed = refetched = False
         while True:
@@ -690,6 +694,7 @@ class ExchangeClient:
         self.vetting_assessments = VettingAssessments(self)
         self.prosecutorial_decisions = ProsecutorialDecisions(self)
         self.screening = Screening(self)
+        self.events = Events(self)
         self.clients = Clients(self)
         self.audit = Audit(self)
 
@@ -728,6 +733,10 @@ class ExchangeClient:
         `body` a JSON value to seal (omit it for a bodiless request)."""
         return self._connection.call(method, path, context=self.context, params=params, body=body,
                                      if_match=if_match)
+
+    def published_keys(self) -> PublishedKeys:
+        """The exchange's published envelope keys (cached; what a `WebhookReceiver` verifies deliveries with)."""
+        return self._connection.published_keys()
 
     def token(self) -> str:
         """A current access token (fetched or renewed as needed); for diagnostics and tools."""
@@ -924,6 +933,55 @@ class Screening(_Resource):
         """Exact match after normalisation (spaces, dashes, Cyrillic look-alike letters)."""
         query: dict[str, Any] = {"document_number": document_number, "limit": limit}
         return self._client.call("POST", self.path, body={k: v for k, v in query.items() if v is not None})
+
+
+    def manifest(self, travellers: Sequence[Mapping[str, Any]], *, limit: int | None = None,
+                 min_score: float | None = None) -> Result:
+        """Screen a manifest of up to 500 travellers (`name`, `birth_date`, `document_number`, `nationality`,
+        `flight` or `crossing_point`, `expected_arrival`): one answer with each traveller's candidates."""
+        body: dict[str, Any] = {"travellers": [dict(t) for t in travellers], "limit": limit, "min_score": min_score}
+        return self._client.call("POST", "/v1/screening/manifests",
+                                 body={k: v for k, v in body.items() if v is not None})
+
+
+class Events(_Resource):
+    """Your agency's events (`GET /v1/events`, events.md): pull them with `poll`, or `follow` them for ever."""
+
+    path = "/v1/events"
+
+    def poll(self, *, after: str | None = None, wait: int = 0, limit: int | None = None) -> Result:
+        """One read: `{"events": [...], "next": cursor}`; with `wait` (0-30 s) the exchange holds the call until an
+        event arrives. A cursor past retention raises `BadRequestError` with code `cursor_expired` (410)."""
+        if not 0 <= wait <= 30:
+            raise ValueError("wait is 0 to 30 seconds")
+        connection = self._client._connection
+        return connection.call("GET", self.path, context=self._client.context,
+                               params={"after": after, "wait": wait or None, "limit": limit},
+                               timeout=connection.http.timeout.read + wait if connection.http.timeout.read else None)
+
+    def follow(self, *, cursor_file: Path | str | None = None, after: str | None = None, wait: int = 25,
+               limit: int | None = None, stop: threading.Event | None = None) -> Iterator[dict[str, Any]]:
+        """Every event from the cursor on, for ever (or until `stop` is set), long-polling `wait` seconds at a time.
+
+        With `cursor_file`, the cursor is read from it at the start (if it exists; else `after`, else the oldest
+        retained event) and written to it (atomically) once every event of a page has been taken from the generator:
+        after a restart, following resumes where it stopped. Delivery is at least once (a page being worked on when
+        the process stopped comes again): de-duplicate by the event's `id`. A cursor past retention raises
+        `BadRequestError` (`cursor_expired`): reconcile by reading the register, then delete the file."""
+        path = Path(cursor_file) if cursor_file is not None else None
+        cursor = after
+        if path is not None and path.exists():
+            cursor = path.read_text(encoding="ascii").strip() or after
+        while stop is None or not stop.is_set():
+            page = self.poll(after=cursor, wait=wait, limit=limit).data
+            if not isinstance(page, dict) or not isinstance(page.get("events"), list) or \
+                    not isinstance(page.get("next"), str):
+                raise ResponseVerificationError("unexpected_content", "An events page without events or next.")
+            yield from page["events"]
+            if page["next"] != cursor:
+                cursor = page["next"]
+                if path is not None:
+                    atomic_write(path, cursor.encode("ascii"), prefix=".cursor-")
 
 
 class ClientFilters(TypedDict, total=False):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 AGENCY_SCOPES: dict[str, frozenset[str]] = {
-    "interior": frozenset({"returnees:read", "returnees:write"}),
-    "border": frozenset({"returnees:screen", "crossings:write"}),
-    "prosecutor": frozenset({"returnees:read", "decisions:write"}),
+    "interior": frozenset({"returnees:read", "returnees:write", "events:read"}),
+    "border": frozenset({"returnees:screen", "crossings:write", "events:read"}),
+    "prosecutor": frozenset({"returnees:read", "decisions:write", "events:read"}),
     "auditor": frozenset({"audit:read"}),
     "security": frozenset({"clients:admin", "keys:admin"}),
 }

@@ -8,6 +8,7 @@ __all__ = [
     "DuplicateRegisterNumber",
     "InvalidState",
     "InvalidTransition",
+    "ManifestTooLarge",
     "NotPermitted",
     "RecordNotFound",
     "ValidationFailed",
@@ -29,3 +30,10 @@ class InvalidState(Conflict):
 
     code = "invalid_state"
     default_message = "The returnee is not in a status where this can be recorded."
+
+
+class ManifestTooLarge(ValidationFailed):
+    """More travellers than one manifest may list (`MANIFEST_LIMIT`)."""
+
+    code = "manifest_too_large"
+    default_message = "A manifest lists at most 500 travellers; send it in parts."

@@ -468,6 +468,11 @@ def _active_instruction_view(agency: str) -> type[Schema]:
     return type(f"ActiveBorderInstruction{agency.title()}View", (AgencyView,), shown)
 
 
+def active_instruction_view(agency: str) -> type[Schema]:
+    """The LIMITED view of a returnee's instruction (events shape an instruction for the border with it)."""
+    return _active_instruction_view(agency)
+
+
 AGENCIES = ("interior", "border", "prosecutor")
 
 
@@ -508,6 +513,53 @@ class ScreeningQuerySchema(Strict):
     def _one_way(self, data: dict[str, Any], **_: Any) -> None:
         if ("document_number" in data) == ("name" in data):
             raise ValidationError("Search by document_number, or by name (with birth_date).", field_name="_schema")
+
+
+class ManifestTravellerSchema(Strict):
+    """One traveller of a manifest (advance passenger information)."""
+
+    name = fields.String(required=True, validate=validate.Length(min=2, max=600))
+    birth_date = PartialDate(allow_none=True)
+    document_number = fields.String(allow_none=True, validate=validate.Length(min=1, max=40))
+    nationality = fields.String(allow_none=True, validate=COUNTRY)
+    flight = fields.String(allow_none=True, validate=validate.Length(min=1, max=32))
+    crossing_point = fields.String(allow_none=True, validate=validate.Length(min=1, max=100))
+    expected_arrival = fields.AwareDateTime(allow_none=True)
+
+    @validates_schema
+    def _where(self, data: dict[str, Any], **_: Any) -> None:
+        if not data.get("flight") and not data.get("crossing_point"):
+            raise ValidationError("Give the flight or the crossing point.", field_name="flight")
+
+
+class ManifestSchema(Strict):
+    travellers = fields.List(fields.Nested(ManifestTravellerSchema), required=True,
+                             validate=validate.Length(min=1),
+                             metadata={"description": "At most 500 (422 manifest_too_large beyond)."})
+    limit = fields.Integer(load_default=5, validate=validate.Range(min=1, max=20),
+                           metadata={"description": "Candidates per traveller."})
+    min_score = fields.Float(load_default=70.0, validate=validate.Range(min=0, max=100))
+
+
+class ManifestTravellerResultView(Schema):
+    class Meta:
+        ordered = True
+
+    index = fields.Integer(metadata={"description": "The traveller's position in the manifest, from 0."})
+    name = fields.String()
+    document_number = fields.String(allow_none=True)
+    flight = fields.String(allow_none=True)
+    crossing_point = fields.String(allow_none=True)
+    candidates = fields.List(fields.Nested(ScreeningHitView))
+
+
+class ManifestResultView(Schema):
+    class Meta:
+        ordered = True
+
+    travellers = fields.List(fields.Nested(ManifestTravellerResultView))
+    screened = fields.Integer()
+    with_candidates = fields.Integer()
 
 
 # ---- listing ------------------------------------------------------------------------------------------------------

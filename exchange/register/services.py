@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -25,10 +25,18 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import StaleDataError
 
 from exchange.db import Record, changed, utcnow, version_holds
+from exchange.events.services import Outbox
 from exchange.identity import Caller
 from exchange.protocol.errors import Conflict, PreconditionFailed, ValidationFailed
 from exchange.register import policy
-from exchange.register.errors import DuplicateRegisterNumber, InvalidState, InvalidTransition, RecordNotFound
+from exchange.register.errors import (
+    DuplicateRegisterNumber,
+    InvalidState,
+    InvalidTransition,
+    ManifestTooLarge,
+    RecordNotFound,
+)
+from exchange.register.events import RegisterEvents, is_hit
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_requester, check_transition
 from exchange.register.matching import (
     Candidate,
@@ -61,6 +69,7 @@ JOINED_ROWS_LIMIT = 16
 # Name screening scores at most this many returnees per query: those sharing the most query words (by retrieval
 # key, `matching.query_blocks`) with it, among those born in a year that can still reach the threshold.
 SCREENING_CANDIDATES = 100
+MANIFEST_LIMIT = 500  # travellers per manifest
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -243,9 +252,11 @@ _CANDIDATE_NAMES = (
 class RegisterService:
     """Returnees and their records, as each agency may see and change them."""
 
-    def __init__(self, *, session: Session, clock: Clock = utcnow) -> None:
+    def __init__(self, *, session: Session, clock: Clock = utcnow, request_id: str | None = None) -> None:
+        """`request_id`: the request that causes the changes (each event's `cause`)."""
         self.session = session
         self.clock = clock
+        self.events = RegisterEvents(outbox=Outbox(session=session, clock=clock), request_id=request_id)
 
     # ---- reads -------------------------------------------------------------------------------------------------
 
@@ -330,8 +341,12 @@ class RegisterService:
         if to == "vetted" and returnee.status == "under_vetting" and not returnee.vetting_assessments:
             raise InvalidTransition("Record a vetting assessment before marking the returnee vetted.")
         check_transition(status=returnee.status, to=to, agency=caller.agency, via=Via.TRANSITION)
-        returnee.status = to
+        old, returnee.status = returnee.status, to
         self._flush_versioned()
+        if old == "under_vetting" and to == "vetted":
+            self.events.vetting_completed(caller, returnee, old)
+        else:
+            self.events.status_changed(caller, returnee, old)
         return returnee
 
     # ---- records that belong to a returnee ---------------------------------------------------------------------
@@ -362,12 +377,16 @@ class RegisterService:
         self._check_window(fields["valid_from"], fields.get("valid_until"))
         if returnee.status == "closed":
             raise InvalidState("The returnee's file is closed; no instruction can be issued.")
+        old = returnee.status
         if fields["instruction"] == "ASSIST_RETURN" and returnee.status == "reported":
             check_transition(status=returnee.status, to="expected", agency=caller.agency, via=Via.INSTRUCTION)
             returnee.status = "expected"
         instruction = BorderInstruction(returnee=returnee, **fields)
         self.session.add(instruction)
         self._flush_versioned()
+        self.events.instruction_issued(caller, instruction)
+        if returnee.status != old:
+            self.events.status_changed(caller, returnee, old)
         return instruction
 
     def record_crossing(self, caller: Caller, data: Mapping[str, Any]) -> BorderCrossing:
@@ -382,8 +401,10 @@ class RegisterService:
         if returnee is None:
             crossing.flagged_for_interior = crossing.direction == "entry"
         else:
-            self._attach_crossing(crossing, returnee, by=caller.agency)
+            self._attach_crossing(crossing, returnee, by=caller)
         self._flush_versioned()
+        if crossing.flagged_for_interior:
+            self.events.crossing_unmatched(caller, crossing)
         return crossing
 
     def record_vetting(self, caller: Caller, data: Mapping[str, Any]) -> VettingAssessment:
@@ -409,12 +430,14 @@ class RegisterService:
                 f"A prosecutorial decision is recorded while a returnee is under_review, not {returnee.status}."
             )
         target = DECISION_TARGET[fields["decision"]]
+        old = returnee.status
         if target is not None:
             check_transition(status=returnee.status, to=target, agency=caller.agency, via=Via.DECISION)
             returnee.status = target
         decision = ProsecutorialDecision(returnee=returnee, **fields)
         self.session.add(decision)
         self._flush_versioned()
+        self.events.decision_recorded(caller, decision, old)
         return decision
 
     def update_record(
@@ -429,17 +452,19 @@ class RegisterService:
         link_to = fields.pop("returnee_id", None) if isinstance(record, BorderCrossing) else None
         # Load what we link to before changing anything, so that the record is written in one UPDATE.
         link_target = self._load(Returnee, link_to, for_write=True) if link_to is not None else None
-        self._write(record, fields)
+        changed_fields = self._write(record, fields)
         if isinstance(record, BorderInstruction):
             self._check_window(record.valid_from, record.valid_until)
         if isinstance(record, BorderCrossing):
             if link_target is not None:
                 if record.returnee_id is not None:
                     raise InvalidState("This crossing is already linked to a returnee.")
-                self._attach_crossing(record, link_target, by=caller.agency)
+                self._attach_crossing(record, link_target, by=caller)
             elif record.returnee is not None and "emergency_document_number" in fields:
                 self._add_emergency_document(record.returnee, record.emergency_document_number)
         self._flush_versioned()
+        if isinstance(record, BorderInstruction) and changed_fields:
+            self.events.instruction_issued(caller, record)
         return record
 
     # ---- screening ---------------------------------------------------------------------------------------------
@@ -526,6 +551,51 @@ class RegisterService:
             for rid, values in names.items()
         }
 
+    def report_hits(self, caller: Caller, hits: Iterable[ScreeningHit], *,
+                    traveller: Mapping[str, Any] | None = None) -> int:
+        """Write a `screening.hit` event for each candidate with an active border instruction or a score at or above
+        the hit threshold (events.md); returns how many."""
+        now = self.clock()
+        count = 0
+        for hit in hits:
+            if is_hit(hit.returnee, hit.score, now=now):
+                self.events.screening_hit(caller, hit.returnee, score=hit.score, matched_on=hit.matched_on,
+                                          traveller=traveller or {})
+                count += 1
+        return count
+
+    def screen_manifest(
+        self, caller: Caller, travellers: Sequence[Mapping[str, Any]], *, limit: int, min_score: float
+    ) -> list[list[ScreeningHit]]:
+        """Screen a manifest (advance passenger information): each traveller's candidates, best first, and a
+        `screening.hit` event for each hit. At most MANIFEST_LIMIT travellers (422 `manifest_too_large`)."""
+        policy.require_screening(caller.agency)
+        if len(travellers) > MANIFEST_LIMIT:
+            raise ManifestTooLarge(f"A manifest lists at most {MANIFEST_LIMIT} travellers, not {len(travellers)}; "
+                                   "send it in parts.")
+        answers = []
+        for traveller in travellers:
+            hits = self._screen_traveller(caller, traveller, limit=limit, min_score=min_score)
+            self.report_hits(caller, hits, traveller=traveller)
+            answers.append(hits)
+        return answers
+
+    def _screen_traveller(
+        self, caller: Caller, traveller: Mapping[str, Any], *, limit: int, min_score: float
+    ) -> list[ScreeningHit]:
+        """One traveller of a manifest, by document number and by name, each returnee once at its best score. The
+        one place a manifest screens: a batch screening service can replace this loop without touching the rest."""
+        best: dict[uuid.UUID, ScreeningHit] = {}
+        found: list[ScreeningHit] = []
+        if traveller.get("document_number"):
+            found += self.screen_by_document(caller, traveller["document_number"])
+        found += self.screen_by_name(caller, name=traveller["name"], birth_date=traveller.get("birth_date"),
+                                     limit=limit, min_score=min_score)
+        for hit in found:
+            if hit.returnee.id not in best or hit.score > best[hit.returnee.id].score:
+                best[hit.returnee.id] = hit
+        return sorted(best.values(), key=lambda h: -h.score)[:limit]
+
     # ---- internals ---------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -589,7 +659,7 @@ class RegisterService:
         if if_match is not None and record.version != if_match:
             raise PreconditionFailed(f"The record is at version {record.version}, not {if_match}.")
 
-    def _write(self, record: Record, changes: Mapping[str, Any]) -> None:
+    def _write(self, record: Record, changes: Mapping[str, Any]) -> bool:
         """Apply changes; only a write that changes a value touches `updated_at` and makes a new version. A write that
         changes nothing (every field sent at its current value) leaves version, ETag and `updated_at` as they were;
         its version is still confirmed under the row's write lock (`version_holds`), so a stale If-Match is never
@@ -598,8 +668,10 @@ class RegisterService:
             setattr(record, name, value)
         if changed(record):
             record.updated_at = self.clock()
-        elif not version_holds(self.session, record):
+            return True
+        if not version_holds(self.session, record):
             raise PreconditionFailed()
+        return False
 
     def _flush_versioned(self) -> None:
         try:
@@ -614,7 +686,7 @@ class RegisterService:
         if valid_until is not None and valid_until <= valid_from:
             raise ValidationFailed(errors={"valid_until": ["valid_until must be after valid_from."]})
 
-    def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee, *, by: str) -> None:
+    def _attach_crossing(self, crossing: BorderCrossing, returnee: Returnee, *, by: Caller) -> None:
         """Link a crossing to its returnee; an entry moves a reported or expected returnee to arrived.
 
         A closed file refuses interior's link (interior sees the status). A crossing the border records for a closed
@@ -623,7 +695,8 @@ class RegisterService:
         Interior finds the crossing on the closed returnee."""
         crossing.returnee = returnee
         crossing.flagged_for_interior = False
-        if returnee.status == "closed" and policy.status_in_terms(by, "closed") == "closed":
+        old = returnee.status
+        if returnee.status == "closed" and policy.status_in_terms(by.agency, "closed") == "closed":
             raise InvalidState("The returnee's file is closed; reopen it before recording crossings.")
         if crossing.direction == "entry" and returnee.status in ("reported", "expected"):
             # The arrival is the border's act (it recorded the entry), also when interior links the crossing later.
@@ -631,6 +704,9 @@ class RegisterService:
             returnee.status = "arrived"
         if crossing.emergency_document_number:
             self._add_emergency_document(returnee, crossing.emergency_document_number)
+        if returnee.status != old:
+            self._flush_versioned()  # the returnee's new version is part of what the receivers are shown
+            self.events.arrived(by, returnee, old)
 
     def _add_emergency_document(self, returnee: Returnee, number: str | None) -> None:
         """The emergency travel document issued at the border joins the returnee's identifications (and screening)."""

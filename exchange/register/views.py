@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Response, jsonify, url_for
+from flask import Response, g, jsonify, url_for
 from flask.views import MethodView
 from marshmallow import RAISE, Schema
 
@@ -52,7 +52,7 @@ RETURNEE_VIEWS: AgencyViews = s.views_of(Returnee)
 
 
 def service() -> RegisterService:
-    return RegisterService(session=db.session)
+    return RegisterService(session=db.session, request_id=g.get("request_id"))
 
 
 @functools.cache
@@ -279,8 +279,30 @@ class Screening(MethodView):
                 caller, name=query["name"], birth_date=query.get("birth_date"), limit=query["limit"],
                 min_score=query["min_score"], collections=returnee_collections(s.BorderReturneeView),
             )
+        registry = service()
+        registry.report_hits(caller, hits)
         touch(*(hit.returnee.id for hit in hits))
         return {"candidates": hits}
+
+
+@blp.route("/screening/manifests")
+class ScreeningManifests(MethodView):
+    @protected(scopes={"returnees:screen"})
+    @blp.arguments(s.ManifestSchema)
+    @blp.response(200, s.ManifestResultView)
+    def post(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Screen a manifest of up to 500 travellers (advance passenger information; border)"""
+        caller = current_caller()
+        travellers = manifest["travellers"]
+        answers = service().screen_manifest(caller, travellers, limit=manifest["limit"],
+                                            min_score=manifest["min_score"])
+        touch(*(hit.returnee.id for hits in answers for hit in hits))  # one audit entry, every record returned
+        return {
+            "travellers": [{"index": index, **traveller, "candidates": hits}
+                           for index, (traveller, hits) in enumerate(zip(travellers, answers, strict=True))],
+            "screened": len(travellers),
+            "with_candidates": sum(1 for hits in answers if hits),
+        }
 
 
 # ---- the records of a returnee: one shape, five kinds ---------------------------------------------------------------

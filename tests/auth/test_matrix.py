@@ -14,11 +14,18 @@ import pytest
 from flask import Flask
 
 from exchange.protocol.policy import AGENCY_SCOPES, ALL_SCOPES, PURPOSES
-from tests.auth.conftest import Partner
+from tests.auth.conftest import ISSUER, Partner
 from tests.conftest import route_scopes
 from tests.register.test_need_to_know import NO_SCOPE, PAGING, REFUSED, SAMPLES
 
 AGENCIES = sorted(AGENCY_SCOPES)
+
+
+@pytest.fixture
+def oauth_app(make_app: Callable[..., Flask]) -> Flask:
+    """The released authenticator, without rate limits: the matrix sends a few hundred calls a second from one
+    source, and what it checks is the guard, not the limiter (tests/test_limits.py covers that)."""
+    return make_app(AUTHENTICATOR=None, ISSUER=ISSUER, RATE_LIMITS_ENABLED=False)
 
 READ = {"returnees:read", "returnees:screen"}
 WRITE = {"returnees:write"}
@@ -31,6 +38,8 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/v1/returnees/<uuid:returnee_id>"): WRITE,
     ("POST", "/v1/returnees/<uuid:returnee_id>/transitions"): {"returnees:write", "crossings:write", "decisions:write"},
     ("POST", "/v1/screening"): {"returnees:screen"},
+    ("POST", "/v1/screening/manifests"): {"returnees:screen"},
+    ("GET", "/v1/events"): {"events:read"},
     ("GET", "/v1/hotline-contacts"): {"returnees:read"},
     ("POST", "/v1/hotline-contacts"): WRITE,
     ("GET", "/v1/hotline-contacts/<uuid:record_id>"): {"returnees:read"},
@@ -57,6 +66,11 @@ EXPECTED: dict[tuple[str, str], set[str]] = {
     ("PATCH", "/v1/clients/<string:client_id>"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys"): {"clients:admin"},
     ("POST", "/v1/clients/<string:client_id>/keys/<string:kid>/revocation"): {"clients:admin"},
+    ("GET", "/v1/clients/<string:client_id>/webhooks"): {"clients:admin"},
+    ("POST", "/v1/clients/<string:client_id>/webhooks"): {"clients:admin"},
+    ("GET", "/v1/clients/<string:client_id>/webhooks/<uuid:webhook_id>"): {"clients:admin"},
+    ("DELETE", "/v1/clients/<string:client_id>/webhooks/<uuid:webhook_id>"): {"clients:admin"},
+    ("GET", "/v1/clients/<string:client_id>/webhooks/<uuid:webhook_id>/deliveries"): {"clients:admin"},
     ("POST", "/v1/clients/me/keys"): set(ALL_SCOPES),  # any agency client, for its own keys
     ("GET", "/v1/keys"): {"keys:admin"},
     ("POST", "/v1/keys"): {"keys:admin"},

@@ -66,7 +66,7 @@ def test_token_is_an_eddsa_rfc9068_jwt_bound_to_the_dpop_key(partner: MakePartne
     claims = claims_of(body["access_token"])
     assert claims["iss"] == ISSUER and claims["aud"] == f"{ISSUER}/v1"
     assert claims["sub"] == claims["client_id"] == interior.client_id and claims["agency"] == "interior"
-    assert claims["scope"] == "returnees:read returnees:write" and claims["exp"] - claims["iat"] == 300
+    assert claims["scope"] == "events:read returnees:read returnees:write" and claims["exp"] - claims["iat"] == 300
     assert claims["cnf"] == {"jkt": interior.dpop_key.kid}
 
 

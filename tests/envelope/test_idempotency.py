@@ -61,7 +61,7 @@ def register(app: Flask, client_id: str, agency: str = "interior") -> PartnerKey
     with Session(app.extensions["exchange.db"]) as session:
         ClientService(session=session).register(
             {"client_id": client_id, "agency": agency, "name": "test", "keys": keys.registration(),
-             "scopes": ["returnees:read", "returnees:write"]}, officer="TJ-SEC-1")
+             "scopes": ["events:read", "returnees:read", "returnees:write"]}, officer="TJ-SEC-1")
         session.commit()
     return keys
 

@@ -66,7 +66,8 @@ def register(database_url: str, keys: PartnerKeys) -> str:
     with Session(engine) as session:
         ClientService(session=session).register(
             {"client_id": client_id, "agency": "interior", "name": "Ministry registry system",
-             "scopes": ["returnees:read", "returnees:write"], "keys": keys.registration()}, officer="TJ-SEC-0001")
+             "scopes": ["events:read", "returnees:read", "returnees:write"], "keys": keys.registration()},
+            officer="TJ-SEC-0001")
         session.commit()
     engine.dispose()
     return client_id

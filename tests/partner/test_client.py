@@ -322,7 +322,7 @@ def client(make_client: MakeClient) -> ExchangeClient:
 def test_a_token_is_obtained_with_private_key_jwt_and_a_dpop_proof(client: ExchangeClient, fake: FakeExchange) -> None:
     client.returnees.get(RETURNEE_ID)
     [request] = fake.token_requests
-    assert request["form"]["scope"] == "returnees:read returnees:write"
+    assert request["form"]["scope"] == "events:read returnees:read returnees:write"
     assert request["proof"].htu == f"{BASE}/oauth/token" and request["proof"].htm == "POST"
     assert request["proof"].jkt == client.dpop_jkt
     assert request["assertion"]["aud"] == BASE  # the issuer exactly, not the token endpoint
@@ -431,7 +431,7 @@ def test_an_agency_with_one_purpose_gets_it_by_default(clock: FakeClock) -> None
                         transport=httpx.MockTransport(fake.handle)) as client:
         client.screening.by_name("Gulmurod Halimov", birth_date="1975")
     assert fake.seen[0].proof.purpose == "border-screening"
-    assert fake.token_requests[0]["form"]["scope"] == "crossings:write returnees:screen"
+    assert fake.token_requests[0]["form"]["scope"] == "crossings:write events:read returnees:screen"
 
 
 # --- sealing requests -------------------------------------------------------------------------------------------------
