@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, delete, exists, func, inspect, or_, select
+from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, inspect, or_, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -66,10 +66,14 @@ R = TypeVar("R", bound=Record)
 # A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
 # of their sizes; typical records have one or two of each), and reads them one statement each beyond.
 JOINED_ROWS_LIMIT = 16
-# Name screening scores at most this many returnees per query: those sharing the most query words (by retrieval
-# key, `matching.query_blocks`) with it, among those born in a year that can still reach the threshold.
+# Name screening scores at most this many returnees per query: those sharing the rarest and most retrieval keys with
+# it (`matching.query_blocks`, each key weighted by its inverse document frequency in the register), among those
+# born in a year that can still reach the threshold.
 SCREENING_CANDIDATES = 100
 MANIFEST_LIMIT = 500  # travellers per manifest
+# A shared key weighs round(IDF_SCALE * ln((returnees + 1) / returnees having it)): integers, so the order of the
+# candidates (and the cut at SCREENING_CANDIDATES) is the same on every database.
+IDF_SCALE = 100
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -226,21 +230,32 @@ def _collection_read(name: str) -> Select[Any]:
         *(relationship.order_by or ()))
 
 
-def _name_candidates_read(*, years: bool, unknown: bool) -> Select[Any]:
-    """Returnees sharing any of `:blocks`, born in one of `:years` (and/or of unknown birth year), those sharing
-    the most first, at most `:limit`. Built once: one statement shape whatever the query (expanding parameters)."""
+def _name_candidates_read(weights: int, *, years: bool, unknown: bool) -> Select[Any]:
+    """Returnees sharing any of `:blocks`, born in one of `:years` (and/or of unknown birth year), ordered by the sum
+    of the weights of the keys they share (`:block_0`.. with `:weight_0`.., `weights` of them), at most `:limit`."""
     block = ReturneeNameBlock
     stmt = select(block.returnee_id).where(block.block.in_(bindparam("blocks", expanding=True)))
     if years:
         in_years = block.birth_year.in_(bindparam("years", expanding=True))
         stmt = stmt.where(or_(in_years, block.birth_year.is_(None)) if unknown else in_years)
-    return (stmt.group_by(block.returnee_id).order_by(func.count().desc(), block.returnee_id)
+    weight = case(*((block.block == bindparam(f"block_{i}"), bindparam(f"weight_{i}")) for i in range(weights)),
+                  else_=0)
+    return (stmt.group_by(block.returnee_id).order_by(func.sum(weight).desc(), block.returnee_id)
             .limit(bindparam("limit")))
 
 
-_NAME_CANDIDATES_ANY_YEAR = _name_candidates_read(years=False, unknown=True)
-_NAME_CANDIDATES_IN_YEARS = _name_candidates_read(years=True, unknown=False)
-_NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN = _name_candidates_read(years=True, unknown=True)
+@functools.lru_cache(maxsize=512)
+def _name_candidates_stmt(weights: int, years: bool, unknown: bool) -> Select[Any]:
+    """`_name_candidates_read`, built once per shape (the number of keys and the year condition)."""
+    return _name_candidates_read(weights, years=years, unknown=unknown)
+
+
+_BLOCK_FREQUENCIES = (
+    select(ReturneeNameBlock.block, func.count())
+    .where(ReturneeNameBlock.block.in_(bindparam("blocks", expanding=True)))
+    .group_by(ReturneeNameBlock.block)
+)
+_RETURNEE_COUNT = select(func.count()).select_from(Returnee)
 _CANDIDATE_NAMES = (
     select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original, Returnee.birth_date)
     .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
@@ -500,12 +515,15 @@ class RegisterService:
         self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float,
         collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
     ) -> list[list[ScreeningHit]]:
-        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one index lookup per
-        traveller, then the names and birth dates of every candidate of the batch in one read, and the matched
-        returnees in one more. Raises `ValueError` for a malformed birth date (the schemas refuse it first)."""
+        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one read of the frequency
+        of every retrieval key of the batch, one index lookup per traveller, then the names and birth dates of every
+        candidate of the batch in one read, and the matched returnees in one more. Raises `ValueError` for a
+        malformed birth date (the schemas refuse it first)."""
         policy.require_screening(caller.agency)
         queries = list(travellers)
-        retrieved = [self._name_candidate_ids(q, min_score) for q in queries]
+        blocks = [list(query_blocks(q.name)) for q in queries]
+        weights = self._block_weights({b for bs in blocks for b in bs})
+        retrieved = [self._name_candidate_ids(q, bs, weights, min_score) for q, bs in zip(queries, blocks, strict=True)]
         candidates = self._name_candidates({rid for ids in retrieved for rid in ids})
         ranked: list[list[Match]] = [
             rank_candidates(name=q.name, birth_date=q.birth_date, candidates=(candidates[rid] for rid in ids),
@@ -521,19 +539,37 @@ class RegisterService:
             for matches in ranked
         ]
 
-    def _name_candidate_ids(self, query: NameQuery, min_score: float) -> list[uuid.UUID]:
-        """The returnees to score for one query: sharing retrieval keys with it, born in a year that can reach
-        `min_score` (or of unknown birth date, when that can), those sharing the most keys first."""
-        blocks = list(query_blocks(query.name))
+    def _block_weights(self, blocks: set[str]) -> dict[str, int]:
+        """The weight of each retrieval key the register holds (`IDF_SCALE`): rare keys (a surname) weigh more than
+        common ones (Muhammad), so the candidates kept are those sharing the informative words. One read for the
+        whole batch; keys no returnee has are left out."""
         if not blocks:
+            return {}
+        frequencies: dict[str, int] = {
+            block: n for block, n in self.session.execute(_BLOCK_FREQUENCIES, {"blocks": sorted(blocks)})}
+        if not frequencies:
+            return {}
+        returnees = self.session.scalar(_RETURNEE_COUNT) or 0
+        total = max(returnees, max(frequencies.values())) + 1
+        return {b: max(1, round(IDF_SCALE * math.log(total / n))) for b, n in frequencies.items()}
+
+    def _name_candidate_ids(
+        self, query: NameQuery, blocks: list[str], weights: Mapping[str, int], min_score: float
+    ) -> list[uuid.UUID]:
+        """The returnees to score for one query: sharing retrieval keys with it, born in a year that can reach
+        `min_score` (or of unknown birth date, when that can), those sharing the heaviest keys first."""
+        present = sorted(b for b in blocks if b in weights)
+        if not present:
             return []
         years = candidate_birth_years(query.birth_date, min_score)
-        params: dict[str, Any] = {"blocks": blocks, "limit": SCREENING_CANDIDATES}
+        params: dict[str, Any] = {"blocks": present, "limit": SCREENING_CANDIDATES}
+        for i, block in enumerate(present):
+            params[f"block_{i}"], params[f"weight_{i}"] = block, weights[block]
         if years is None:
-            stmt = _NAME_CANDIDATES_ANY_YEAR
+            stmt = _name_candidates_stmt(len(present), False, True)
         else:
             params["years"], unknown = years
-            stmt = _NAME_CANDIDATES_IN_YEARS_OR_UNKNOWN if unknown else _NAME_CANDIDATES_IN_YEARS
+            stmt = _name_candidates_stmt(len(present), True, unknown)
         return list(self.session.scalars(stmt, params))
 
     def _name_candidates(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Candidate]:

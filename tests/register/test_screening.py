@@ -198,6 +198,16 @@ def test_the_candidates_sharing_most_query_words_are_scored_first(
     assert hits[0][0] == target and {rid for rid, _ in hits[1:]} == set(decoys)
 
 
+def test_rare_shared_words_outweigh_more_common_ones(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decoy shares the query's common given name (more retrieval keys), the target only its rare surname: the
+    keys are weighed by rarity, so the target is the candidate kept."""
+    add_returnees(app, [("Гулмурод", surname, "1975-05-14") for surname in ("Каримов", "Саидов", "Назаров", "Шарипов")])
+    [target] = add_returnees(app, [("Фарҳод", "Халимов", "1975-05-14")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Khalimov", birth_date="1975-05-14"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
+
+
 def test_the_migration_indexes_the_names_already_registered(app: Flask, database_url: str) -> None:
     add_returnees(app, [("Гулмурод", "Халимов", "1975-05-14"), ("Фирдавс", "Раҳимзода", None)])
     engine = app.extensions["exchange.db"]
