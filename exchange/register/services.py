@@ -595,7 +595,11 @@ class RegisterService:
         count = 0
         for hit in hits:
             if is_hit(hit.returnee, hit.score, now=now):
-                self.events.screening_hit(caller, hit.returnee, score=hit.score, matched_on=hit.matched_on,
+                # screening loads only what the border's view shows; the event is shaped by interior's view, so
+                # the returnee is read again with every collection (hits are rare)
+                whole = self.session.get(Returnee, hit.returnee.id, options=self._returnee_loads(),
+                                         populate_existing=True)
+                self.events.screening_hit(caller, whole or hit.returnee, score=hit.score, matched_on=hit.matched_on,
                                           traveller=traveller or {})
                 count += 1
         return count
