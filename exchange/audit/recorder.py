@@ -40,7 +40,9 @@ from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import AppendedEntry, AuditLog, Event, PublishedCheckpoint, QueuedEntry, Signer
+from exchange.audit.entries import Event
+from exchange.audit.sequencing import AppendedEntry, QueuedEntry
+from exchange.audit.services import AuditLog, PublishedCheckpoint, Signer
 from exchange.db import db, utcnow
 from exchange.identity import Caller
 from exchange.keys.errors import KeyStoreError

@@ -33,7 +33,7 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
-from exchange.audit.services import Envelope as AuditEnvelope
+from exchange.audit.entries import Envelope as AuditEnvelope
 from exchange.clients.keys import newest_active_enc_key, sign_key
 from exchange.clients.models import ClientKey
 from exchange.db import db, utcnow
