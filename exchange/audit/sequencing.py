@@ -38,7 +38,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from functools import cached_property
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, and_, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -176,7 +177,36 @@ class _Head:
     checkpoint_size: int
 
 
+
+
 _Rows = tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[AppendedEntry]]
+
+
+class Sequencer(Protocol):
+    """What sequencing does differently on each database, in the log's session (`Sequencing` does the rest)."""
+
+    def enqueue(self, row: dict[str, Any]) -> tuple[int, int]:
+        """Insert a queue row in the caller's transaction: its id, and the log's size then."""
+        ...
+
+    def settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
+        """One integration in a transaction of its own: (whether it sequenced anything, the entry if known)."""
+        ...
+
+    def lock_head(self) -> _Head:
+        """Lock the head row for the rest of the transaction (creating it in an empty log) and read it."""
+        ...
+
+    def take_queued(self, limit: int) -> list[_Item]:
+        """Remove up to `limit` committed queue rows, oldest first, under the head lock, and return them."""
+        ...
+
+    def write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
+              *, size: int, frontier: bytes) -> None:
+        """Write the rows and move the head in as few round trips as possible while the lock is held."""
+        ...
+
+
 class Sequencing:
     """The log's writing half (queue, settle, integrate, append) under the head lock; `AuditLog` is one."""
 
@@ -187,6 +217,10 @@ class Sequencing:
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
+    @cached_property
+    def _sequencer(self) -> Sequencer:
+        return PostgresSequencer(self) if self._dialect == "postgresql" else SqliteSequencer(self)
+
     # ---- writing ---------------------------------------------------------------------------------------------------
 
     def enqueue(self, events: Sequence[Event]) -> list[QueuedEntry]:
@@ -196,13 +230,7 @@ class Sequencing:
         try:
             queued: list[QueuedEntry] = []
             for event in events:
-                row = _queue_row(event)
-                if self._dialect == "postgresql":  # straight to the driver, in the session's transaction
-                    driver = self.session.connection().connection.driver_connection
-                    queue_id, floor = driver.execute(_RAW_ENQUEUE, row).fetchone()  # type: ignore[union-attr]
-                else:
-                    queue_id = self.session.execute(insert(_queue).values(row).returning(_queue.c.id)).scalar_one()
-                    floor = self.size()
+                queue_id, floor = self._sequencer.enqueue(_queue_row(event))
                 queued.append(QueuedEntry(queue_id=queue_id, floor=floor))
         except (SQLAlchemyError, ValueError) as e:
             raise AuditUnavailable() from e
@@ -242,10 +270,7 @@ class Sequencing:
         failures = 0
         while True:
             try:
-                if self._dialect == "postgresql":
-                    done, mine = self._settle_round_postgresql(queued)
-                else:
-                    done, mine = self._settle_round(queued)
+                done, mine = self._sequencer.settle_round(queued)
             except Exception as e:  # SQLAlchemy's errors, and the driver's own on the PostgreSQL path
                 self.session.rollback()
                 failures += 1
@@ -256,67 +281,6 @@ class Sequencing:
                 return mine
             if not done:  # neither queued nor sequenced: the row was removed behind the log's back
                 raise AuditUnavailable("The audit entry is neither queued nor in the log.")
-
-    def _settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
-        """One integration in a transaction of its own: (whether it sequenced anything, the entry if known)."""
-        integrated = self.integrate()
-        if integrated:
-            self.session.commit()
-        else:
-            self.session.rollback()  # release the lock before looking: whoever took the row has committed
-        return bool(integrated), integrated.get(queued.queue_id) or self.find(queued)
-
-    def _settle_round_postgresql(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
-        """`_settle_round` through the driver (psycopg) on the session's connection, in as few statements as it
-        takes: `_RAW_SETTLE` (take the queued rows, then lock the head if it took any); if the call's own row was not
-        among them, another call took it and has committed (the take waited for it), so look it up; then write and
-        commit, or roll back. A call whose row another call took holds no lock and waits only for that commit.
-        (psycopg's pipeline mode would save round trips but costs more CPU than it saves on a small machine.)"""
-        driver, own = self._driver()
-        try:
-            rows = driver.execute(_RAW_SETTLE, {"limit": INTEGRATE_BATCH}).fetchall()
-            mine = None
-            if not any(row[0] == queued.queue_id for row in rows):
-                found = driver.execute(_RAW_FIND, {"floor": queued.floor, "queue_id": queued.queue_id}).fetchone()
-                mine = None if found is None else AppendedEntry(index=found[0], leaf_hash=found[1])
-            if not rows:
-                driver.rollback()
-            elif rows[0][9] is None:  # an empty log without its head row: create it, then take the rows again
-                driver.rollback()
-                self._end(own)
-                self._lock_head()
-                self.session.commit()
-                return True, mine
-            else:
-                items = sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
-                head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
-                (entry_rows, record_rows, node_rows, appended), size, frontier = self._rows(head, items)
-                parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
-                with driver.pipeline():  # the write and the COMMIT in one round trip: the head is locked meanwhile
-                    driver.execute(_RAW_WRITE, parameters)
-                    driver.commit()
-                for item, entry in zip(items, appended, strict=True):
-                    if item.queue_id == queued.queue_id:
-                        mine = entry
-        except BaseException:
-            driver.rollback()
-            raise
-        finally:
-            self._end(own)
-        return bool(rows), mine
-
-    def _driver(self) -> tuple[Any, bool]:
-        """The session's psycopg connection, and whether it is used outside any SQLAlchemy transaction (a session
-        bound to a connection, as a request's is, between transactions: SQLAlchemy's bookkeeping is skipped)."""
-        bind = self.session.get_bind()
-        if isinstance(bind, Connection) and not self.session.in_transaction() and not bind.in_transaction():
-            return bind.connection.driver_connection, True
-        return self.session.connection().connection.driver_connection, False
-
-    def _end(self, own: bool) -> None:
-        """End the session's transaction after the driver ended its own (nothing is sent then)."""
-        if not own:
-            self.session.rollback()
 
     def append(self, events: Sequence[Event]) -> list[AppendedEntry]:
         """Synchronously: sequence what is queued, then give the events the next indices and write them, their tree
@@ -332,18 +296,6 @@ class Sequencing:
         except (SQLAlchemyError, ValueError) as e:
             raise AuditUnavailable() from e
         return appended[len(queued):]
-
-    def _take_queued(self, limit: int) -> list[_Item]:
-        """Remove up to `limit` committed queue rows, oldest first, under the head lock, and return them."""
-        if self._dialect == "postgresql":
-            rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
-            return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
-        # SQLite: the head lock is the database write lock, so no other transaction can be adding rows.
-        rows = self.session.execute(select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id)
-                                    .limit(limit)).all()
-        if rows:
-            self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
-        return [_Item.taken(r) for r in rows]
 
     def _sequence(self, head: _Head, items: Sequence[_Item]) -> list[AppendedEntry]:
         """Give the items the indices after `head`, and write them, their tree nodes and the new head (locked)."""
@@ -372,45 +324,153 @@ class Sequencing:
             appended.append(AppendedEntry(index=index, leaf_hash=leaf_hash))
         return (entry_rows, record_rows, node_rows, appended), frontier.size, frontier.encode()
 
+    def _take_queued(self, limit: int) -> list[_Item]:
+        """Remove up to `limit` committed queue rows, oldest first, under the head lock, and return them."""
+        return self._sequencer.take_queued(limit)
+
     def _write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
                *, size: int, frontier: bytes) -> None:
         """Write the rows and move the head in as few round trips as possible while the lock is held."""
-        if self._dialect == "postgresql":
-            # One statement, compiled once for any batch size: each table's rows as arrays, unnested by a
-            # data-modifying WITH query (those run exactly once, whether or not the main statement reads them).
-            self.session.execute(_PG_WRITE, _write_parameters(entries, records, nodes, size=size, frontier=frontier))
-            return
-        for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
-            if rows:
-                self.session.execute(insert(table), rows)
-        self.session.execute(update(_head).where(_head.c.id == 1).values(size=size, frontier=frontier))
+        self._sequencer.write(entries, records, nodes, size=size, frontier=frontier)
 
     def _lock_head(self) -> _Head:
         """Lock the head row for the rest of the transaction (creating it in an empty log) and read it."""
-        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
-        if self._dialect == "sqlite":
-            # A SELECT takes no lock on SQLite: write first (creating the head if needed), which takes the
-            # database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
-            self.session.execute(self._create_head())
-            row = self.session.execute(columns).one()
-        else:
-            locked = self.session.execute(columns.with_for_update()).one_or_none()
-            if locked is None:  # an empty log: create the head, or wait for whoever is creating it, and lock it
-                self.session.execute(self._create_head())
-                locked = self.session.execute(columns.with_for_update()).one()
-            row = locked
-        return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
+        return self._sequencer.lock_head()
 
     def _read_head(self) -> _Head:
         row = self.session.execute(select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size)
                                    .where(AuditHead.id == 1)).one()
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
 
-    def _create_head(self) -> Any:
-        insert_ = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
-        return insert_(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
-            index_elements=[AuditHead.id]
-        )
-
     def size(self) -> int:
         return self.session.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0
+
+
+class PostgresSequencer:
+    """PostgreSQL: `SELECT ... FOR UPDATE` on the head, `SKIP LOCKED` takes, and the hot statements straight to the
+    driver (psycopg) on the session's connection."""
+
+    def __init__(self, log: Sequencing) -> None:
+        self.log = log
+        self.session = log.session
+
+    def enqueue(self, row: dict[str, Any]) -> tuple[int, int]:
+        driver = self.session.connection().connection.driver_connection  # in the session's transaction
+        queue_id, floor = driver.execute(_RAW_ENQUEUE, row).fetchone()  # type: ignore[union-attr]
+        return queue_id, floor
+
+    def settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
+        """One integration through the driver (psycopg) on the session's connection, in as few statements as it takes:
+        `_RAW_SETTLE` (take the queued rows, then lock the head if it took any); if the call's own row was not among
+        them, another call took it and has committed (the take waited for it), so look it up; then write and commit,
+        or roll back. A call whose row another call took holds no lock and waits only for that commit. (psycopg's
+        pipeline mode would save round trips but costs more CPU than it saves on a small machine.)"""
+        driver, own = self._driver()
+        try:
+            rows = driver.execute(_RAW_SETTLE, {"limit": INTEGRATE_BATCH}).fetchall()
+            mine = None
+            if not any(row[0] == queued.queue_id for row in rows):
+                found = driver.execute(_RAW_FIND, {"floor": queued.floor, "queue_id": queued.queue_id}).fetchone()
+                mine = None if found is None else AppendedEntry(index=found[0], leaf_hash=found[1])
+            if not rows:
+                driver.rollback()
+            elif rows[0][9] is None:  # an empty log without its head row: create it, then take the rows again
+                driver.rollback()
+                self._end(own)
+                self.lock_head()
+                self.session.commit()
+                return True, mine
+            else:
+                items = sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
+                head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
+                (entry_rows, record_rows, node_rows, appended), size, frontier = Sequencing._rows(head, items)
+                parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
+                with driver.pipeline():  # the write and the COMMIT in one round trip: the head is locked meanwhile
+                    driver.execute(_RAW_WRITE, parameters)
+                    driver.commit()
+                for item, entry in zip(items, appended, strict=True):
+                    if item.queue_id == queued.queue_id:
+                        mine = entry
+        except BaseException:
+            driver.rollback()
+            raise
+        finally:
+            self._end(own)
+        return bool(rows), mine
+
+    def _driver(self) -> tuple[Any, bool]:
+        """The session's psycopg connection, and whether it is used outside any SQLAlchemy transaction (a session
+        bound to a connection, as a request's is, between transactions: SQLAlchemy's bookkeeping is skipped)."""
+        bind = self.session.get_bind()
+        if isinstance(bind, Connection) and not self.session.in_transaction() and not bind.in_transaction():
+            return bind.connection.driver_connection, True
+        return self.session.connection().connection.driver_connection, False
+
+    def _end(self, own: bool) -> None:
+        """End the session's transaction after the driver ended its own (nothing is sent then)."""
+        if not own:
+            self.session.rollback()
+
+    def lock_head(self) -> _Head:
+        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
+        locked = self.session.execute(columns.with_for_update()).one_or_none()
+        if locked is None:  # an empty log: create the head, or wait for whoever is creating it, and lock it
+            self.session.execute(postgresql_insert(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0)
+                                 .on_conflict_do_nothing(index_elements=[AuditHead.id]))
+            locked = self.session.execute(columns.with_for_update()).one()
+        return _Head(size=locked.size, frontier=locked.frontier, checkpoint_size=locked.checkpoint_size)
+
+    def take_queued(self, limit: int) -> list[_Item]:
+        rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
+        return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
+
+    def write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
+              *, size: int, frontier: bytes) -> None:
+        # One statement, compiled once for any batch size: each table's rows as arrays, unnested by a
+        # data-modifying WITH query (those run exactly once, whether or not the main statement reads them).
+        self.session.execute(_PG_WRITE, _write_parameters(entries, records, nodes, size=size, frontier=frontier))
+
+
+class SqliteSequencer:
+    """SQLite: the head lock is the database's write lock (one writer at a time), plain SQLAlchemy statements."""
+
+    def __init__(self, log: Sequencing) -> None:
+        self.log = log
+        self.session = log.session
+
+    def enqueue(self, row: dict[str, Any]) -> tuple[int, int]:
+        queue_id = self.session.execute(insert(_queue).values(row).returning(_queue.c.id)).scalar_one()
+        return queue_id, self.log.size()
+
+    def settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
+        """One integration in a transaction of its own: (whether it sequenced anything, the entry if known)."""
+        integrated = self.log.integrate()
+        if integrated:
+            self.session.commit()
+        else:
+            self.session.rollback()  # release the lock before looking: whoever took the row has committed
+        return bool(integrated), integrated.get(queued.queue_id) or self.log.find(queued)
+
+    def lock_head(self) -> _Head:
+        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
+        # A SELECT takes no lock on SQLite: write first (creating the head if needed), which takes the
+        # database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
+        self.session.execute(sqlite_insert(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0)
+                             .on_conflict_do_nothing(index_elements=[AuditHead.id]))
+        row = self.session.execute(columns).one()
+        return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
+
+    def take_queued(self, limit: int) -> list[_Item]:
+        # The head lock is the database write lock, so no other transaction can be adding rows.
+        rows = self.session.execute(select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id)
+                                    .limit(limit)).all()
+        if rows:
+            self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
+        return [_Item.taken(r) for r in rows]
+
+    def write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
+              *, size: int, frontier: bytes) -> None:
+        for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
+            if rows:
+                self.session.execute(insert(table), rows)
+        self.session.execute(update(_head).where(_head.c.id == 1).values(size=size, frontier=frontier))
