@@ -41,6 +41,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol, cast
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Table, and_, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -65,7 +66,7 @@ _records = cast(Table, AuditEntryRecord.__table__)
 _nodes = cast(Table, AuditNode.__table__)
 _head = cast(Table, AuditHead.__table__)
 _queue = cast(Table, AuditQueued.__table__)
-# A queued row as the statements that take it return it (`_Item.taken` reads it in this order).
+# The columns of a queued row, as the statements that take it return them (`_Item.taken` reads them by name).
 _QUEUED = ("id", "leaf", "time", "action", "outcome", "agency", "client_id", "purpose", "record_ids")
 INTEGRATE_BATCH = 5000  # queue rows sequenced per transaction at most (a backlog is worked off in several)
 # Every row of an integration in one JSON parameter (bytes in hex), unpacked by data-modifying WITH queries (those
@@ -92,7 +93,7 @@ UPDATE audit_head SET size = :size, frontier = :frontier WHERE id = 1
 _RAW_ENQUEUE = """
 INSERT INTO audit_queue (leaf, time, action, outcome, agency, client_id, purpose, record_ids)
 VALUES (%(leaf)s, %(time)s, %(action)s, %(outcome)s, %(agency)s, %(client_id)s, %(purpose)s, %(record_ids)s)
-RETURNING id, COALESCE((SELECT size FROM audit_head WHERE id = 1), 0)
+RETURNING id, COALESCE((SELECT size FROM audit_head WHERE id = 1), 0) AS floor
 """
 # Under the head lock (`append`, `checkpoint`): take the oldest committed queue rows, skipping rows that a settling
 # call has taken and not committed yet (it waits for this lock next; waiting for its rows here would deadlock).
@@ -159,11 +160,10 @@ class _Item:
     record_ids: str
 
     @classmethod
-    def taken(cls, row: Sequence[Any]) -> _Item:
-        """From a queue row read in `_QUEUED` order (id, leaf, time, action, outcome, agency, client_id, purpose,
-        record_ids), as every statement that takes queued rows returns them."""
-        return cls(queue_id=row[0], leaf=row[1], time=row[2], action=row[3], outcome=row[4], agency=row[5],
-                   client_id=row[6], purpose=row[7], record_ids=row[8])
+    def taken(cls, row: Any) -> _Item:
+        """From a queue row with the `_QUEUED` columns, read by name (a SQLAlchemy row or a psycopg named tuple)."""
+        return cls(queue_id=row.id, leaf=row.leaf, time=row.time, action=row.action, outcome=row.outcome,
+                   agency=row.agency, client_id=row.client_id, purpose=row.purpose, record_ids=row.record_ids)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -356,8 +356,10 @@ class PostgresSequencer:
 
     def enqueue(self, row: dict[str, Any]) -> tuple[int, int]:
         driver = self.session.connection().connection.driver_connection  # in the session's transaction
-        queue_id, floor = driver.execute(_RAW_ENQUEUE, row).fetchone()  # type: ignore[union-attr]
-        return queue_id, floor
+        queued = driver.cursor(row_factory=namedtuple_row).execute(_RAW_ENQUEUE, row).fetchone()  # type: ignore[union-attr]
+        if queued is None:
+            raise AuditUnavailable("The queue row was not returned.")
+        return queued.id, queued.floor
 
     def settle_round(self, queued: QueuedEntry) -> tuple[bool, AppendedEntry | None]:
         """One integration through the driver (psycopg) on the session's connection, in as few statements as it takes:
@@ -367,14 +369,15 @@ class PostgresSequencer:
         pipeline mode would save round trips but costs more CPU than it saves on a small machine.)"""
         driver, own = self._driver()
         try:
-            rows = driver.execute(_RAW_SETTLE, {"limit": INTEGRATE_BATCH}).fetchall()
+            cursor = driver.cursor(row_factory=namedtuple_row)
+            rows = cursor.execute(_RAW_SETTLE, {"limit": INTEGRATE_BATCH}).fetchall()
             mine = None
-            if not any(row[0] == queued.queue_id for row in rows):
-                found = driver.execute(_RAW_FIND, {"floor": queued.floor, "queue_id": queued.queue_id}).fetchone()
-                mine = None if found is None else AppendedEntry(index=found[0], leaf_hash=found[1])
+            if not any(row.id == queued.queue_id for row in rows):
+                found = cursor.execute(_RAW_FIND, {"floor": queued.floor, "queue_id": queued.queue_id}).fetchone()
+                mine = None if found is None else AppendedEntry(index=found.idx, leaf_hash=found.hash)
             if not rows:
                 driver.rollback()
-            elif rows[0][9] is None:  # an empty log without its head row: create it, then take the rows again
+            elif rows[0].size is None:  # an empty log without its head row: create it, then take the rows again
                 driver.rollback()
                 self._end(own)
                 self.lock_head()
@@ -382,7 +385,8 @@ class PostgresSequencer:
                 return True, mine
             else:
                 items = sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
-                head = _Head(size=rows[0][9], frontier=rows[0][10], checkpoint_size=rows[0][11])
+                first = rows[0]  # every taken row carries the head's columns (LEFT JOIN head)
+                head = _Head(size=first.size, frontier=first.frontier, checkpoint_size=first.checkpoint_size)
                 (entry_rows, record_rows, node_rows, appended), size, frontier = Sequencing._rows(head, items)
                 parameters = _write_parameters(entry_rows, record_rows, node_rows, size=size, frontier=frontier)
                 with driver.pipeline():  # the write and the COMMIT in one round trip: the head is locked meanwhile
