@@ -314,11 +314,12 @@ def record_outcome(response: Response) -> Response:
         return _resolve_duplicate()
     except Exception as e:  # noqa: BLE001  (before the commit: nothing is stored, the call fails)
         from exchange.web.errors import error_response
+        from exchange.web.pipeline import CommitFailed
 
-        log.error("envelope outcome not recorded", extra={"code": "commit_failed",
+        log.error("envelope outcome not recorded", extra={"code": CommitFailed.code,
                                                           "exception_type": type(e).__name__})
-        return error_response(status=503, code="commit_failed",
-                              message="The change could not be stored; nothing was changed.")
+        return error_response(status=CommitFailed.status, code=CommitFailed.code,
+                              message=CommitFailed.default_message)
     return response
 
 
