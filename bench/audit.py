@@ -53,8 +53,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from exchange import migrate
+from exchange.audit.entries import Event, encode_entry
 from exchange.audit.recorder import deferred, make_event, record_event
-from exchange.audit.services import AuditLog, Event, encode_entry, export_lines
+from exchange.audit.services import AuditLog, export_lines
 from exchange.audit.verify import DatabaseSource, ExportSource, verify_log
 from exchange.db import make_engine
 from exchange.identity import Caller

@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_smorest import Api
 from werkzeug.exceptions import HTTPException
 
-from exchange.audit.recorder import install_audit, require_audit_key
+from exchange.audit.recorder import late_failure, record_call, require_audit_key, sequence_call
 from exchange.audit.witnessing import install_checkpointer
 from exchange.auth.setup import init_auth
 from exchange.config import from_environment
@@ -21,7 +21,9 @@ from exchange.envelope.http import (
     envelopes_required,
     install_envelope_outcomes,
     install_envelopes,
+    outcome_step,
     require_response_key,
+    seal_step,
 )
 from exchange.keys.master import MasterSecret, unlock
 from exchange.keys.ring import KeyRing, attach_key_ring
@@ -40,7 +42,7 @@ from exchange.web.errors import (
     register_error_handlers,
     unexpected_error_response,
 )
-from exchange.web.pipeline import install_unit_of_work
+from exchange.web.pipeline import ResponseSteps, install_response_pipeline
 
 API_DESCRIPTION = """\
 The returnee register shared by the Ministry of Internal Affairs (interior), the border service (border) and the
@@ -135,13 +137,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     configure_logging(app)
-    install_request_ids(app)  # registered first: its after_request runs last, so it logs the final status
+    install_request_ids(app)
+    # the whole response path, in the order exchange.web.pipeline decides; its one after-request hook is registered
+    # first, so it sees the response last (after flask-limiter's headers)
+    install_response_pipeline(app, ResponseSteps(record_outcome=outcome_step, record_call=record_call,
+                                                 sequence=sequence_call, seal=seal_step, late_failure=late_failure))
     install_rate_limits(app)  # the per-source limit comes before anything a request costs
     db.init_app(app)
-    install_unit_of_work(app)
-    install_envelopes(app)  # between the two: sealed after the commit, once the audit entry has its index
-    install_audit(app)
-    install_envelope_outcomes(app)  # after the audit hook: runs before it, so the entry records the final answer
+    install_envelopes(app)
+    install_envelope_outcomes(app)
     install_key_ring(app)
     install_checkpointer(app)  # witness.md §1: checkpoints by the service, submitted to the witnesses
     init_auth(app)

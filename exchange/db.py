@@ -231,8 +231,8 @@ class Database:
     @staticmethod
     def after_commit(callback: Callable[[Response], Response]) -> None:
         """Finish this request's response with `callback(response)` once the unit of work has committed (skipped if
-        the response is an error or the commit fails). The audit log sequences the call's entry this way, then the
-        envelope layer seals the response with that entry's receipt."""
+        the response is an error or the commit fails), after the response pipeline's own steps (the audit entry's
+        sequencing, the sealing: `exchange.web.pipeline`)."""
         callbacks: list[Callable[[Response], Response]] = g.setdefault("db_after_commit", [])
         callbacks.append(callback)
 

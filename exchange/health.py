@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from exchange.db import db
 from exchange.keys.errors import KeyStoreError
 from exchange.keys.ring import KeyRing, key_ring
-from exchange.keys.store import PURPOSES as SIGNING_PURPOSES
+from exchange.keys.store import SIGNING_PURPOSES
 from exchange.protocol.errors import RETRY_AFTER_SECONDS
 
 bp = Blueprint("health", __name__)

@@ -49,27 +49,29 @@ def install_request_ids(app: Flask) -> None:
         g.request_id = uuid.uuid4().hex
         g.request_started = time.perf_counter()
 
-    @app.after_request
-    def _finish(response: Response) -> Response:
-        response.headers["X-Request-ID"] = g.get("request_id", "")
-        try:
-            _log_access(response)
-        except Exception:  # noqa: BLE001, S110  (a log line must never change a response that is ready)
-            pass
-        return response
 
-    def _log_access(response: Response) -> None:
-        caller = g.get("caller")
-        client_request_id = request.headers.get("X-Request-ID", "")
-        access_log.info(
-            "request",
-            extra={
-                "method": request.method,
-                "path": request.path,
-                "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 2),
-                "agency": caller.agency if caller else None,
-                "client_id": caller.client_id if caller else None,
-                "client_request_id": client_request_id if _CLIENT_ID_OK.match(client_request_id) else None,
-            },
-        )
+def finish_response(response: Response) -> Response:
+    """The response path's last step (`exchange.web.pipeline`): name the request, log its final status."""
+    response.headers["X-Request-ID"] = g.get("request_id", "")
+    try:
+        _log_access(response)
+    except Exception:  # noqa: BLE001, S110  (a log line must never change a response that is ready)
+        pass
+    return response
+
+
+def _log_access(response: Response) -> None:
+    caller = g.get("caller")
+    client_request_id = request.headers.get("X-Request-ID", "")
+    access_log.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - g.get("request_started", time.perf_counter())) * 1000, 2),
+            "agency": caller.agency if caller else None,
+            "client_id": caller.client_id if caller else None,
+            "client_request_id": client_request_id if _CLIENT_ID_OK.match(client_request_id) else None,
+        },
+    )

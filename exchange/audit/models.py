@@ -11,7 +11,7 @@
   largest first) and the size of the latest checkpoint. Locking this row serialises appends.
 - `audit_checkpoints`: every signed checkpoint published, by size.
 - `audit_queue`: entries committed with their call but not yet given an index (deferred sequencing, see
-  `exchange.audit.services`): the leaf with its `index` and `prev_checkpoint_size` still to be filled in, and the
+  `exchange.audit.sequencing`): the leaf with its `index` and `prev_checkpoint_size` still to be filled in, and the
   columns its entry will have. No index but the key: a call only inserts here, and the sequencer takes rows in key
   order and deletes them in the transaction that writes their entries. `audit_entries.queue_id` names the queue row
   an entry came from, so the call that queued it can find its index (searched from the log's size when it queued).

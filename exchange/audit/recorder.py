@@ -1,16 +1,15 @@
-"""Recording: every `/v1/` call gets its entry (`install_audit`), anything else calls `record_event`.
-
-`install_audit(app)` is called right after `install_unit_of_work(app)`, so its after-request hook runs before the
-unit of work's commit (Flask runs them in reverse order of registration). For each `/v1/` response:
+"""Recording: every `/v1/` call gets its entry (the steps `record_call`, `sequence_call` and `late_failure` of the
+response pipeline, `exchange.web.pipeline`, which runs them around the commit), anything else calls `record_event`.
+For each `/v1/` response:
 
 - success (< 400): the entry is queued in the request's own transaction (`AuditLog.enqueue`: one INSERT, no lock);
   the unit of work commits it with the request's changes, so both are stored or neither is. If queueing fails, the
-  call fails with 503 `audit_unavailable` and nothing is committed. Right after the commit (`db.after_commit`) the
-  entry is sequenced into the log (`AuditLog.settle`, batched with whatever other workers queued meanwhile) and the
-  response gets its `Audit-Index` and `Audit-Leaf-Hash`; the envelope layer seals the response after that, with
-  the entry's receipt. On SQLite (one writer at a time) the entry is appended in the request's own transaction
-  instead (`AuditLog.append`), as before: there it costs no lock the request does not hold already, and a second
-  transaction would only add a commit (`deferred`).
+  call fails with 503 `audit_unavailable` and nothing is committed. Right after the commit (`sequence_call`) the
+  entry is sequenced into the log (`AuditLog.settle`, batched with whatever other workers queued meanwhile), its
+  signed receipt goes into request state (`exchange.web.state`) and the response gets its receipt headers; the
+  envelope layer seals the response after that, with the receipt it finds in request state. On SQLite (one writer at a
+  time) the entry is appended in the request's own transaction instead (`AuditLog.append`), as before: there it costs
+  no lock the request does not hold already, and a second transaction would only add a commit (`deferred`).
 - if that sequencing fails (the database went away between the two transactions), the call's changes and its entry
   are stored, but the entry has no index yet: the response is 500 `audit_pending` (not 503, which promises that nothing
   was stored and may be retried) with a message saying so, and no data (a data-bearing response cannot be sealed
@@ -20,10 +19,10 @@ unit of work's commit (Flask runs them in reverse order of registration). For ea
   401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is queued,
   committed on its own and sequenced. If even queueing fails, the response is 503 `audit_unavailable`.
 - a call whose entry was queued but that fails afterwards is recorded as a failure on its own once its final
-  response is known (Flask's `request_finished` signal, after every after-request hook): if a later hook refused it
-  or the commit failed, its entry was rolled back with its changes and the failure is its only entry; if it failed
-  after the commit (its response could not be sealed, or its entry not sequenced), the failure is a second entry
-  with the same `request_id`, after the one that records what was committed.
+  response is known (`late_failure`, on Flask's `request_finished` signal, after every after-request hook): if a later
+  hook refused it or the commit failed, its entry was rolled back with its changes and the failure is its only entry;
+  if it failed after the commit (its response could not be sealed, or its entry not sequenced), the failure is a second
+  entry with the same `request_id`, after the one that records what was committed.
 
 The response carries `Audit-Index` and `Audit-Leaf-Hash` (b64) of its entry.
 """
@@ -37,11 +36,13 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flask import Flask, Request, Response, current_app, g, request, request_finished
+from flask import Flask, Request, Response, current_app, g, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import AppendedEntry, AuditLog, Event, PublishedCheckpoint, QueuedEntry, Signer
+from exchange.audit.entries import Event
+from exchange.audit.sequencing import AppendedEntry, QueuedEntry
+from exchange.audit.services import AuditLog, PublishedCheckpoint, Signer
 from exchange.db import db, utcnow
 from exchange.identity import Caller
 from exchange.keys.errors import KeyStoreError
@@ -50,9 +51,11 @@ from exchange.outages import outage_noted
 from exchange.protocol.audit_errors import AuditKeyUnavailable, AuditPending, AuditUnavailable
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url
+from exchange.protocol.envelope import AuditReceipt
 from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, SignedReceipt
 from exchange.web import audit_context as context
 from exchange.web.errors import error_response
+from exchange.web.state import request_state
 
 log = logging.getLogger("exchange.audit")
 
@@ -258,9 +261,12 @@ def _with_entry(response: Response, entry: AppendedEntry) -> Response:
         # signature, which the client library refuses (`audit_receipt_unsigned`), and a data-bearing response
         # cannot be sealed anyway without the key store.
         log.error("audit receipt not signed", extra={"exception_type": type(e).__name__})
+        request_state().receipt = AuditReceipt(index=entry.index, leaf_hash=b64url(entry.leaf_hash))
         response.headers[INDEX_HEADER] = str(entry.index)
         response.headers[LEAF_HASH_HEADER] = b64url(entry.leaf_hash)
         return response
+    request_state().receipt = AuditReceipt(index=receipt.index, leaf_hash=b64url(receipt.leaf_hash),
+                                           time=receipt.time, log=receipt.log, sig=b64url(receipt.sig))
     response.headers.update(receipt.headers())
     return response
 
@@ -365,8 +371,7 @@ def record_api_call(response: Response) -> Response:
             g.audit_entry = entry  # committed by the unit of work, unless the call still fails
             if isinstance(entry, AppendedEntry):  # SQLite: appended in the request's transaction
                 return _with_entry(response, entry)
-            db.after_commit(_settle_request_entry)
-            return response
+            return response  # sequenced after the commit (`sequence_call`)
     failure = _append_failure(session, response)
     return _with_entry(response, failure) if failure is not None else _unavailable()
 
@@ -386,17 +391,24 @@ def record_late_failure(response: Response) -> None:
         _with_entry(response, failure)
 
 
-def install_audit(app: Flask) -> None:
-    """Record every `/v1/` call. Call right after `install_unit_of_work(app)` so that this runs first."""
+# ---- the steps of the response pipeline (exchange.web.pipeline decides their order) ---------------------------------
 
-    @app.after_request
-    def _audit_api_calls(response: Response) -> Response:
-        if not request.path.startswith(AUDITED_PREFIX) or g.get("audit_counted"):
-            return response  # a rate-limited call is accounted for by its window's entry (exchange.limits)
-        return record_api_call(response)
 
-    def _audit_late_failures(sender: Flask, response: Response, **_: Any) -> None:
-        if request.path.startswith(AUDITED_PREFIX):
-            record_late_failure(response)
+def record_call(response: Response) -> Response:
+    """Before the commit: record a `/v1/` call (`record_api_call`)."""
+    if not request.path.startswith(AUDITED_PREFIX) or g.get("audit_counted"):
+        return response  # a rate-limited call is accounted for by its window's entry (exchange.limits)
+    return record_api_call(response)
 
-    request_finished.connect(_audit_late_failures, app, weak=False)
+
+def sequence_call(response: Response) -> Response:
+    """After the commit: sequence the call's queued entry (appended ones have their receipt already)."""
+    if isinstance(g.get("audit_entry"), QueuedEntry):
+        return _settle_request_entry(response)
+    return response
+
+
+def late_failure(response: Response) -> None:
+    """On `request_finished`: a `/v1/` call that failed after its entry was queued (`record_late_failure`)."""
+    if request.path.startswith(AUDITED_PREFIX):
+        record_late_failure(response)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from exchange.audit.services import ACTIONS, MAX_PAGE, OUTCOMES
+from exchange.audit.entries import ACTIONS, OUTCOMES
+from exchange.audit.services import MAX_PAGE
 from exchange.web.schemas import Strict
 
 INDEX = validate.Range(min=0)

@@ -31,7 +31,8 @@ from typing import Any, Protocol
 import rfc8785
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import ENTRY_MEMBERS, ENTRY_VERSION, EXPORT_FORMAT, AuditLog, StoredEntry
+from exchange.audit.entries import ENTRY_MEMBERS, ENTRY_VERSION
+from exchange.audit.services import EXPORT_FORMAT, AuditLog, StoredEntry
 from exchange.files import atomic_write
 from exchange.protocol import merkle
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError

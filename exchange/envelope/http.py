@@ -6,9 +6,9 @@
   with the `storage` key) in the request's own transaction, and its evidence in the audit entry.
 - A 2xx JSON response to a `/v1` call is sealed to the calling client's registered `enc` key, signed with the
   exchange's `envelope-sign` key, answering the request envelope (`reply_to`, `request_hash`) or, for a bodiless
-  request, the DPoP proof; it carries the `audit` receipt of the call's audit entry. That the client has an `enc` key
-  is checked before anything runs (`require_response_key`), so a response is never left unsealable after a commit.
-- Error bodies are never enveloped (protocol.md §5).
+  request, the DPoP proof; it carries the `audit` receipt of the call's audit entry (from request state). That the
+  client has an `enc` key is checked before anything runs (`require_response_key`), so a response is never left
+unsealable after a commit. - Error bodies are never enveloped (protocol.md §5).
 - Writes are idempotent: the outcome of a stored call (status, ETag, Location, the body sealed at rest) is kept with
   it (`record_outcome`, in the call's transaction), and the same envelope sent again by the same client is answered
   with it (`StoredOutcome`), audited as a read of those records. Step 10 is the database's to decide, not the replay
@@ -33,7 +33,7 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
-from exchange.audit.services import Envelope as AuditEnvelope
+from exchange.audit.entries import Envelope as AuditEnvelope
 from exchange.clients.keys import newest_active_enc_key, sign_key
 from exchange.clients.models import ClientKey
 from exchange.db import db, utcnow
@@ -45,7 +45,6 @@ from exchange.protocol.encoding import b64url_decode
 from exchange.protocol.envelope import (
     MEDIA_TYPE,
     REPLAY_MARGIN,
-    AuditReceipt,
     EnvelopeHeader,
     OpenedEnvelope,
     RequestRef,
@@ -54,10 +53,10 @@ from exchange.protocol.envelope import (
 )
 from exchange.protocol.envelope_errors import EnvelopeReplayed, KeyRevoked, UnknownKey
 from exchange.protocol.errors import ExchangeError, ResponseWithheld, UnsupportedMediaType
-from exchange.protocol.receipts import INDEX_HEADER, LEAF_HASH_HEADER, LOG_HEADER, SIGNATURE_HEADER, TIME_HEADER
 from exchange.protocol.replay import ReplayCache
 from exchange.web import audit_context
 from exchange.web.caller import current_caller
+from exchange.web.state import request_state
 
 log = logging.getLogger("exchange.envelope")
 RECEIVER = "exchange"
@@ -218,10 +217,6 @@ def require_response_key() -> None:
     g.response_key = key
 
 
-def _int_or_none(value: str | None) -> int | None:
-    return None if value is None else int(value)
-
-
 def seal_response(response: Response) -> Response:
     """Seal a successful JSON response to the caller's `enc` key (after the audit entry exists)."""
     key: ClientKey | ResponseKey | None = g.get("response_key")
@@ -234,16 +229,14 @@ def seal_response(response: Response) -> Response:
         reference = opened.request_ref()
     else:
         reference = RequestRef.of_proof(caller.dpop_proof or "", method=request.method, target=target)
-    index, leaf_hash = response.headers.get(INDEX_HEADER), response.headers.get(LEAF_HASH_HEADER)
-    if index is None or leaf_hash is None:  # fail closed: no audited response leaves unsealed or unreceipted
+    receipt = request_state().receipt  # the recorder's, once the call's entry has its index
+    if receipt is None:  # fail closed: no audited response leaves unsealed or unreceipted
         log.error("response without an audit receipt", extra={"code": "audit_unavailable"})
         raise ExchangeError("The response could not be sealed.")
     keystore: KeyRing = key_ring()
     signer = keystore.active("envelope-sign")
     header = EnvelopeHeader.for_response(
-        sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference,
-        audit=AuditReceipt(index=int(index), leaf_hash=leaf_hash, time=_int_or_none(response.headers.get(TIME_HEADER)),
-                           log=response.headers.get(LOG_HEADER), sig=response.headers.get(SIGNATURE_HEADER)),
+        sender=RECEIVER, skid=signer.kid, recipient=caller.agency, rkid=key.kid, request=reference, audit=receipt,
     )
     sealed = seal(header=header, plaintext=response.get_data(), signing_key=signer.signing_key,
                   recipient_key=nacl.public.PublicKey(b64url_decode(key.x)))
@@ -321,17 +314,39 @@ def record_outcome(response: Response) -> Response:
         return _resolve_duplicate()
     except Exception as e:  # noqa: BLE001  (before the commit: nothing is stored, the call fails)
         from exchange.web.errors import error_response
+        from exchange.web.pipeline import CommitFailed
 
-        log.error("envelope outcome not recorded", extra={"code": "commit_failed",
+        log.error("envelope outcome not recorded", extra={"code": CommitFailed.code,
                                                           "exception_type": type(e).__name__})
-        return error_response(status=503, code="commit_failed",
-                              message="The change could not be stored; nothing was changed.")
+        return error_response(status=CommitFailed.status, code=CommitFailed.code,
+                              message=CommitFailed.default_message)
     return response
 
 
+def outcome_step(response: Response) -> Response:
+    """The response pipeline's step before the audit entry: `record_outcome` for a `/v1/` call in an envelope."""
+    if envelopes_required(current_app) and request.path.startswith(API_PREFIX):
+        return record_outcome(response)
+    return response
+
+
+def seal_step(response: Response) -> Response:
+    """The response pipeline's step after the commit and the audit entry's sequencing: `seal_response`."""
+    if not (envelopes_required(current_app) and request.path.startswith(API_PREFIX)):
+        return response
+    try:
+        return seal_response(response)
+    except Exception as e:  # noqa: BLE001  (after the commit: the call is stored, its answer withheld)
+        from exchange.web.errors import error_response
+
+        log.error("response not sealed", extra={"code": ResponseWithheld.code, "exception_type": type(e).__name__})
+        return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
+                              message=ResponseWithheld.default_message)
+
+
 def install_envelope_outcomes(app: Flask) -> None:
-    """Call after `install_audit(app)`: this hook then runs before the audit hook (Flask runs after-request
-    functions in reverse order), so the call's entry records the final answer."""
+    """Answer a stored request again (`StoredOutcome`, `DuplicateEnvelope`); the outcome itself is kept by the
+    response pipeline's `outcome_step`."""
     event.listen(db.engine(app), "handle_error", _duplicate_evidence)
 
     @app.errorhandler(StoredOutcome)
@@ -342,32 +357,7 @@ def install_envelope_outcomes(app: Flask) -> None:
     def _duplicate(_e: DuplicateEnvelope) -> Response:
         return _resolve_duplicate()
 
-    @app.after_request
-    def _outcome(response: Response) -> Response:
-        if envelopes_required(app) and request.path.startswith(API_PREFIX):
-            return record_outcome(response)
-        return response
-
 
 def install_envelopes(app: Flask) -> None:
-    """Call between `install_unit_of_work(app)` and `install_audit(app)`: Flask runs after-request functions in
-    reverse order, so the audit hook queues the call's entry first; responses are sealed after the commit, once the
-    entry has its index (`db.after_commit`, run in the order registered: the audit log's first)."""
+    """The envelope limits; the opening happens in the views' parser, the sealing in the response pipeline."""
     app.config.setdefault("ENVELOPE_MAX_BYTES", 1024 * 1024)
-
-    def _seal_committed(response: Response) -> Response:
-        try:
-            return seal_response(response)
-        except Exception as e:  # noqa: BLE001  (after the commit: the call is stored, its answer withheld)
-            from exchange.web.errors import error_response
-
-            log.error("response not sealed", extra={"code": ResponseWithheld.code,
-                                                    "exception_type": type(e).__name__})
-            return error_response(status=ResponseWithheld.status, code=ResponseWithheld.code,
-                                  message=ResponseWithheld.default_message)
-
-    @app.after_request
-    def _seal(response: Response) -> Response:
-        if envelopes_required(app) and request.path.startswith(API_PREFIX):
-            db.after_commit(_seal_committed)
-        return response

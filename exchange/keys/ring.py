@@ -30,8 +30,8 @@ from exchange.keys.models import ExchangeKeyRecord
 from exchange.keys.store import (
     ALGORITHMS,
     ENCRYPTION_PURPOSES,
-    PURPOSES,
     SECRET_PURPOSES,
+    SIGNING_PURPOSES,
     ExchangeEncryptionKey,
     ExchangeKey,
     KeyStore,
@@ -221,7 +221,7 @@ class KeyRing:
         snap = self.snapshot()
         out: list[tuple[PublishedKey, str]] = []
         states = self.states(snap)
-        for purpose in (*PURPOSES, *ENCRYPTION_PURPOSES):
+        for purpose in (*SIGNING_PURPOSES, *ENCRYPTION_PURPOSES):
             keys = (self._trusted(purpose, snap) if purpose != "envelope-enc"
                     else [k for k in self._decryptable(snap)])
             out.extend((k, states[k.kid]) for k in keys)
@@ -298,7 +298,8 @@ class KeyRing:
             rows = session.scalars(select(ExchangeKeyRecord)).all()
             now = self.now()
             active = active_kids(rows, now)
-            for purpose in (*SECRET_PURPOSES, *PURPOSES, *ENCRYPTION_PURPOSES):  # storage first: it seals the rest
+            # storage first: it seals the rest
+            for purpose in (*SECRET_PURPOSES, *SIGNING_PURPOSES, *ENCRYPTION_PURPOSES):
                 if purpose in active:
                     continue
                 wrap_with = active.get("storage")

@@ -30,10 +30,10 @@ from exchange.files import atomic_write, fsync_directory
 from exchange.keys.errors import KeyStoreDamaged, KeyStoreError, MasterSecretMissing
 from exchange.protocol.encoding import b64url, b64url_decode, okp_thumbprint
 
-PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
+SIGNING_PURPOSES = ("token", "envelope-sign", "audit")  # Ed25519 signing purposes held by the exchange
 ENCRYPTION_PURPOSES = ("envelope-enc",)  # X25519: request envelopes are sealed to it
 SECRET_PURPOSES = ("storage",)  # XSalsa20-Poly1305: the evidence store and key files at rest
-ALL_PURPOSES = (*PURPOSES, *ENCRYPTION_PURPOSES, *SECRET_PURPOSES)
+ALL_PURPOSES = (*SIGNING_PURPOSES, *ENCRYPTION_PURPOSES, *SECRET_PURPOSES)
 ALGORITHMS = {"token": "Ed25519", "envelope-sign": "Ed25519", "audit": "Ed25519", "envelope-enc": "X25519",
               "storage": "XSalsa20-Poly1305"}
 FILE_VERSION = 1
@@ -134,7 +134,7 @@ PrivateKey = ExchangeKey | ExchangeEncryptionKey | StorageKey
 def make_key(purpose: str, *, created_at: int, secret: bytes | None = None) -> PrivateKey:
     """A key of `purpose` from its 32 secret bytes, or a fresh one."""
     secret = nacl.utils.random(32) if secret is None else secret
-    if purpose in PURPOSES:
+    if purpose in SIGNING_PURPOSES:
         return ExchangeKey(purpose=purpose, created_at=created_at, signing_key=nacl.signing.SigningKey(secret))
     if purpose in ENCRYPTION_PURPOSES:
         return ExchangeEncryptionKey(purpose=purpose, created_at=created_at,

@@ -59,7 +59,7 @@ class EntryReceipt:
 def receipt_message(*, index: int, leaf_hash: bytes, log: str, time: int) -> bytes:
     """What the exchange signs (witness.md §2): the context string, then the RFC 8785 encoding of the four members.
     For two integers and two ASCII-safe strings RFC 8785 is Python's JSON encoder with sorted keys, no whitespace and
-    no ASCII escaping (the same rule `exchange.audit.services.encode_entry` relies on)."""
+    no ASCII escaping (the same rule `exchange.audit.entries.encode_entry` relies on)."""
     if type(index) is not int or type(time) is not int or not 0 <= index <= 2**53 - 1 or not 0 <= time <= 2**53 - 1:
         raise ValueError("index and time are integers within RFC 8785's range")
     members = {"index": index, "leaf_hash": b64url(leaf_hash), "log": log, "time": time}

@@ -1,7 +1,7 @@
 """The register's business logic: need to know, the lifecycle, optimistic concurrency and screening.
 
 Services receive their session and clock; they flush but never commit. The request's unit of work commits once the
-response is ready (`web.pipeline.install_unit_of_work`), so a refused call changes nothing and an acknowledged one is
+response is ready (`web.pipeline`), so a refused call changes nothing and an acknowledged one is
 durable. Views hand in already-validated dictionaries from the marshmallow schemas.
 """
 

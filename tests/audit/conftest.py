@@ -12,8 +12,9 @@ from flask import Flask
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from exchange.audit.entries import Event
 from exchange.audit.models import AuditCheckpoint, AuditEntry, AuditEntryRecord, AuditHead, AuditNode
-from exchange.audit.services import AuditLog, Event
+from exchange.audit.services import AuditLog
 from exchange.protocol import merkle
 from tests.conftest import AgencyClient
 

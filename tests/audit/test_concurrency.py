@@ -15,7 +15,8 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from exchange.audit.recorder import record_event
-from exchange.audit.services import AuditLog, QueuedEntry
+from exchange.audit.sequencing import QueuedEntry
+from exchange.audit.services import AuditLog
 from exchange.audit.verify import DatabaseSource, verify_log
 from exchange.db import make_engine
 from exchange.identity import Caller

@@ -18,9 +18,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from exchange.audit import recorder
+from exchange.audit.entries import ENTRY_MEMBERS, encode_entry, fill_leaf, queue_leaf
 from exchange.audit.models import AuditHead, AuditQueued
 from exchange.audit.recorder import record_event
-from exchange.audit.services import ENTRY_MEMBERS, AuditLog, encode_entry, fill_leaf, queue_leaf
+from exchange.audit.services import AuditLog
 from exchange.db import db
 from exchange.identity import Caller
 from exchange.protocol import merkle

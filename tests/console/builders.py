@@ -9,7 +9,8 @@ from pathlib import Path
 
 import nacl.signing
 
-from exchange.audit.services import EXPORT_FORMAT, Event, encode_entry
+from exchange.audit.entries import Event, encode_entry
+from exchange.audit.services import EXPORT_FORMAT
 from exchange.protocol import merkle
 from exchange.protocol.checkpoint import Checkpoint, NoteVerifier, sign_checkpoint
 from exchange.protocol.encoding import b64url

@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from exchange.audit.services import Event
+from exchange.audit.entries import Event
 from exchange.console.loader import Loader, Settings, export_source
 from exchange.console.rules import RuleConfig
 from exchange.console.store import Reviews

@@ -25,7 +25,8 @@ import pytest
 from rich.console import Console
 from sqlalchemy.orm import Session
 
-from exchange.audit.services import AuditLog, Event, export_lines
+from exchange.audit.entries import Event
+from exchange.audit.services import AuditLog, export_lines
 from exchange.console.cli import serve
 from exchange.console.loader import Loader, Settings, export_source
 from exchange.console.store import Reviews
