@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Select, Table, and_, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import Select, Table, and_, bindparam, delete, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -134,6 +134,20 @@ _PG_ENTRIES = """
 SELECT e.idx, e.leaf, n.hash FROM audit_entries e LEFT JOIN audit_nodes n ON n.level = 0 AND n.idx = e.idx
 WHERE e.idx >= %s AND e.idx < %s ORDER BY e.idx LIMIT %s
 """
+
+
+# The SQLite and shared statements of the sequencing, built once (building one costs more than running it).
+_HEAD = select(_head.c.size, _head.c.frontier, _head.c.checkpoint_size).where(_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_CREATE_HEAD = {
+    name: insert_(_head).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
+        index_elements=[_head.c.id])
+    for name, insert_ in (("sqlite", sqlite_insert), ("postgresql", postgresql_insert))
+}
+_SQLITE_QUEUED = select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id).limit(bindparam("limit"))
+_SQLITE_UNQUEUE = delete(_queue).where(_queue.c.id <= bindparam("last"))
+_INSERT_ENTRIES, _INSERT_RECORDS, _INSERT_NODES = insert(_entries), insert(_records), insert(_nodes)
+_MOVE_HEAD = update(_head).where(_head.c.id == 1).values(size=bindparam("size"), frontier=bindparam("frontier"))
 
 
 def format_time(moment: datetime) -> str:
@@ -530,10 +544,10 @@ class AuditLog:
             rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
             return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
         # SQLite: the head lock is the database write lock, so no other transaction can be adding rows.
-        rows = self.session.execute(select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id)
-                                    .limit(limit)).all()
+        connection = self.session.connection()
+        rows = connection.execute(_SQLITE_QUEUED, {"limit": limit}).all()
         if rows:
-            self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
+            connection.execute(_SQLITE_UNQUEUE, {"last": rows[-1].id})
         return [_Item.taken(r) for r in rows]
 
     def _sequence(self, head: _Head, items: Sequence[_Item]) -> list[AppendedEntry]:
@@ -571,24 +585,28 @@ class AuditLog:
             # data-modifying WITH query (those run exactly once, whether or not the main statement reads them).
             self.session.execute(_PG_WRITE, _write_parameters(entries, records, nodes, size=size, frontier=frontier))
             return
-        for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
+        connection = self.session.connection()  # Core: the ORM's bulk-insert path costs more than the rows
+        for statement, rows in ((_INSERT_ENTRIES, entries), (_INSERT_RECORDS, records), (_INSERT_NODES, nodes)):
             if rows:
-                self.session.execute(insert(table), rows)
-        self.session.execute(update(_head).where(_head.c.id == 1).values(size=size, frontier=frontier))
+                connection.execute(statement, rows)
+        connection.execute(_MOVE_HEAD, {"size": size, "frontier": frontier})
 
     def _lock_head(self) -> _Head:
         """Lock the head row for the rest of the transaction (creating it in an empty log) and read it."""
-        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
+        # Core on the session's connection (its transaction), statements built once: no ORM work per call. The
+        # session's pending changes are written first, as the ORM's autoflush did.
+        self.session.flush()
+        connection = self.session.connection()
         if self._dialect == "sqlite":
             # A SELECT takes no lock on SQLite: write first (creating the head if needed), which takes the
             # database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
-            self.session.execute(self._create_head())
-            row = self.session.execute(columns).one()
+            connection.execute(_CREATE_HEAD["sqlite"])
+            row = connection.execute(_HEAD).one()
         else:
-            locked = self.session.execute(columns.with_for_update()).one_or_none()
+            locked = connection.execute(_HEAD_FOR_UPDATE).one_or_none()
             if locked is None:  # an empty log: create the head, or wait for whoever is creating it, and lock it
-                self.session.execute(self._create_head())
-                locked = self.session.execute(columns.with_for_update()).one()
+                connection.execute(_CREATE_HEAD["postgresql"])
+                locked = connection.execute(_HEAD_FOR_UPDATE).one()
             row = locked
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
 
@@ -596,12 +614,6 @@ class AuditLog:
         row = self.session.execute(select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size)
                                    .where(AuditHead.id == 1)).one()
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
-
-    def _create_head(self) -> Any:
-        insert_ = sqlite_insert if self._dialect == "sqlite" else postgresql_insert
-        return insert_(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
-            index_elements=[AuditHead.id]
-        )
 
     def checkpoint(self, *, signer: Signer, origin: str, now: datetime | None = None) -> AuditCheckpoint:
         """The latest checkpoint, after sequencing what is queued and signing a new one if the log grew since it
