@@ -28,8 +28,9 @@ from exchange.protocol.replay import ReplayCache
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
 # In a caller's transaction a duplicate must not abort it (PostgreSQL would refuse every later statement): a claim
 # that inserts no row is a replay. A duplicate being inserted by a transaction not yet committed is waited for.
-_CLAIM_IN = {"sqlite": sqlite_insert(SeenJti).on_conflict_do_nothing(),
-             "postgresql": postgresql_insert(SeenJti).on_conflict_do_nothing()}
+# (RETURNING, not the row count: psycopg reports -1 for it.)
+_CLAIM_IN = {"sqlite": sqlite_insert(SeenJti).on_conflict_do_nothing().returning(SeenJti.jti),
+             "postgresql": postgresql_insert(SeenJti).on_conflict_do_nothing().returning(SeenJti.jti)}
 
 
 class DatabaseReplayCache:
@@ -58,8 +59,8 @@ class DatabaseReplayCache:
         if random.random() < self.purge_probability:  # noqa: S311  (load spreading, not security)
             connection.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))
         expires = datetime.fromtimestamp(expires_at, UTC)
-        result = connection.execute(statement, {"namespace": namespace, "jti": jti, "expires_at": expires})
-        if result.rowcount != 1:
+        claimed = connection.execute(statement, {"namespace": namespace, "jti": jti, "expires_at": expires}).first()
+        if claimed is None:
             raise Replayed(jti)
 
 
