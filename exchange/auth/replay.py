@@ -4,6 +4,9 @@
 The database cache is the default (one INSERT on a primary key, in its own transaction so that a refused request
 cannot un-see a jti); `EXCHANGE_REDIS_URL` selects Redis (`SET NX EX` in a Lua script that fails closed when Redis
 lost its memory). The in-memory cache is for single-process tools and unit tests only.
+
+The OAuth endpoints are the exception (`TransactionalReplayCache`): every request there, refused or not, commits its
+audit entry, so their claims ride in that transaction (one commit per token request) and are seen from then on.
 """
 
 from __future__ import annotations
