@@ -96,6 +96,9 @@ MAX_PAYLOAD = 4 << 20
 CLAIMS = ("sender", "recipient", "msg_id", "iat", "exp", "method", "target")  # replicated in both JOSE headers
 
 
+
+FLOOR_TARGET = 1.3  # issue 16: the envelope's seal + open within 1.3x of the floor's CPU per round trip
+
 def payload(size: int) -> bytes:
     """A JSON array of returnee-like records, the first that reaches `size` bytes (deterministic)."""
     rng = random.Random(size)
@@ -416,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(title="Envelope v1 vs JOSE nested JWS-in-JWE: seal + open round trips (medians over rounds)")
     for column in ("payload", "ours /s", "JOSE /s", "ours/JOSE (min-max)", "CPU ratio (min-max)", "floor /s",
-                   "JOSE/floor CPU", "ours µs seal+open", "JOSE µs seal+open", "wire B ours/JOSE"):
+                   "JOSE/floor CPU", "ours/floor CPU", "ours µs seal+open", "JOSE µs seal+open", "wire B ours/JOSE"):
         table.add_column(column, justify="right")
     summary: list[dict[str, Any]] = []
     for size in sizes:
@@ -435,16 +438,21 @@ def main(argv: list[str] | None = None) -> int:
         row["ratio"], row["ratio_rounds"] = statistics.median(wall), wall
         row["cpu_ratio"], row["cpu_ratio_rounds"] = statistics.median(cpu), cpu
         row["floor_ratio"] = row["jose"]["cpu_us"] / row["floor"]["cpu_us"]
+        # issue 16's target: ours within 1.3x of the floor (CPU per round trip, per round, median)
+        over_floor = [o.cpu_us / f.cpu_us for o, f in zip(results[size]["ours"], results[size]["floor"], strict=True)]
+        row["over_floor"], row["over_floor_rounds"] = statistics.median(over_floor), over_floor
         summary.append(row)
 
         def colour(ratio: float) -> str:
-            return "green" if ratio >= 3 else "yellow"
+            return "green" if ratio >= 3 else "yellow"  # the retired 3x-JOSE goal, for comparison with old runs
 
         table.add_row(
             f"{row['size']:,} B", f"{row['ours']['ops_per_s']:,.0f}", f"{row['jose']['ops_per_s']:,.0f}",
             f"[{colour(row['ratio'])}]{row['ratio']:.2f}×[/] ({min(wall):.2f}-{max(wall):.2f})",
             f"[{colour(row['cpu_ratio'])}]{row['cpu_ratio']:.2f}×[/] ({min(cpu):.2f}-{max(cpu):.2f})",
             f"{row['floor']['ops_per_s']:,.0f}", f"{row['floor_ratio']:.2f}×",
+            f"[{'green' if row['over_floor'] <= FLOOR_TARGET else 'yellow'}]{row['over_floor']:.2f}×[/] "
+            f"({min(over_floor):.2f}-{max(over_floor):.2f})",
             f"{row['ours']['seal_us']:,.0f} + {row['ours']['open_us']:,.0f}",
             f"{row['jose']['seal_us']:,.0f} + {row['jose']['open_us']:,.0f}",
             f"{row['ours']['wire_bytes']:,} / {row['jose']['wire_bytes']:,}")
@@ -457,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 else f"{verify.__module__}.{verify.__qualname__}")
     print(f"python {platform.python_version()} on {platform.machine()}, {args.rounds} rounds × {args.seconds} s per "
           f"cell; ratio = ours / JOSE round trips per second, CPU ratio = JOSE / ours CPU µs per round trip, each "
-          f"the median of the per-round ratios (target >= 3); JWS EdDSA verify: {verifier}")
+          f"the median of the per-round ratios (the 3x goal is retired); ours/floor CPU: target <= {FLOOR_TARGET} "
+          f"(issue 16); JWS EdDSA verify: {verifier}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump({"settings": vars(args), "python": platform.python_version(), "results": summary}, handle,

@@ -661,17 +661,28 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Target:
-    """A goal for one case's `x baseline` figure, printed next to its `case / baseline` line with whether this run
-    met it: `target: secured read >= 0.35x bare Flask: not met`."""
+    """A goal for one case, printed next to its `case / baseline` line with whether this run met it: a floor for its
+    `x baseline` figure (`target: secured read >= 0.35x bare Flask: not met`) or a ceiling for its server CPU per
+    request over the baseline's (`target: cpu <= 6.50x bare Flask's: 17.7x, not met`)."""
 
     case: str
-    minimum: float  # the case's req/s over the baseline's req/s it should reach
+    minimum: float | None = None  # the case's req/s over the baseline's req/s it should reach
+    max_cpu: float | None = None  # the case's cpu ms/req over the baseline's it should stay within
 
     def label(self, baseline: str) -> str:
-        return f"target: {self.case} >= {self.minimum:.2f}x {baseline}"
+        if self.minimum is not None:
+            return f"target: {self.case} >= {self.minimum:.2f}x {baseline}"
+        return f"target: cpu <= {self.max_cpu:.2f}x {baseline}'s"
+
+    def value(self, result: Result, against: Result) -> float:
+        if self.minimum is not None:
+            return ratio(result, against)
+        return result.cpu_ms / against.cpu_ms if against.cpu_ms else math.nan
 
     def met(self, value: float) -> bool:
-        return not math.isnan(value) and value >= self.minimum
+        if math.isnan(value):
+            return False
+        return value >= self.minimum if self.minimum is not None else value <= (self.max_cpu or math.nan)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -746,14 +757,14 @@ def print_results(
                 f"[yellow]the baseline moved by more than {NOISY_SPREAD_PERCENT}% during the run: the machine is busy; "
                 "take the ratios as rough, or run again (longer, or with --rounds)[/]"
             )
-    goals = {target.case: target for target in targets}
     for result, against in cases:
         x = ratio(result, against)
         line = f"[bold]{result.name} / {baseline.name}: {x:.2f}x[/]"
-        target = goals.get(result.name)
-        if target is not None:
-            verdict = "[green]met[/]" if target.met(x) else "[red]not met[/]"
-            line += f"  ({target.label(baseline.name)}: {verdict})"
+        for target in (t for t in targets if t.case == result.name):
+            value = target.value(result, against)
+            verdict = "[green]met[/]" if target.met(value) else "[red]not met[/]"
+            shown = "" if target.minimum is not None else f"{value:.1f}x, "
+            line += f"  ({target.label(baseline.name)}: {shown}{verdict})"
         console.print(line)
     for comparison in comparisons:
         value = comparison.value(cases)

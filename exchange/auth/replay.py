@@ -4,23 +4,36 @@
 The database cache is the default (one INSERT on a primary key, in its own transaction so that a refused request
 cannot un-see a jti); `EXCHANGE_REDIS_URL` selects Redis (`SET NX EX` in a Lua script that fails closed when Redis
 lost its memory). The in-memory cache is for single-process tools and unit tests only.
+
+The OAuth endpoints are the exception (`TransactionalReplayCache`): every request there, refused or not, commits its
+audit entry, so their claims ride in that transaction (one commit per token request) and are seen from then on.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from exchange.auth.models import SeenJti
 from exchange.protocol.auth_errors import Replayed
 from exchange.protocol.errors import ReplayCacheUnavailable
+from exchange.protocol.replay import ReplayCache
 
 _CLAIM = insert(SeenJti)  # built once; the values are bound per claim
+# In a caller's transaction a duplicate must not abort it (PostgreSQL would refuse every later statement): a claim
+# that inserts no row is a replay. A duplicate being inserted by a transaction not yet committed is waited for.
+# (RETURNING, not the row count: psycopg reports -1 for it.)
+_CLAIM_IN = {"sqlite": sqlite_insert(SeenJti).on_conflict_do_nothing().returning(SeenJti.jti),
+             "postgresql": postgresql_insert(SeenJti).on_conflict_do_nothing().returning(SeenJti.jti)}
 
 
 class DatabaseReplayCache:
@@ -37,6 +50,39 @@ class DatabaseReplayCache:
                 connection.execute(_CLAIM, {"namespace": namespace, "jti": jti, "expires_at": expires})
         except IntegrityError as e:
             raise Replayed(jti) from e
+
+    def claim_in(self, connection: Connection, namespace: str, jti: str, expires_at: int) -> None:
+        """Claim in the caller's transaction: the jti is seen once that transaction commits, and not if it rolls
+        back (use it only where the claim commits with the request's outcome whatever that is, as the token
+        endpoint's audit entry does). Saves the claim's own transaction and commit."""
+        statement = _CLAIM_IN.get(connection.dialect.name)
+        if statement is None:  # another database: its own transaction, as `claim`
+            self.claim(namespace, jti, expires_at)
+            return
+        if random.random() < self.purge_probability:  # noqa: S311  (load spreading, not security)
+            connection.execute(delete(SeenJti).where(SeenJti.expires_at < datetime.now(UTC)))
+        expires = datetime.fromtimestamp(expires_at, UTC)
+        claimed = connection.execute(statement, {"namespace": namespace, "jti": jti, "expires_at": expires}).first()
+        if claimed is None:
+            raise Replayed(jti)
+
+
+class TransactionalReplayCache:
+    """The token endpoint's replay cache: with the database cache, its claims (the DPoP proof's and the client
+    assertion's `jti`) are made in the request's own transaction, which the endpoint's audit entry commits, refusal
+    or token alike: one commit per token request instead of three. A request whose entry cannot be written is
+    answered 503 and its transaction rolled back, claims included: it issued nothing, and a retry must come with a
+    fresh proof and assertion anyway (the partner library makes new ones). Other caches (Redis) claim as they do."""
+
+    def __init__(self, cache: ReplayCache, session: Callable[[], Session]) -> None:
+        self.cache = cache
+        self.session = session
+
+    def claim(self, namespace: str, jti: str, expires_at: int) -> None:
+        if isinstance(self.cache, DatabaseReplayCache):
+            self.cache.claim_in(self.session().connection(), namespace, jti, expires_at)
+        else:
+            self.cache.claim(namespace, jti, expires_at)
 
 
 # How long before its `expires_at` a jti of each namespace may first have been presented: a DPoP proof is accepted

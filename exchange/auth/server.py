@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import g
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
 
 from exchange.auth.models import RevokedToken
 from exchange.auth.tokens import AccessToken, issue_access_token, verify_access_token
@@ -65,7 +67,7 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         keys = client.active_keys("auth")
         if not keys:
             raise InvalidClientError(description="The client has no active auth key.")
-        return jose.KeySet([jose.OKPKey.import_key(k.public_jwk()) for k in keys])
+        return jose.KeySet([_auth_key(k.kid, k.crv, k.x) for k in keys])
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
         # 1. EdDSA only: `none`, HS256 with the public key as secret, or anything else is refused by the registry.
@@ -114,6 +116,17 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         if client.status != "active":
             raise InvalidClientError(description="The client is suspended.")
         return super().authenticate_client(client)  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=256)
+def _auth_key(kid: str, crv: str, x: str) -> jose.OKPKey:
+    """A client's public `auth` key, imported once per worker. Keyed by its public bytes, so it is never stale; which
+    keys a client may sign with (active, retiring in time) is read from the database on every request."""
+    return jose.OKPKey.import_key({"kty": "OKP", "crv": crv, "x": x, "kid": kid})
+
+
+# The client with its keys in one statement (the assertion is checked against its `auth` keys right after).
+_CLIENT_WITH_KEYS = select(Client).options(joinedload(Client.keys))
 
 
 class DPoPBoundTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
@@ -241,7 +254,9 @@ def build_server(
     def query_client(client_id: str) -> Client | None:
         if not isinstance(client_id, str) or text_fault(client_id):  # no registered client has such an id
             return None
-        return client_by_id(session(), client_id)
+        client: Client | None = session().scalars(
+            _CLIENT_WITH_KEYS.where(Client.client_id == client_id)).unique().first()
+        return client
 
     def save_token(token: dict[str, Any], request: Any) -> None:
         """JWT access tokens are self-contained; issuance is recorded by the token view (audit)."""

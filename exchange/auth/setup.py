@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from exchange.auth.protect import OAuth2Authenticator
-from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache
+from exchange.auth.replay import DatabaseReplayCache, RedisReplayCache, TransactionalReplayCache
 from exchange.auth.server import build_server
 from exchange.db import db
 from exchange.keys.ring import key_ring
@@ -24,9 +24,12 @@ def init_auth(app: Flask) -> None:
             db.engine(app))
     )
     app.extensions["exchange.replay"] = replay
+    # The OAuth endpoints claim in the request's transaction, committed with their audit entry (exchange.auth.views).
+    token_replay = TransactionalReplayCache(replay, lambda: db.session)
+    app.extensions["exchange.token_replay"] = token_replay
 
     app.extensions["exchange.oauth_server"] = build_server(
-        issuer=issuer, audience=audience, keystore=keystore, replay=replay, session=lambda: db.session,
+        issuer=issuer, audience=audience, keystore=keystore, replay=token_replay, session=lambda: db.session,
         scopes=ALL_SCOPES,
     )
     install_authenticator(app, app.config.get("AUTHENTICATOR") or OAuth2Authenticator(

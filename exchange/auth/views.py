@@ -76,7 +76,7 @@ def token() -> Response:
     issuer = current_app.config["ISSUER"].rstrip("/")
     try:
         proof = verify_dpop_proof(request.headers.get("DPoP"), method="POST", url=f"{issuer}/oauth/token",
-                                  access_token=None, replay=current_app.extensions["exchange.replay"])
+                                  access_token=None, replay=current_app.extensions["exchange.token_replay"])
     except (InvalidDPoPProof, DPoPReplay) as e:
         return _oauth_error("invalid_dpop_proof", e.message)
     g.dpop_jkt = proof.jkt
