@@ -7,8 +7,6 @@ HTTP client can set: `UnsafeEnvironAuthenticator` exists only here, in the tests
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +14,9 @@ from typing import Any
 import pytest
 from flask import Flask, Request
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
-from exchange import create_app, migrate
+from exchange import create_app
 from exchange.db import Base, make_engine
 from exchange.identity import Caller
 from exchange.keys.master import MasterSecret, new_master_key, unlock
@@ -27,6 +24,7 @@ from exchange.keys.ring import key_ring
 from exchange.keys.store import FileKeyStore, InMemoryKeyStore
 from exchange.protocol.errors import Unauthenticated
 from exchange.protocol.policy import AGENCY_SCOPES, PURPOSES
+from tests.server import own_database
 
 TEST_CALLER_KEY = "exchange.test_caller"
 
@@ -44,29 +42,9 @@ class UnsafeEnvironAuthenticator:
 
 @pytest.fixture(scope="session")
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh, migrated database for this test run."""
-    admin_url = os.environ.get("EXCHANGE_TEST_DATABASE_URL")
-    if not admin_url:
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'exchange.db'}"
-        engine = make_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
+    """A fresh, migrated database for this test run (SQLite, or one on EXCHANGE_TEST_DATABASE_URL's server)."""
+    with own_database(tmp_path_factory.mktemp("db")) as url:
         yield url
-        return
-    name = f"exchange_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    try:
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -30,7 +30,8 @@ def b64std(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _b64std_decode(text: str) -> bytes:
+def b64std_decode(text: str) -> bytes:
+    """Standard base64, canonical only (signed notes and C2SP keys); `InvalidCheckpoint` otherwise."""
     try:
         data = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError) as e:
@@ -38,6 +39,19 @@ def _b64std_decode(text: str) -> bytes:
     if b64std(data) != text:
         raise InvalidCheckpoint("not canonical base64")
     return data
+
+
+def parse_vkey(vkey: str, *, key_type: int, wrong_type: str) -> tuple[str, bytes, str]:
+    """A C2SP verifier key `<name>+<key ID hex>+<base64(type || Ed25519 public key)>` of `key_type`: its name,
+    public key and key ID (hex, for the caller to check against its own key ID rule)."""
+    name, sep, rest = vkey.partition("+")
+    key_hash, sep2, encoded = rest.partition("+")  # the base64 part may itself contain '+'
+    if not (sep and sep2) or len(key_hash) != 8:
+        raise InvalidCheckpoint("a verifier key is <name>+<8 hex digits>+<base64 key>")
+    raw = b64std_decode(encoded)
+    if len(raw) != 33 or raw[0] != key_type:
+        raise InvalidCheckpoint(wrong_type)
+    return name, raw[1:], key_hash
 
 
 def _check_key_name(name: str) -> None:
@@ -73,15 +87,10 @@ class NoteVerifier:
 
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
-        name, sep, rest = vkey.partition("+")
-        key_hash, sep2, encoded = rest.partition("+")  # the base64 part may itself contain '+'
-        if not (sep and sep2) or len(key_hash) != 8:
-            raise InvalidCheckpoint("a verifier key is <name>+<8 hex digits>+<base64 key>")
-        raw = _b64std_decode(encoded)
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise InvalidCheckpoint("only Ed25519 verifier keys (type 0x01) are supported")
+        name, public_key, key_hash = parse_vkey(vkey, key_type=ED25519,
+                                                wrong_type="only Ed25519 verifier keys (type 0x01) are supported")
         try:
-            verifier = cls(name=name, public_key=raw[1:])
+            verifier = cls(name=name, public_key=public_key)
         except ValueError as e:
             raise InvalidCheckpoint(str(e)) from e
         if verifier.key_id.hex() != key_hash:
@@ -135,7 +144,7 @@ def open_note(note: str, verifiers: Sequence[NoteVerifier]) -> tuple[str, NoteVe
         name, sep, blob = line[len(SIGNATURE_PREFIX) :].partition(" ")
         if not sep or not name or " " in blob:
             raise InvalidCheckpoint("a signature line is '— <key name> <base64>'")
-        raw = _b64std_decode(blob)
+        raw = b64std_decode(blob)
         if len(raw) < 5:
             raise InvalidCheckpoint("a signature is a 4-byte key ID and the signature")
         # 3. Skip unknown keys; a known key's signature must verify.
@@ -200,7 +209,7 @@ def verify_checkpoint(note: str, verifiers: Sequence[NoteVerifier], *, origin: s
     # 3. The size is a decimal without leading zeros.
     if not size_line.isascii() or not size_line.isdigit() or (size_line != "0" and size_line.startswith("0")):
         raise InvalidCheckpoint("the checkpoint's size is not a decimal number")
-    root = _b64std_decode(root_line)
+    root = b64std_decode(root_line)
     if len(root) != HASH_SIZE:
         raise InvalidCheckpoint("the checkpoint's root is not a SHA-256 hash")
     return SignedCheckpoint(checkpoint=Checkpoint(origin=origin_line, size=int(size_line), root=root), note=note)

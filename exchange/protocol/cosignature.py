@@ -15,8 +15,6 @@ shown a checkpoint that K honest witnesses did not also see: a split view needs 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import struct
 from collections.abc import Callable, Sequence
@@ -26,7 +24,15 @@ import nacl.exceptions
 import nacl.signing
 
 from exchange.protocol.audit_errors import InvalidCheckpoint
-from exchange.protocol.checkpoint import SIGNATURE_PREFIX, NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
+from exchange.protocol.checkpoint import (
+    SIGNATURE_PREFIX,
+    NoteVerifier,
+    SignedCheckpoint,
+    b64std,
+    b64std_decode,
+    parse_vkey,
+    verify_checkpoint,
+)
 
 COSIGNATURE_V1 = 0x04  # the Ed25519 cosignature/v1 type byte
 MAX_TIMESTAMP = 2**63 - 1
@@ -49,16 +55,6 @@ def cosigned_message(text: str, timestamp: int) -> bytes:
     if not text.endswith("\n"):
         raise ValueError("a note text ends with a newline")
     return b"cosignature/v1\ntime %d\n" % timestamp + text.encode("utf-8")
-
-
-def _b64std_decode(text: str) -> bytes:
-    try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
-        raise InvalidCheckpoint("not standard base64") from e
-    if b64std(data) != text:
-        raise InvalidCheckpoint("not canonical base64")
-    return data
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,15 +87,10 @@ class CosignerKey:
 
     @classmethod
     def from_vkey(cls, vkey: str) -> CosignerKey:
-        name, sep, rest = vkey.partition("+")
-        key_hash, sep2, encoded = rest.partition("+")
-        if not (sep and sep2) or len(key_hash) != 8:
-            raise InvalidCheckpoint("a verifier key is <name>+<8 hex digits>+<base64 key>")
-        raw = _b64std_decode(encoded)
-        if len(raw) != 33 or raw[0] != COSIGNATURE_V1:
-            raise InvalidCheckpoint("a witness key is an Ed25519 cosignature key (type 0x04)")
+        name, public_key, key_hash = parse_vkey(
+            vkey, key_type=COSIGNATURE_V1, wrong_type="a witness key is an Ed25519 cosignature key (type 0x04)")
         try:
-            key = cls(name=name, public_key=raw[1:])
+            key = cls(name=name, public_key=public_key)
         except ValueError as e:
             raise InvalidCheckpoint(str(e)) from e
         if key.key_id.hex() != key_hash:
@@ -151,7 +142,7 @@ def cosignatures(note: str, witnesses: Sequence[CosignerKey]) -> list[Cosignatur
         name, sep, encoded = line[len(SIGNATURE_PREFIX):].partition(" ")
         if not sep:
             raise InvalidCheckpoint("a signature line is '— <key name> <base64>'")
-        blob = _b64std_decode(encoded)
+        blob = b64std_decode(encoded)
         witness = trusted.get((name, blob[:4]))
         if witness is None:
             continue
