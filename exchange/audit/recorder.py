@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 from exchange.audit.entries import Event
 from exchange.audit.sequencing import AppendedEntry, QueuedEntry
 from exchange.audit.services import AuditLog, PublishedCheckpoint, Signer
-from exchange.db import db, utcnow
+from exchange.db import db, rollback_quietly, utcnow
 from exchange.identity import Caller
 from exchange.keys.errors import KeyStoreError
 from exchange.keys.ring import key_ring
@@ -309,7 +309,7 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
         entry = _request_entry(session, response)
         session.commit()
     except Exception:  # noqa: BLE001  (AuditUnavailable, SQLAlchemyError, the driver's own: all mean "not stored")
-        _discard(session)
+        rollback_quietly(session)
         if not outage_noted():  # an outage is logged once per request, where it was met
             log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
@@ -318,18 +318,9 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
     try:
         return AuditLog(session=session).settle(entry)
     except Exception:  # noqa: BLE001
-        _discard(session)
+        rollback_quietly(session)
         log.error("audit entry stored, not sequenced", extra={"code": AuditUnavailable.code})
         return None
-
-
-def _discard(session: Session) -> None:
-    """Roll back whatever is left, whatever state the connection is in (never raises)."""
-    try:
-        session.rollback()
-    except Exception:  # noqa: BLE001  (a dead connection: the next checkout replaces it)
-        if not outage_noted():  # an outage is logged once per request, where it was met
-            log.warning("rollback failed", extra={"code": AuditUnavailable.code})
 
 
 def _settle_request_entry(response: Response) -> Response:
@@ -338,7 +329,7 @@ def _settle_request_entry(response: Response) -> Response:
     try:
         entry = AuditLog(session=db.session).settle(queued)
     except Exception:  # noqa: BLE001  (AuditUnavailable, or anything else: the call is stored either way)
-        _discard(db.session)
+        rollback_quietly(db.session)
         log.error("audit entry stored, not sequenced", extra={"code": AuditPending.code})
         return _pending()
     return _with_entry(response, entry)
