@@ -227,7 +227,8 @@ def _story(clients: dict[str, ExchangeClient], say: Callable[[str, str], None]) 
                                     ).data["travellers"][0]["candidates"][0]
     instruction = hit["returnee"]["active_border_instruction"]
     say("border", f"manifest of bus SM 1207 (2 travellers): 'Orif Davlatov' b. 1982 is "
-                  f"{hit['returnee']['register_number']} score {hit['score']}: {instruction['instruction']}"
+                  f"{hit['returnee']['register_number']} score {hit['score']}")
+    say("border", f"{hit['returnee']['register_number']}: {instruction['instruction']}"
                   + (" (the border sees the instruction, never its reason)" if "reason" not in instruction else ""))
     event = told.get(timeout=35)
     seen = event["record"]["active_border_instruction"]["instruction"]

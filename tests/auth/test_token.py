@@ -129,15 +129,18 @@ def test_hs256_signed_with_the_public_key_is_refused(partner: MakePartner) -> No
         {"aud": "https://elsewhere.example"},
         {"aud": [ISSUER]},  # a list is not "the issuer identifier exactly"
         {"aud": f"{ISSUER}/oauth/token"},
-        {"iat": int(time.time()) - 300, "exp": int(time.time()) - 240},  # expired
-        {"iat": int(time.time()) + 120, "exp": int(time.time()) + 150},  # from the future
-        {"exp": int(time.time()) + 600},  # lives longer than 60 s
+        # times as offsets from the moment the test runs (a value computed at collection would age with the suite)
+        {"iat": -300, "exp": -240},  # expired
+        {"iat": 120, "exp": 150},  # from the future
+        {"exp": 600},  # lives longer than 60 s
         {"sub": "someone-else"},
     ],
 )
 def test_bad_assertion_claims_are_refused(partner: MakePartner, overrides: dict[str, Any], oauth_app: Flask) -> None:
     interior = partner("interior")
-    claims = assertion_claims(interior, **overrides)
+    now = int(time.time())
+    timed = {name: now + value if name in ("iat", "exp") else value for name, value in overrides.items()}
+    claims = assertion_claims(interior, **timed)
     token = jose.encode({"typ": "JWT"}, claims, interior.auth_key.key)
     assert_oauth_error(interior.token_request(assertion=token), 401, "invalid_client")
 
