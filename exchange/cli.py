@@ -216,7 +216,9 @@ def serve_command(host: str, port: int, workers: int) -> None:
                       soft_wrap=True)
     sys.stdout.flush()
     dispose_engines()  # nothing of this process's pools may leak into the forked workers
-    _Gunicorn({"bind": f"{host}:{port}", "workers": workers, "graceful_timeout": 10}).run()
+    # threaded workers and a timeout above the 30 s long poll of GET /v1/events (a waiting partner holds a thread)
+    _Gunicorn({"bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": 8, "timeout": 60,
+               "graceful_timeout": 10}).run()
 
 
 # gunicorn ships no type hints: its BaseApplication is Any to mypy
