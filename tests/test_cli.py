@@ -19,6 +19,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from exchange import migrate
+from exchange.audit.models import AuditEntry
 from exchange.cli import main
 from exchange.clients.models import ClientKey
 from exchange.db import make_engine
@@ -188,6 +189,17 @@ def test_clients_lifecycle_from_the_command_line(
     assert [purpose for purpose, _ in stored] == ["auth", "enc", "sign"]
     assert ("auth", private["x"]) in stored  # the public part is registered ...
     assert all(private["d"] not in x for _, x in stored)  # ... and the private part never leaves the partner
+    code, output = run("clients", "add", "--client-id", "border-panji-poyon", "--agency", "border",
+                       "--name", "Border post Panji Poyon", "--key-dir", str(keys))
+    assert code == 1 and "refused (" in output
+    # every change a security officer makes from the command line is in the audit log, refusals included
+    with Session(app.extensions["exchange.db"]) as session:
+        entries = [json.loads(leaf) for leaf in session.scalars(select(AuditEntry.leaf).order_by(AuditEntry.idx))]
+    cli = [(e["action"], e["outcome"], e["officer"], e["record_ids"]) for e in entries if e["method"] == "CLI"]
+    assert cli == [("client.register", "success", "TJ-SEC-0007", ["border-panji-poyon"]),
+                   ("client.suspend", "success", "TJ-SEC-0007", ["border-panji-poyon"]),
+                   ("client.resume", "success", "TJ-SEC-0007", ["border-panji-poyon"]),
+                   ("client.register", "failure", "TJ-SEC-0007", [])]
 
 
 def test_help_shows_the_projects_commands_and_none_of_flasks_options() -> None:

@@ -120,11 +120,12 @@ def add(client_id: str, agency: str, name: str, scopes: tuple[str, ...], key_dir
             "scopes": list(scopes) or sorted(AGENCY_SCOPES[agency]), "keys": keys}
     try:
         data = ClientCreateSchema().load(body)
-        client = _service().register(data, officer=officer)
-        db.session.commit()
-    except (ExchangeError, ValidationError) as e:
+    except ValidationError as e:
         _fail(e)
         return
+    client = run_audited(officer=officer, command=f"exchange clients add {client_id}", action="client.register",
+                         purpose="key-management", work=lambda: _service().register(data, officer=officer),
+                         record_ids=lambda c: [c.client_id])
     _show(client)
 
 
@@ -189,14 +190,12 @@ def show(client_id: str) -> None:
         _fail(e)
 
 
-def _set_status(client_id: str, status: str, reason: str | None, officer: str) -> None:
+def _set_status(client_id: str, status: str, reason: str | None, officer: str, *, verb: str) -> None:
     changes = {"status": status, **({"status_reason": reason} if reason else {})}
-    try:
-        client = _service().update(client_id, changes, if_match=None, officer=officer)
-        db.session.commit()
-    except ExchangeError as e:
-        _fail(e)
-        return
+    client = run_audited(officer=officer, command=f"exchange clients {verb} {client_id}", action=f"client.{verb}",
+                         purpose="key-management",
+                         work=lambda: _service().update(client_id, changes, if_match=None, officer=officer),
+                         record_ids=lambda c: [c.client_id])
     console.print(f"{client.client_id}: [bold]{client.status}[/]")
 
 
@@ -207,7 +206,7 @@ def _set_status(client_id: str, status: str, reason: str | None, officer: str) -
 @with_appcontext
 def suspend(client_id: str, reason: str, officer: str) -> None:
     """Suspend a client: its tokens stop working at once and it gets no new ones."""
-    _set_status(client_id, "suspended", reason, officer)
+    _set_status(client_id, "suspended", reason, officer, verb="suspend")
 
 
 @clients.command("resume")
@@ -216,4 +215,4 @@ def suspend(client_id: str, reason: str, officer: str) -> None:
 @with_appcontext
 def resume(client_id: str, officer: str) -> None:
     """Resume a suspended client."""
-    _set_status(client_id, "active", None, officer)
+    _set_status(client_id, "active", None, officer, verb="resume")
