@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context
 from sqlalchemy import JSON, DateTime, Integer, MetaData, String, create_engine, event, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
@@ -144,6 +144,18 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             note_outage(outage, context.original_exception)
 
     return engine
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database file that `url` names and that does not exist (None for anything else).
+
+    Opening it would create an empty database: commands that only read the register or the log check this first,
+    so that a mistyped `EXCHANGE_DATABASE_URL` is an error and not an empty, "valid" log."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return None if os.path.exists(database) else os.path.abspath(database)
 
 
 PRIVATE_FILE_MODE = 0o600

@@ -35,7 +35,7 @@ from exchange.audit.verify import (
     TrustState,
     verify_log,
 )
-from exchange.db import db
+from exchange.db import db, missing_sqlite_file
 from exchange.identity import Caller
 from exchange.protocol.audit_errors import AuditUnavailable, InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier
@@ -55,6 +55,9 @@ def _app() -> Flask:
 
 def _record_read(officer: str | None, command: str, *, required: bool = True) -> None:
     """Audit this read of the log before it happens: refuse to read if that fails, unless not `required`."""
+    missing = missing_sqlite_file(_app().config["DATABASE_URL"])
+    if missing is not None:
+        raise click.UsageError(f"no database at {missing}: check EXCHANGE_DATABASE_URL (or give --export FILE)")
     caller = Caller(agency="exchange", client_id="cli", officer=officer, purpose="oversight")
     try:
         recorder.record_event(db.session, action="audit.read", outcome="success", status=200, caller=caller,

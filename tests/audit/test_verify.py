@@ -319,3 +319,17 @@ def test_verify_reports_entries_still_queued(
     code, output = verify(tmp_path / "state.json")
     assert code == 0, output
     assert "could not be recorded" in output and "1 entries are queued, not sequenced yet" in output, output
+
+
+@pytest.mark.parametrize("command", [("audit", "verify"), ("audit", "tail"), ("audit", "search"), ("audit", "export")])
+def test_reading_a_database_that_does_not_exist_is_an_error_and_creates_nothing(
+    app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    folder = tmp_path / "elsewhere"
+    folder.mkdir()
+    missing = folder / "mistyped.db"
+    monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{missing}")
+    monkeypatch.setenv("EXCHANGE_KEYS_DIR", app.config["KEYS_DIR"])
+    code, output = run(*command)
+    assert code == 2 and f"no database at {missing}" in output, output
+    assert list(folder.iterdir()) == []  # no empty database left behind to "verify" next time
