@@ -252,5 +252,5 @@ def test_audit_verify_without_a_database_says_so_without_a_traceback(
     monkeypatch.setenv("EXCHANGE_DATABASE_URL", f"sqlite:///{tmp_path / 'absent' / 'exchange.db'}")
     code, output = run("audit", "verify", "--state", str(tmp_path / "state.json"))
     assert code == 2 and "Traceback" not in output
-    assert "cannot use the database" in output and "unable to open database file" in output
+    assert f"no database at {tmp_path / 'absent' / 'exchange.db'}" in output
     assert "EXCHANGE_DATABASE_URL" in output and "exchange init" in output

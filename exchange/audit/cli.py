@@ -57,7 +57,8 @@ def _record_read(officer: str | None, command: str, *, required: bool = True) ->
     """Audit this read of the log before it happens: refuse to read if that fails, unless not `required`."""
     missing = missing_sqlite_file(_app().config["DATABASE_URL"])
     if missing is not None:
-        raise click.UsageError(f"no database at {missing}: check EXCHANGE_DATABASE_URL (or give --export FILE)")
+        raise click.UsageError(f"no database at {missing}: check EXCHANGE_DATABASE_URL, or create one with "
+                               "`exchange init` (or verify an export: --export FILE)")
     caller = Caller(agency="exchange", client_id="cli", officer=officer, purpose="oversight")
     try:
         recorder.record_event(db.session, action="audit.read", outcome="success", status=200, caller=caller,
