@@ -53,7 +53,7 @@ import nacl.signing
 
 from exchange.protocol.auth_errors import Replayed
 from exchange.protocol.clock import FUTURE_SKEW
-from exchange.protocol.encoding import b64url, b64url_decode_strict, b64url_decode_strict_ascii, okp_thumbprint
+from exchange.protocol.encoding import b64url, b64url_decode_strict, okp_thumbprint
 from exchange.protocol.envelope_errors import (
     EnvelopeBadSignature,
     EnvelopeExpired,
@@ -520,7 +520,7 @@ class SealedEnvelope:
             return None
         protected, ciphertext = body[len(_BODY_PREFIX):middle], body[middle + len(_BODY_MIDDLE):-len(_BODY_SUFFIX)]
         try:
-            header_bytes, sealed_bytes = b64url_decode_strict_ascii(protected), b64url_decode_strict_ascii(ciphertext)
+            header_bytes, sealed_bytes = b64url_decode_strict(protected), b64url_decode_strict(ciphertext)
         except ValueError:
             return None
         sealed = cls(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"))
