@@ -523,9 +523,11 @@ class SealedEnvelope:
             header_bytes, sealed_bytes = b64url_decode_strict(protected), b64url_decode_strict(ciphertext)
         except ValueError:
             return None
-        sealed = cls(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"))
-        # The decoded parts, as the cached properties below would compute them (they store into __dict__ too).
-        sealed.__dict__.update(header_bytes=header_bytes, sealed_bytes=sealed_bytes)
+        sealed = object.__new__(cls)
+        # The members as the dataclass's __init__ would set them (the strings just checked), and the decoded parts as
+        # the cached properties below would compute them (they store into __dict__ too), in one update.
+        sealed.__dict__.update(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"),
+                               header_bytes=header_bytes, sealed_bytes=sealed_bytes)
         return sealed
 
     @functools.cached_property
