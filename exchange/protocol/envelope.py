@@ -300,9 +300,9 @@ class EnvelopeHeader:
         _require(0 <= self.exp <= MAX_TIME, "exp")
         _require(_METHOD.fullmatch(self.method) is not None, "method")
         _require(_TARGET.fullmatch(self.target) is not None, "target")
-        response = (self.reply_to, self.request_hash, self.audit)
-        if any(member is not None for member in response):
-            _require(all(member is not None for member in response), "reply_to")
+        if self.reply_to is not None or self.request_hash is not None or self.audit is not None:  # a response
+            _require(self.reply_to is not None and self.request_hash is not None and self.audit is not None,
+                     "reply_to")
             _require(self.reply_to is not None and _REPLY_TO.fullmatch(self.reply_to) is not None, "reply_to")
             _require(self.request_hash is not None and _is_b64_of(self.request_hash, 32), "request_hash")
 
