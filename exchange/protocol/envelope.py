@@ -268,7 +268,7 @@ class AuditReceipt:
         return members
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, init=False)
 class EnvelopeHeader:
     """The protected header. `v`, `suite` and `ctype` are fixed for protocol v1. Construction checks each member's
     format (ValueError); the time window is checked by `seal` and by the receiver (step 4)."""
@@ -289,6 +289,17 @@ class EnvelopeHeader:
     reply_to: str | None = None
     request_hash: str | None = None
     audit: AuditReceipt | None = None
+
+    def __init__(
+        self, *, sender: str, skid: str, recipient: str, rkid: str, msg_id: str, iat: int, exp: int, method: str,
+        target: str, reply_to: str | None = None, request_hash: str | None = None, audit: AuditReceipt | None = None,
+    ) -> None:
+        # The dataclass's own __init__, but the members set in one update: a frozen dataclass's would call
+        # object.__setattr__ once per member, which costs as much as all of `__post_init__`'s checks (every seal makes
+        # a header). A test holds the members set here to be the dataclass's fields.
+        vars(self).update(sender=sender, skid=skid, recipient=recipient, rkid=rkid, msg_id=msg_id, iat=iat, exp=exp,
+                          method=method, target=target, reply_to=reply_to, request_hash=request_hash, audit=audit)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         _require(_PARTY.fullmatch(self.sender) is not None, "sender")

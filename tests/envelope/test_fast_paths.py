@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -68,6 +69,22 @@ def test_header_bytes_are_the_json_encoders(
     header = EnvelopeHeader(**members)
     assert header.to_bytes() == dumps_json(header.to_dict())
     assert EnvelopeHeader.parse(header.to_bytes()) == header
+
+
+def test_the_headers_own_init_sets_exactly_the_dataclass_fields() -> None:
+    """`EnvelopeHeader.__init__` is written out (one update instead of a frozen __setattr__ per member): it must set
+    every field, nothing else, and still check them."""
+    header = EnvelopeHeader.for_request(sender="interior", skid=SKID, recipient="exchange", rkid=RKID,
+                                        method="POST", target="/v1/x", now=NOW)
+    assert list(vars(header)) == [f.name for f in dataclasses.fields(EnvelopeHeader)]
+    assert dataclasses.replace(header, target="/v1/y").target == "/v1/y"
+    with pytest.raises(ValueError, match="target"):
+        dataclasses.replace(header, target="v1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.target = "/v1/y"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EnvelopeHeader(sender="interior", skid=SKID, recipient="exchange", rkid=RKID, msg_id=new_msg_id(),  # type: ignore[call-arg]
+                       iat=NOW, exp=NOW + 1, method="POST")
 
 
 def test_header_with_int_subclasses_falls_back_to_the_encoder() -> None:
