@@ -31,7 +31,9 @@ long-running service holds them), and do the same work per round trip:
 Rounds interleave the contenders (ours first in odd rounds, floor first in even ones) so that a busy machine slows
 them alike; each figure is the median over rounds. Each cell records wall-clock round trips per second and process
 CPU time per round trip; the CPU ratio is the steadier one when other processes share the cores (time another
-process runs is not counted; caches and frequency are still shared). Target: ours >= 3x JOSE.
+process runs is not counted; caches and frequency are still shared). Target: `ours/floor CPU` at most 1.3 (the
+envelope's own encoding and checks within 30 % of the libsodium floor); the former goal of ours >= 3x JOSE is retired
+(the floor itself is only about 3x JOSE).
 """
 
 from __future__ import annotations
@@ -94,10 +96,8 @@ SENDER, RECEIVER = "interior", "exchange"
 JWE_ALGORITHMS = ["ECDH-ES+A256KW", "A256GCM"]
 MAX_PAYLOAD = 4 << 20
 CLAIMS = ("sender", "recipient", "msg_id", "iat", "exp", "method", "target")  # replicated in both JOSE headers
-
-
-
 FLOOR_TARGET = 1.3  # issue 16: the envelope's seal + open within 1.3x of the floor's CPU per round trip
+
 
 def payload(size: int) -> bytes:
     """A JSON array of returnee-like records, the first that reaches `size` bytes (deterministic)."""

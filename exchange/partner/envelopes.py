@@ -234,6 +234,12 @@ class PublishedKeys:
         return None if self.enc is None else x25519_kid(self.enc)
 
     def sender_keys(self) -> StaticSenderKeys | _NoKeys:
+        """The resolver of the responses' signers: made once per set of published keys (both are immutable; a
+        refreshed JWKS is a new `PublishedKeys`), not once per response."""
+        return self._sender_keys
+
+    @functools.cached_property
+    def _sender_keys(self) -> StaticSenderKeys | _NoKeys:
         if not self.sign:
             return _NoKeys()
         return StaticSenderKeys(SenderKey(agency=EXCHANGE, verify_key=key) for key in self.sign)

@@ -53,7 +53,7 @@ import nacl.signing
 
 from exchange.protocol.auth_errors import Replayed
 from exchange.protocol.clock import FUTURE_SKEW
-from exchange.protocol.encoding import b64url, b64url_decode_strict, b64url_decode_strict_ascii, okp_thumbprint
+from exchange.protocol.encoding import b64url, b64url_decode_strict, okp_thumbprint
 from exchange.protocol.envelope_errors import (
     EnvelopeBadSignature,
     EnvelopeExpired,
@@ -97,8 +97,10 @@ _AUDIT_MEMBERS: Final = frozenset({"index", "leaf_hash"})
 _SIGNED_AUDIT_MEMBERS: Final = frozenset({"index", "leaf_hash", "time", "log", "sig"})  # witness.md §2
 _BODY_MEMBERS: Final = frozenset({"protected", "ciphertext"})
 
-_PARTY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # agency ids: `interior`, `exchange`, ...
-_METHOD = re.compile(r"[A-Z]{1,16}")
+_PARTY_TEXT: Final = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_METHOD_TEXT: Final = r"[A-Z]{1,16}"
+_PARTY = re.compile(_PARTY_TEXT)  # agency ids: `interior`, `exchange`, ...
+_METHOD = re.compile(_METHOD_TEXT)
 _TARGET = re.compile(r"/[\x21-\x7e]{0,8191}")  # origin-form request target as sent: path and query, ASCII
 _REPLY_TO = re.compile(r"[\x21-\x7e]{1,256}")
 
@@ -198,22 +200,39 @@ _json_string: Final = json.encoder.encode_basestring
 _HEADER_PREFIX: Final = f'{{"v":{VERSION},"suite":{json.dumps(SUITE)},"sender":'
 _CTYPE_JSON: Final = json.dumps(CTYPE)
 
-# 32 bytes in canonical base64url: 43 characters, the last with its 2 unused bits zero (thumbprints, hashes).
-_B64_32 = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
+_B64_32_TEXT: Final = r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]"  # 32 bytes: 43 characters, the last 2 bits zero
+_B64_32 = re.compile(_B64_32_TEXT)  # thumbprints, hashes
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_CANONICAL_LAST: Final = {0: "", 2: "AQgw", 3: "AEIMQUYcgkosw048"}  # len % 4 -> last characters with zero unused bits
+
+
+def _b64_size(text: str) -> int:
+    """The number of bytes `text` decodes to if `b64url_decode_strict` accepts it (canonical base64url without
+    padding), else -1; without decoding it (a test holds the two equal)."""
+    rest = len(text) % 4
+    if rest == 1 or _B64URL.fullmatch(text) is None or (rest and text[-1] not in _CANONICAL_LAST[rest]):
+        return -1
+    return len(text) * 3 // 4
 
 
 def _is_b64_of(text: str, size: int) -> bool:
     if size == 32:
         return _B64_32.fullmatch(text) is not None
-    try:
-        return len(b64url_decode_strict(text)) == size
-    except ValueError:
-        return False
+    return _b64_size(text) == size
 
 
 def _require(ok: bool, member: str) -> None:
     if not ok:
         raise ValueError(f"header member {member!r} is not valid")
+
+
+_TIME_TEXT: Final = r"(0|[1-9][0-9]{0,15})"  # a JSON integer >= 0 of at most 16 digits (2**53 - 1 checked apart)
+# A request header as `to_bytes` writes it, every string free of escapes (the target without `"` and `\`).
+_CANONICAL_REQUEST: Final = re.compile(
+    re.escape(_HEADER_PREFIX) + f'"({_PARTY_TEXT})","skid":"({_B64_32_TEXT})","recipient":"({_PARTY_TEXT})",'
+    f'"rkid":"({_B64_32_TEXT})","msg_id":"([A-Za-z0-9_-]{{22,86}})","iat":{_TIME_TEXT},"exp":{_TIME_TEXT},'
+    f'"method":"({_METHOD_TEXT})",' + r'"target":"(/[\x21\x23-\x5b\x5d-\x7e]{0,8191})","ctype":'
+    + re.escape(_CTYPE_JSON) + "}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,7 +268,7 @@ class AuditReceipt:
         return members
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, init=False)
 class EnvelopeHeader:
     """The protected header. `v`, `suite` and `ctype` are fixed for protocol v1. Construction checks each member's
     format (ValueError); the time window is checked by `seal` and by the receiver (step 4)."""
@@ -271,23 +290,30 @@ class EnvelopeHeader:
     request_hash: str | None = None
     audit: AuditReceipt | None = None
 
+    def __init__(
+        self, *, sender: str, skid: str, recipient: str, rkid: str, msg_id: str, iat: int, exp: int, method: str,
+        target: str, reply_to: str | None = None, request_hash: str | None = None, audit: AuditReceipt | None = None,
+    ) -> None:
+        # The dataclass's own __init__, but the members set in one update: a frozen dataclass's would call
+        # object.__setattr__ once per member, which costs as much as all of `__post_init__`'s checks (every seal makes
+        # a header). A test holds the members set here to be the dataclass's fields.
+        vars(self).update(sender=sender, skid=skid, recipient=recipient, rkid=rkid, msg_id=msg_id, iat=iat, exp=exp,
+                          method=method, target=target, reply_to=reply_to, request_hash=request_hash, audit=audit)
+        self.__post_init__()
+
     def __post_init__(self) -> None:
         _require(_PARTY.fullmatch(self.sender) is not None, "sender")
         _require(_is_b64_of(self.skid, 32), "skid")
         _require(_PARTY.fullmatch(self.recipient) is not None, "recipient")
         _require(_is_b64_of(self.rkid, 32), "rkid")
-        try:
-            msg_id_bytes = len(b64url_decode_strict(self.msg_id))
-        except ValueError:
-            msg_id_bytes = 0
-        _require(MSG_ID_BYTES <= msg_id_bytes <= MAX_MSG_ID_BYTES, "msg_id")
+        _require(MSG_ID_BYTES <= _b64_size(self.msg_id) <= MAX_MSG_ID_BYTES, "msg_id")
         _require(0 <= self.iat <= MAX_TIME, "iat")
         _require(0 <= self.exp <= MAX_TIME, "exp")
         _require(_METHOD.fullmatch(self.method) is not None, "method")
         _require(_TARGET.fullmatch(self.target) is not None, "target")
-        response = (self.reply_to, self.request_hash, self.audit)
-        if any(member is not None for member in response):
-            _require(all(member is not None for member in response), "reply_to")
+        if self.reply_to is not None or self.request_hash is not None or self.audit is not None:  # a response
+            _require(self.reply_to is not None and self.request_hash is not None and self.audit is not None,
+                     "reply_to")
             _require(self.reply_to is not None and _REPLY_TO.fullmatch(self.reply_to) is not None, "reply_to")
             _require(self.request_hash is not None and _is_b64_of(self.request_hash, 32), "request_hash")
 
@@ -359,6 +385,9 @@ class EnvelopeHeader:
         # 1. A UTF-8 JSON object without duplicate members that names its version and suite.
         if len(data) > MAX_HEADER_BYTES:
             raise EnvelopeMalformed("The envelope header is too large.")
+        header = cls._from_canonical(data)
+        if header is not None:
+            return header
         try:
             obj = parse_json(data)
         except ValueError as e:
@@ -377,6 +406,33 @@ class EnvelopeHeader:
             raise EnvelopeUnsupported(f'Only ctype "{CTYPE}" is supported.')
         # 1 (continued). The members of version 1, each of its type.
         return cls._from_members(obj)
+
+    @classmethod
+    def _from_canonical(cls, data: bytes) -> EnvelopeHeader | None:
+        """A request header exactly as `to_bytes` writes it, read and checked by one pattern; None for any other.
+
+        `_CANONICAL_REQUEST` admits only headers the general path accepts: the members of version 1 in `to_bytes`'s
+        order and spacing, `v`, `suite` and `ctype` as they must be, strings without escapes (so that each group is
+        the member's value) and each member in the format `__post_init__` checks; what a pattern cannot say (the
+        decoded size of `msg_id`, times up to 2**53 - 1) is checked here. So the header is the one the general path
+        would build, and is built without checking it again. Anything else (a response, other spacing or order,
+        escapes, a bad member) goes the general path, which alone decides what is wrong and says why. Tests hold the
+        two paths' answers equal."""
+        try:
+            match = _CANONICAL_REQUEST.fullmatch(data.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+        if match is None:
+            return None
+        sender, skid, recipient, rkid, msg_id, iat, exp, method, target = match.groups()
+        iat_, exp_ = int(iat), int(exp)
+        if iat_ > MAX_TIME or exp_ > MAX_TIME or not MSG_ID_BYTES <= _b64_size(msg_id) <= MAX_MSG_ID_BYTES:
+            return None
+        header = object.__new__(cls)
+        # What the dataclass's __init__ would set (through one frozen __setattr__ per member), in one update.
+        header.__dict__.update(sender=sender, skid=skid, recipient=recipient, rkid=rkid, msg_id=msg_id, iat=iat_,
+                               exp=exp_, method=method, target=target, reply_to=None, request_hash=None, audit=None)
+        return header
 
     @classmethod
     def _from_members(cls, obj: dict[str, Any]) -> EnvelopeHeader:
@@ -475,12 +531,14 @@ class SealedEnvelope:
             return None
         protected, ciphertext = body[len(_BODY_PREFIX):middle], body[middle + len(_BODY_MIDDLE):-len(_BODY_SUFFIX)]
         try:
-            header_bytes, sealed_bytes = b64url_decode_strict_ascii(protected), b64url_decode_strict_ascii(ciphertext)
+            header_bytes, sealed_bytes = b64url_decode_strict(protected), b64url_decode_strict(ciphertext)
         except ValueError:
             return None
-        sealed = cls(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"))
-        # The decoded parts, as the cached properties below would compute them (they store into __dict__ too).
-        sealed.__dict__.update(header_bytes=header_bytes, sealed_bytes=sealed_bytes)
+        sealed = object.__new__(cls)
+        # The members as the dataclass's __init__ would set them (the strings just checked), and the decoded parts as
+        # the cached properties below would compute them (they store into __dict__ too), in one update.
+        sealed.__dict__.update(protected=protected.decode("ascii"), ciphertext=ciphertext.decode("ascii"),
+                               header_bytes=header_bytes, sealed_bytes=sealed_bytes)
         return sealed
 
     @functools.cached_property

@@ -3,11 +3,15 @@
 - `EnvelopeHeader.to_bytes` writes the header member by member: byte for byte `dumps_json(header.to_dict())`.
 - `SealedEnvelope.from_json` reads a body of exactly `to_json`'s form without the JSON parser: for any body, its
   outcome (the envelope, or the error's class, code and message) is the general path's.
+- `EnvelopeHeader.parse` reads a request header of exactly `to_bytes`'s form with one pattern: for any header bytes,
+  its outcome (the header, or the error's class, code and message) is the general path's.
+- `_b64_size` tells the size `b64url_decode_strict` would decode to, or -1 where it refuses, without decoding.
 - `parse_json` keeps one decoder: it still refuses what it refused (duplicates, NaN, a byte order mark, non-UTF-8).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exchange.protocol.encoding import b64url
+from exchange.protocol.encoding import b64url, b64url_decode_strict
 from exchange.protocol.envelope import (
+    MAX_TIME,
     AuditReceipt,
     EnvelopeHeader,
     RequestRef,
     SealedEnvelope,
+    _b64_size,
     dumps_json,
     ed25519_kid,
     new_msg_id,
@@ -63,6 +69,22 @@ def test_header_bytes_are_the_json_encoders(
     header = EnvelopeHeader(**members)
     assert header.to_bytes() == dumps_json(header.to_dict())
     assert EnvelopeHeader.parse(header.to_bytes()) == header
+
+
+def test_the_headers_own_init_sets_exactly_the_dataclass_fields() -> None:
+    """`EnvelopeHeader.__init__` is written out (one update instead of a frozen __setattr__ per member): it must set
+    every field, nothing else, and still check them."""
+    header = EnvelopeHeader.for_request(sender="interior", skid=SKID, recipient="exchange", rkid=RKID,
+                                        method="POST", target="/v1/x", now=NOW)
+    assert list(vars(header)) == [f.name for f in dataclasses.fields(EnvelopeHeader)]
+    assert dataclasses.replace(header, target="/v1/y").target == "/v1/y"
+    with pytest.raises(ValueError, match="target"):
+        dataclasses.replace(header, target="v1")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        header.target = "/v1/y"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        EnvelopeHeader(sender="interior", skid=SKID, recipient="exchange", rkid=RKID, msg_id=new_msg_id(),  # type: ignore[call-arg]
+                       iat=NOW, exp=NOW + 1, method="POST")
 
 
 def test_header_with_int_subclasses_falls_back_to_the_encoder() -> None:
@@ -201,3 +223,109 @@ def test_the_shared_decoder_parses_correctly_from_many_threads() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+# --- the request header's pattern -------------------------------------------------------------------------------------
+
+def header_outcome(data: bytes) -> Any:
+    try:
+        header = EnvelopeHeader.parse(data)
+    except EnvelopeError as e:
+        return type(e), e.code, str(e)
+    return header, {name: (type(value), value) for name, value in vars(header).items()}
+
+
+def both_header_paths(data: bytes) -> tuple[Any, Any]:
+    fast = header_outcome(data)
+    with mock.patch.object(EnvelopeHeader, "_from_canonical", return_value=None):
+        general = header_outcome(data)
+    return fast, general
+
+
+def header_bytes(**changes: Any) -> bytes:
+    """A request header in `to_bytes`'s form (members in its order, compact), with any values, valid or not."""
+    members: dict[str, Any] = {"v": 1, "suite": "ed25519+x25519-sealedbox", "sender": "interior", "skid": SKID,
+                               "recipient": "exchange", "rkid": RKID, "msg_id": b64url(bytes(16)), "iat": NOW,
+                               "exp": NOW + 60, "method": "POST", "target": "/v1/returnees",
+                               "ctype": "application/json"}
+    return dumps_json(members | changes)
+
+
+HEADER = header_bytes()
+
+
+def test_a_request_header_takes_the_pattern_to_the_same_header() -> None:
+    assert EnvelopeHeader._from_canonical(HEADER) is not None
+    fast, general = both_header_paths(HEADER)
+    assert fast == general
+    assert fast[0].to_bytes() == HEADER
+
+
+@settings(max_examples=300, deadline=None)
+@given(sender=PARTY | st.text(max_size=70), recipient=PARTY, target=TARGET | st.text(max_size=40),
+       method=st.from_regex(r"[A-Z]{1,17}", fullmatch=True), msg_id=st.binary(min_size=14, max_size=66).map(b64url),
+       iat=st.integers(-2, MAX_TIME + 2) | st.sampled_from([0, MAX_TIME, MAX_TIME + 1, 10**16, 10**17]),
+       lifetime=st.integers(-1, 400), skid=B64_32 | st.sampled_from([SKID[:-1] + "B", SKID + "A", ""]))
+def test_any_request_header_gets_the_general_paths_answer(
+    sender: str, recipient: str, target: str, method: str, msg_id: str, iat: int, lifetime: int, skid: str,
+) -> None:
+    data = header_bytes(sender=sender, recipient=recipient, target=target, method=method, msg_id=msg_id, iat=iat,
+                        exp=iat + lifetime, skid=skid)
+    fast, general = both_header_paths(data)
+    assert fast == general
+    if isinstance(general[0], EnvelopeHeader) and '"' not in target and "\\" not in target:
+        assert EnvelopeHeader._from_canonical(data) is not None  # every valid request header without escapes
+
+
+@pytest.mark.parametrize("data", [
+    header_bytes(iat=MAX_TIME, exp=MAX_TIME),          # in range: the pattern's
+    header_bytes(iat=MAX_TIME + 1),                   # 16 digits past 2**53 - 1: the general path refuses
+    header_bytes(iat=10**16),                          # 17 digits
+    header_bytes(iat=-1), header_bytes(iat=1.5), header_bytes(iat=True), header_bytes(iat="1"),
+    HEADER.replace(b'"iat":', b'"iat":0'),             # a leading zero is not JSON
+    header_bytes(msg_id=b64url(bytes(15))), header_bytes(msg_id=b64url(bytes(64))),
+    header_bytes(msg_id=b64url(bytes(65))),
+    header_bytes(msg_id=b64url(bytes(16))[:-1] + "B"),  # unused bits set
+    header_bytes(msg_id=b64url(bytes(17)) + "A"),        # a length no base64url has
+    header_bytes(target='/v1/"x"'), header_bytes(target="/v1/\\x"), header_bytes(target="/v1/é"),
+    header_bytes(target="v1"), header_bytes(target="/" + "a" * 8191), header_bytes(target="/" + "a" * 8192),
+    header_bytes(method="post"), header_bytes(sender="-x"), header_bytes(sender="a" * 65),
+    header_bytes(v=2), header_bytes(v=1.0), header_bytes(suite="x"), header_bytes(ctype="text/plain"),
+    HEADER.replace(b'"target":"/v1/returnees"', b'"target":"\\/v1/returnees"'),   # an escape
+    HEADER.replace(b'"target":"/v1/returnees"', b'"target":"\\u002fv1/returnees"'),
+    HEADER.replace(b",", b", "), HEADER + b" ", b" " + HEADER, HEADER + b"\n", HEADER[:-1],
+    HEADER.replace(b'"ctype"', b'"x":1,"ctype"'), HEADER.replace(b'"sender"', b'"sender":"a","sender"'),
+    dumps_json(parse_json(HEADER) | {"reply_to": "abc", "request_hash": b64url(bytes(32)),
+                                      "audit": {"index": 1, "leaf_hash": b64url(bytes(32))}}),
+    b"", b"{}", b"[]", b"\xff" + HEADER,
+])
+def test_other_headers_get_the_general_paths_answer(data: bytes) -> None:
+    fast, general = both_header_paths(data)
+    assert fast == general
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_edit_of_a_header_gets_the_general_paths_answer(data: st.DataObject) -> None:
+    header = bytearray(HEADER)
+    for _ in range(data.draw(st.integers(1, 3))):
+        position = data.draw(st.integers(0, len(header)))
+        byte = data.draw(st.sampled_from(b'"\\{}:, 0159-AQBw_/+.\x00\x7f') | st.integers(0, 255))
+        if data.draw(st.booleans()) and position < len(header):
+            header[position] = byte
+        elif data.draw(st.booleans()) and position < len(header):
+            del header[position]
+        else:
+            header.insert(position, byte)
+    fast, general = both_header_paths(bytes(header))
+    assert fast == general
+
+
+@settings(max_examples=1000, deadline=None)
+@given(text=st.text(alphabet="AEQgwBb9-_+/= \né", max_size=12) | st.binary(max_size=70).map(b64url))
+def test_b64_size_is_the_strict_decoders(text: str) -> None:
+    try:
+        expected = len(b64url_decode_strict(text))
+    except ValueError:
+        expected = -1
+    assert _b64_size(text) == expected

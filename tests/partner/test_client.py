@@ -58,7 +58,7 @@ from exchange.protocol.envelope import (
     seal,
     x25519_kid,
 )
-from exchange.protocol.envelope_errors import EnvelopeError
+from exchange.protocol.envelope_errors import EnvelopeError, UnknownKey
 from exchange.protocol.receipts import SignedReceipt
 from exchange.protocol.replay import InMemoryReplayCache
 
@@ -855,6 +855,28 @@ def test_published_keys_ignore_keys_whose_kid_is_not_their_thumbprint() -> None:
     assert published.enc is None and published.sign == ()
     with pytest.raises(ValueError):
         PublishedKeys.from_jwks({"no": "keys"}, fetched_at=0)
+
+
+def test_published_keys_resolve_only_their_own_signers_and_build_the_resolver_once() -> None:
+    """The resolver is kept with the published keys it was made from: a refreshed JWKS (a new `PublishedKeys`) never
+    resolves a key the old one listed, and the old one never a key only the new one lists."""
+    old_key, new_key = nacl.signing.SigningKey.generate(), nacl.signing.SigningKey.generate()
+
+    def published(*signers: nacl.signing.SigningKey) -> PublishedKeys:
+        return PublishedKeys.from_jwks({"keys": [
+            {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes(key.verify_key)), "kid": ed25519_kid(key.verify_key),
+             "purpose": "envelope-sign"} for key in signers]}, fetched_at=0)
+
+    before, after = published(old_key), published(new_key)
+    assert before.sender_keys() is before.sender_keys()
+    assert before.sender_keys().resolve("exchange", ed25519_kid(old_key.verify_key), 0) == old_key.verify_key
+    assert after.sender_keys().resolve("exchange", ed25519_kid(new_key.verify_key), 0) == new_key.verify_key
+    with pytest.raises(UnknownKey):
+        after.sender_keys().resolve("exchange", ed25519_kid(old_key.verify_key), 0)
+    with pytest.raises(UnknownKey):
+        before.sender_keys().resolve("exchange", ed25519_kid(new_key.verify_key), 0)
+    with pytest.raises(UnknownKey):
+        published().sender_keys().resolve("exchange", ed25519_kid(old_key.verify_key), 0)
 
 
 def test_the_response_replay_cache_refuses_a_replay_and_forgets_expired_entries() -> None:
