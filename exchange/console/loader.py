@@ -11,7 +11,6 @@ file (no network) and only the entries after it are fetched, each call made by t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from exchange.audit.services import StoredEntry
 from exchange.audit.verify import DEFAULT_STATE, ExportSource, LogSource, TrustState, verify_log
 from exchange.console.cosign import WitnessKey, cosignatures
 from exchange.console.rules import Analyzer, RuleConfig
-from exchange.console.store import Indexer, parse_time
+from exchange.console.store import LAYOUT, Indexer, parse_time
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, verify_checkpoint
 
@@ -133,17 +134,17 @@ class Loader:
                                     "`exchange audit key`)")
         indexer = Indexer(settings.index_path)
         kept = 0
-        if self.remote is not None and indexer.meta("origin") == origin and indexer.meta("complete") == "1":
+        if self.remote is not None and indexer.reusable(origin):
             kept = indexer.resume()
         elif indexer.size or indexer.meta("size"):
             indexer.close()
             settings.index_path.unlink()
             indexer = Indexer(settings.index_path)
-        indexer.set_meta({"origin": origin, "complete": "0"})
+        indexer.set_meta({"origin": origin, "complete": "0", "layout": LAYOUT})
         analyzer = Analyzer(settings.rules)
 
         def accept(stored: StoredEntry) -> None:
-            members = json.loads(stored.leaf)
+            members = orjson.loads(stored.leaf)
             ts = parse_time(members["time"])
             analyzer.feed(stored.index, ts, members)
             # a stored leaf hash the verifier accepted equals the leaf's hash: it need not be computed again

@@ -49,7 +49,7 @@ def test_the_console_loads_a_running_exchange_incrementally(served: tuple[Flask,
     assert [e["action"] for e in history["items"]][-1] == "collect" and len(history["items"]) >= 3
     # the kept copy changed on the auditor's disk: caught (its stored leaf hash no longer matches), then rebuilt
     with sqlite3.connect(tmp_path / "data" / "index.sqlite") as db:
-        db.execute("UPDATE entries SET leaf = (SELECT leaf FROM entries WHERE idx = 3) WHERE idx = 2")
+        db.execute("UPDATE leaves SET leaf = (SELECT leaf FROM leaves WHERE idx = 3) WHERE idx = 2")
     third = load(base, tmp_path).status.badge
     assert third is not None and third["ok"] is False and third["first_bad_index"] == 2
     fourth = load(base, tmp_path).status.badge
