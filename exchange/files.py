@@ -19,7 +19,8 @@ SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
 def secure_sqlite_files(database: str | None) -> None:
-    """The register's SQLite file and its -wal/-shm/-journal companions are the register in clear: owner-only (0600).
+    """An SQLite file and its -wal/-shm/-journal companions (the register in clear; the auditor's console's index of
+    the log and review notes): owner-only (0600).
 
     A missing database file is created empty with mode 0600 before SQLite opens it (SQLite then gives its -wal and
     -shm files the database file's mode); files that exist with a looser mode are narrowed. An in-memory database

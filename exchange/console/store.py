@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from exchange.audit.services import StoredEntry
+from exchange.files import secure_sqlite_files
 from exchange.protocol import merkle
 
 # Stored Merkle nodes: every node from this level up; the lower ones are recomputed from the leaf hashes (at most
@@ -61,6 +62,7 @@ INDEXES = [f"CREATE INDEX IF NOT EXISTS entries_{c} ON entries ({c}, idx)" for c
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    secure_sqlite_files(str(path))  # the verified log: who consulted whom (owner-only, as the exchange's own files)
     connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -234,7 +236,7 @@ _FROM_STAGED = (
     "INSERT INTO leaves SELECT idx, leaf_hash, leaf FROM staged",
     f"INSERT INTO entries (idx, ts, {', '.join(COLUMNS)}) SELECT idx, ts, "  # noqa: S608 (column names only)
     + ", ".join(f"json_extract({_LEAF}, '$.{c}')" for c in COLUMNS) + " FROM staged",
-    f"INSERT INTO records SELECT CAST(r.value AS TEXT), s.idx FROM staged s, json_each(CAST(s.leaf AS TEXT), "
+    "INSERT INTO records SELECT CAST(r.value AS TEXT), s.idx FROM staged s, json_each(CAST(s.leaf AS TEXT), "
     "'$.record_ids') r WHERE json_type(CAST(s.leaf AS TEXT), '$.record_ids') = 'array'",
     "DELETE FROM staged",
 )
@@ -420,6 +422,7 @@ class Reviews:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
+        secure_sqlite_files(str(path))  # the auditor's notes: owner-only, created so before SQLite opens the file
         with closing(sqlite3.connect(path)) as db, db:
             db.execute("CREATE TABLE IF NOT EXISTS reviews (origin TEXT, flag_key TEXT, reviewed_at TEXT, note TEXT, "
                        "PRIMARY KEY (origin, flag_key))")
