@@ -80,18 +80,24 @@ class _Tee:
     def uncovered(self) -> int | None:
         return self.inner.uncovered()
 
-    def _entries(self, end: int) -> Iterator[StoredEntry]:
-        if self.local is not None and self.remote is not None and self.kept:
-            yield from self.local(min(self.kept, end))
-            if end > self.kept:
-                yield from self.remote(self.kept, end)
-        else:
-            yield from self.inner.entries(end)
-
     def entries(self, end: int) -> Iterator[StoredEntry]:
-        for entry in self._entries(end):
+        local, remote, kept, accept = self.local, self.remote, self.kept, self.accept
+        if local is not None and remote is not None and kept:
+            source = _kept_then_remote(local, remote, kept, end)
+        else:
+            source = self.inner.entries(end)
+        for entry in source:
             yield entry
-            self.accept(entry)  # the verifier asked for the next one: this one passed
+            accept(entry)  # the verifier asked for the next one: this one passed
+
+
+def _kept_then_remote(local: Callable[[int], Iterator[StoredEntry]],
+                      remote: Callable[[int, int], Iterator[StoredEntry]],
+                      kept: int, end: int) -> Iterator[StoredEntry]:
+    """Server mode: the entries kept in the local index, then those fetched after them."""
+    yield from local(min(kept, end))
+    if end > kept:
+        yield from remote(kept, end)
 
 
 class Loader:
@@ -143,13 +149,14 @@ class Loader:
         indexer.set_meta({"origin": origin, "complete": "0", "layout": LAYOUT})
         analyzer = Analyzer(settings.rules)
 
+        loads, feed, add = orjson.loads, analyzer.feed, indexer.add
+
         def accept(stored: StoredEntry) -> None:
-            members = orjson.loads(stored.leaf)
+            members = loads(stored.leaf)
             ts = parse_time(members["time"])
-            analyzer.feed(stored.index, ts, members)
+            feed(stored.index, ts, members)
             # a stored leaf hash the verifier accepted equals the leaf's hash: it need not be computed again
-            indexer.add(stored.index, stored.leaf, members, ts, store=stored.index >= kept,
-                        leaf_hash=stored.stored_leaf_hash)
+            add(stored.index, stored.leaf, members, ts, store=stored.index >= kept, leaf_hash=stored.stored_leaf_hash)
 
         tee = _Tee(source, accept, local=indexer.kept_entries, remote=self.remote, kept=kept)
 

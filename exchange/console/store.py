@@ -27,6 +27,7 @@ from exchange.protocol import merkle
 NODE_LEVEL = 6
 NODE_MASK = (1 << NODE_LEVEL) - 1
 PAGE = 50
+SORT_THREADS = 2  # SQLite's worker threads for the sorts that build the indexes (besides the loader's own)
 MAX_PAGE = 500
 COLUMNS = ("time", "action", "outcome", "status", "reason", "agency", "client_id", "officer", "purpose", "case_ref",
            "method", "path", "recipient", "source_ip")
@@ -217,6 +218,7 @@ class Indexer:
                                   json.dumps(f.search)) for f in flags])
             self.db.executemany("INSERT INTO flag_entries VALUES (?, ?)",
                                 [(f.key, i) for f in flags for i in f.entries])
+            self.db.execute(f"PRAGMA threads={SORT_THREADS}")  # each index is a sort of the table: in parallel
             for statement in INDEXES:
                 self.db.execute(statement)
             self.db.execute("PRAGMA analysis_limit=1000")  # the planner's statistics from a sample: enough
