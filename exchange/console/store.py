@@ -221,7 +221,6 @@ class Indexer:
             self.db.execute(f"PRAGMA threads={SORT_THREADS}")  # each index is a sort of the table: in parallel
             for statement in INDEXES:
                 self.db.execute(statement)
-            self.db.execute("PRAGMA analysis_limit=1000")  # the planner's statistics from a sample: enough
             self.db.execute("ANALYZE")
         self.set_meta({"size": str(self.size)})
 
