@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from exchange.audit.services import StoredEntry
 from exchange.files import secure_sqlite_files
 from exchange.protocol import merkle
@@ -29,19 +31,19 @@ NODE_MASK = (1 << NODE_LEVEL) - 1
 PAGE = 50
 SORT_THREADS = 2  # SQLite's worker threads for the sorts that build the indexes (besides the loader's own)
 MAX_PAGE = 500
+# what a search answers of each entry (read from its leaf); the searchable ones are also columns of `entries`
 COLUMNS = ("time", "action", "outcome", "status", "reason", "agency", "client_id", "officer", "purpose", "case_ref",
            "method", "path", "recipient", "source_ip")
 SEARCHABLE = ("agency", "client_id", "officer", "purpose", "action", "outcome", "case_ref")
 DATA_ACTIONS = frozenset({"collect", "alter", "consult", "disclose", "erase"})
 
-LAYOUT = "2"  # of the tables below: an index in another layout is rebuilt (it is a cache of the verified log)
+LAYOUT = "3"  # of the tables below: an index in another layout is rebuilt (it is a cache of the verified log)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- the searched columns, narrow (their indexes are built by scanning them); the leaves beside them
+-- the searched columns only, narrow (their indexes are built by scanning them); the leaves beside them
 CREATE TABLE IF NOT EXISTS entries (
-    idx INTEGER PRIMARY KEY, time TEXT, ts INTEGER, action TEXT, outcome TEXT, status INTEGER, reason TEXT,
-    agency TEXT, client_id TEXT, officer TEXT, purpose TEXT, case_ref TEXT, method TEXT, path TEXT, recipient TEXT,
-    source_ip TEXT);
+    idx INTEGER PRIMARY KEY, ts INTEGER, agency TEXT, client_id TEXT, officer TEXT, purpose TEXT, action TEXT,
+    outcome TEXT, case_ref TEXT);
 CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, leaf BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (record_id TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER, idx INTEGER, hash BLOB, PRIMARY KEY (level, idx)) WITHOUT ROWID;
@@ -235,8 +237,8 @@ _Batch = tuple[list[tuple[int, int, bytes, bytes]], list[tuple[int, int, bytes]]
 _LEAF = "CAST(leaf AS TEXT)"
 _FROM_STAGED = (
     "INSERT INTO leaves SELECT idx, leaf_hash, leaf FROM staged",
-    f"INSERT INTO entries (idx, ts, {', '.join(COLUMNS)}) SELECT idx, ts, "  # noqa: S608 (column names only)
-    + ", ".join(f"json_extract({_LEAF}, '$.{c}')" for c in COLUMNS) + " FROM staged",
+    f"INSERT INTO entries (idx, ts, {', '.join(SEARCHABLE)}) SELECT idx, ts, "  # noqa: S608 (column names only)
+    + ", ".join(f"json_extract({_LEAF}, '$.{c}')" for c in SEARCHABLE) + " FROM staged",
     "INSERT INTO records SELECT CAST(r.value AS TEXT), s.idx FROM staged s, json_each(CAST(s.leaf AS TEXT), "
     "'$.record_ids') r WHERE json_type(CAST(s.leaf AS TEXT), '$.record_ids') = 'array'",
     "DELETE FROM staged",
@@ -313,8 +315,7 @@ class Index:
             where.insert(0, "r.record_id = ?")
             args.insert(0, query.record_id)
         # built from the column names above and placeholders only: every value is a parameter
-        sql = (f"SELECT e.idx, {', '.join('e.' + c for c in COLUMNS)}, l.leaf FROM {source}"  # noqa: S608
-               " JOIN leaves l ON l.idx = e.idx"
+        sql = (f"SELECT e.idx, l.leaf FROM {source} JOIN leaves l ON l.idx = e.idx"  # noqa: S608
                + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY e.idx DESC LIMIT ?")
         limit = max(1, min(query.limit, MAX_PAGE))
         with self._db() as db:
@@ -328,8 +329,7 @@ class Index:
         with self._db() as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                sql = (f"SELECT e.idx, {', '.join('e.' + c for c in COLUMNS)}, l.leaf FROM entries e "  # noqa: S608
-                       f"JOIN leaves l ON l.idx = e.idx WHERE e.idx IN ({_marks(len(chunk))}) ORDER BY e.idx")
+                sql = f"SELECT idx, leaf FROM leaves WHERE idx IN ({_marks(len(chunk))}) ORDER BY idx"  # noqa: S608
                 found += [entry_of(row) for row in db.execute(sql, chunk)]
         return found
 
@@ -407,11 +407,10 @@ def _marks(count: int) -> str:
 
 
 def entry_of(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
-    values = tuple(row)
-    entry = dict(zip(("index", *COLUMNS), values[:-1], strict=True))
-    members = json.loads(values[-1])
-    entry["record_ids"] = members.get("record_ids") or []
-    return entry
+    """An entry as a search answers it, from (index, leaf)."""
+    index, leaf = tuple(row)
+    members = orjson.loads(leaf)
+    return {"index": index, **{c: members.get(c) for c in COLUMNS}, "record_ids": members.get("record_ids") or []}
 
 
 # ---- the auditor's notes ------------------------------------------------------------------------------------------
