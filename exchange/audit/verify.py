@@ -126,11 +126,14 @@ class ExportSource:
 
 def _export_entry(line: bytes, position: int) -> SourceEntry:
     match = _EXPORT_LINE.fullmatch(line)
-    try:
-        if match:  # the compact form the exchange writes: no JSON parser needed
-            stored = match[3]
+    if match:  # the compact form the exchange writes: no JSON parser needed
+        stored = match[3]
+        try:
             return SourceEntry(int(match[1]), b64url_decode_strict_ascii(match[2]),
                                b64url_decode_strict_ascii(stored) if stored else None)
+        except ValueError:
+            pass  # a JSON escape, or not base64url: the JSON parser below decides
+    try:
         data = json.loads(line)
         index, leaf, stored_text = data["index"], data["leaf"], data.get("leaf_hash")
         if not isinstance(index, int) or not isinstance(leaf, str) or not isinstance(stored_text, str | None):
