@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
+from exchange.files import secure_sqlite_files
 from exchange.outages import note_outage, outage_error, outage_noted
 
 log = logging.getLogger("exchange.db")
@@ -156,38 +157,6 @@ def missing_sqlite_file(url: str) -> str | None:
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
         return None
     return None if os.path.exists(database) else os.path.abspath(database)
-
-
-PRIVATE_FILE_MODE = 0o600
-SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
-
-
-def secure_sqlite_files(database: str | None) -> None:
-    """The register's SQLite file and its -wal/-shm/-journal companions are the register in clear: owner-only (0600).
-
-    A missing database file is created empty with mode 0600 before SQLite opens it (SQLite then gives its -wal and
-    -shm files the database file's mode); files that exist with a looser mode are narrowed. An in-memory database
-    has no file. A folder that does not exist yet is left to whoever creates it (`exchange init`)."""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return
-    path = os.path.abspath(database)
-    if not os.path.isdir(os.path.dirname(path)):
-        return
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_FILE_MODE)
-    except FileExistsError:
-        pass
-    else:
-        os.close(fd)
-    for suffix in SQLITE_COMPANIONS:
-        companion = path + suffix
-        try:
-            if os.stat(companion).st_mode & 0o077:
-                os.chmod(companion, PRIVATE_FILE_MODE)
-        except FileNotFoundError:
-            continue
-        except PermissionError:  # not ours to change: say so, once per connection, and go on
-            log.warning("database file readable by others", extra={"path": companion})
 
 
 def _make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -38,7 +38,7 @@ from exchange.protocol import merkle
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, SignedCheckpoint, b64std, verify_checkpoint
 from exchange.protocol.cosignature import Cosignature, WitnessPolicy, verify_witnessed
-from exchange.protocol.encoding import b64url_decode
+from exchange.protocol.encoding import b64url_decode_strict
 from exchange.protocol.receipts import SignedReceipt
 
 DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
@@ -47,7 +47,9 @@ DEFAULT_STATE = Path("~/.config/exchange/audit-state.json")
 # member ordered before it that holds an object (`envelope`) has no `index`: the first match is the entry's. It
 # locates a moved entry; integrity itself rests on the root.
 _INDEX = re.compile(rb'"index":(0|[1-9][0-9]*)[,}]')
-_EXPORT_LINE = re.compile(r'^\{"index":(\d+),"leaf":"([A-Za-z0-9_-]*)","leaf_hash":(?:"([A-Za-z0-9_-]*)"|null)\}$')
+# The compact line the exchange writes, read without a JSON parser (the decoder checks the base64url text: canonical,
+# nothing outside the alphabet); any other line goes through the JSON parser.
+_EXPORT_LINE = re.compile(rb'\{"index":(\d+),"leaf":"([^"]*)","leaf_hash":(?:"([^"]*)"|null)\}\n?')
 
 
 # An entry as a source holds it: `index` is where (a row's key, a line's `index`), `stored_leaf_hash` the tree's
@@ -104,10 +106,10 @@ class ExportSource:
         return note
 
     def entries(self, end: int) -> Iterator[SourceEntry]:
-        with self.path.open(encoding="utf-8") as f:
+        with self.path.open("rb") as f:
             f.readline()
             for position, line in enumerate(f):
-                entry = _export_entry(line.rstrip("\n"), position)
+                entry = _export_entry(line, position)
                 if entry.index >= end:
                     return
                 yield entry
@@ -122,17 +124,22 @@ class ExportSource:
         return None
 
 
-def _export_entry(line: str, position: int) -> SourceEntry:
-    match = _EXPORT_LINE.match(line)
+def _export_entry(line: bytes, position: int) -> SourceEntry:
+    match = _EXPORT_LINE.fullmatch(line)
+    if match:  # the compact form the exchange writes: no JSON parser needed
+        stored = match[3]
+        try:
+            return SourceEntry(int(match[1]), b64url_decode_strict(match[2]),
+                               b64url_decode_strict(stored) if stored else None)
+        except ValueError:
+            pass  # a JSON escape, or not base64url: the JSON parser below decides
     try:
-        if match:  # the compact form the exchange writes: no JSON parser needed
-            index, leaf, stored = int(match[1]), match[2], match[3]
-        else:
-            data = json.loads(line)
-            index, leaf, stored = data["index"], data["leaf"], data.get("leaf_hash")
-            if not isinstance(index, int) or not isinstance(leaf, str):
-                raise TypeError("index or leaf of the wrong type")
-        return SourceEntry(index, b64url_decode(leaf), b64url_decode(stored) if stored else None)
+        data = json.loads(line)
+        index, leaf, stored_text = data["index"], data["leaf"], data.get("leaf_hash")
+        if not isinstance(index, int) or not isinstance(leaf, str) or not isinstance(stored_text, str | None):
+            raise TypeError("index, leaf or leaf_hash of the wrong type")
+        return SourceEntry(index, b64url_decode_strict(leaf),
+                           b64url_decode_strict(stored_text) if stored_text else None)
     except (ValueError, KeyError, TypeError, binascii.Error) as e:
         raise LogMismatch(position, f"line {position + 2} of the export is not an entry") from e
 

@@ -11,7 +11,6 @@ file (no network) and only the entries after it are fetched, each call made by t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from exchange.audit.services import StoredEntry
 from exchange.audit.verify import DEFAULT_STATE, ExportSource, LogSource, TrustState, verify_log
 from exchange.console.cosign import WitnessKey, cosignatures
 from exchange.console.rules import Analyzer, RuleConfig
-from exchange.console.store import Indexer, parse_time
+from exchange.console.store import LAYOUT, Indexer, parse_time
 from exchange.protocol.audit_errors import InvalidCheckpoint, LogMismatch, VerificationError
 from exchange.protocol.checkpoint import NoteVerifier, verify_checkpoint
 
@@ -79,18 +80,24 @@ class _Tee:
     def uncovered(self) -> int | None:
         return self.inner.uncovered()
 
-    def _entries(self, end: int) -> Iterator[StoredEntry]:
-        if self.local is not None and self.remote is not None and self.kept:
-            yield from self.local(min(self.kept, end))
-            if end > self.kept:
-                yield from self.remote(self.kept, end)
-        else:
-            yield from self.inner.entries(end)
-
     def entries(self, end: int) -> Iterator[StoredEntry]:
-        for entry in self._entries(end):
+        local, remote, kept, accept = self.local, self.remote, self.kept, self.accept
+        if local is not None and remote is not None and kept:
+            source = _kept_then_remote(local, remote, kept, end)
+        else:
+            source = self.inner.entries(end)
+        for entry in source:
             yield entry
-            self.accept(entry)  # the verifier asked for the next one: this one passed
+            accept(entry)  # the verifier asked for the next one: this one passed
+
+
+def _kept_then_remote(local: Callable[[int], Iterator[StoredEntry]],
+                      remote: Callable[[int, int], Iterator[StoredEntry]],
+                      kept: int, end: int) -> Iterator[StoredEntry]:
+    """Server mode: the entries kept in the local index, then those fetched after them."""
+    yield from local(min(kept, end))
+    if end > kept:
+        yield from remote(kept, end)
 
 
 class Loader:
@@ -133,22 +140,23 @@ class Loader:
                                     "`exchange audit key`)")
         indexer = Indexer(settings.index_path)
         kept = 0
-        if self.remote is not None and indexer.meta("origin") == origin and indexer.meta("complete") == "1":
+        if self.remote is not None and indexer.reusable(origin):
             kept = indexer.resume()
         elif indexer.size or indexer.meta("size"):
             indexer.close()
             settings.index_path.unlink()
             indexer = Indexer(settings.index_path)
-        indexer.set_meta({"origin": origin, "complete": "0"})
+        indexer.set_meta({"origin": origin, "complete": "0", "layout": LAYOUT})
         analyzer = Analyzer(settings.rules)
 
+        loads, feed, add = orjson.loads, analyzer.feed, indexer.add
+
         def accept(stored: StoredEntry) -> None:
-            members = json.loads(stored.leaf)
+            members = loads(stored.leaf)
             ts = parse_time(members["time"])
-            analyzer.feed(stored.index, ts, members)
+            feed(stored.index, ts, members)
             # a stored leaf hash the verifier accepted equals the leaf's hash: it need not be computed again
-            indexer.add(stored.index, stored.leaf, members, ts, store=stored.index >= kept,
-                        leaf_hash=stored.stored_leaf_hash)
+            add(stored.index, stored.leaf, members, ts, store=stored.index >= kept, leaf_hash=stored.stored_leaf_hash)
 
         tee = _Tee(source, accept, local=indexer.kept_entries, remote=self.remote, kept=kept)
 

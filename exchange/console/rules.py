@@ -101,34 +101,38 @@ class Analyzer:
         self.tz = ZoneInfo(config.timezone)
         self.flags: list[Flag] = []
         self.heat: Counter[tuple[int, int]] = Counter()
-        self._local: dict[int, tuple[int, int, str]] = {}
+        self._local: dict[int, tuple[int, int, str, bool]] = {}
         self._bulk: dict[str, _Window] = {}
         self._denials: dict[tuple[str, str], _Window] = {}
         self._daily: dict[tuple[str, str, str], Flag] = {}
 
-    def _local_time(self, ts: int) -> tuple[int, int, str]:
-        """(weekday, hour, date) in the configured timezone; offsets are multiples of 15 minutes, so cache by those."""
+    def _local_time(self, ts: int) -> tuple[int, int, str, bool]:
+        """(weekday, hour, date, outside working hours) in the configured timezone; offsets are multiples of 15
+        minutes, so cache by those."""
         key = ts // 900
         found = self._local.get(key)
         if found is None:
             moment = datetime.fromtimestamp(ts, self.tz)
-            found = self._local[key] = (moment.weekday(), moment.hour, moment.strftime("%Y-%m-%d"))
+            dow, hour, config = moment.weekday(), moment.hour, self.config
+            off = hour < config.work_start or hour >= config.work_end or dow not in config.work_days
+            found = self._local[key] = (dow, hour, moment.strftime("%Y-%m-%d"), off)
         return found
 
     def feed(self, index: int, ts: int, entry: dict[str, object]) -> None:
-        action = str(entry.get("action"))
-        client = str(entry.get("client_id") or "-")
-        dow, hour, local_day = self._local_time(ts)
+        get = entry.get
+        action = str(get("action"))
+        client = str(get("client_id") or "-")
+        dow, hour, local_day, off_hours = self._local.get(ts // 900) or self._local_time(ts)
         self.heat[(dow, hour)] += 1
-        success = entry.get("outcome") == "success"
+        success = get("outcome") == "success"
         if action in DATA_ACTIONS:
             if action in ("consult", "disclose"):
-                records = entry.get("record_ids")
+                records = get("record_ids")
                 if isinstance(records, list) and records:
-                    self._bulk_read(client, ts, index, tuple(str(r) for r in records))
-                if success and not entry.get("case_ref") and entry.get("agency") not in self.config.case_ref_exempt:
+                    self._bulk_read(client, ts, index, tuple(map(str, records)))
+                if success and not get("case_ref") and get("agency") not in self.config.case_ref_exempt:
                     self._daily_flag("no-case", client, local_day, ts, index, action_prefix=None)
-            if hour < self.config.work_start or hour >= self.config.work_end or dow not in self.config.work_days:
+            if off_hours:
                 self._daily_flag("hours", client, local_day, ts, index, action_prefix=None)
         if not success and entry.get("status") in (401, 403):
             self._denial(("client", client), ts, index)

@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from exchange.audit.services import StoredEntry
+from exchange.files import secure_sqlite_files
 from exchange.protocol import merkle
 
 # Stored Merkle nodes: every node from this level up; the lower ones are recomputed from the leaf hashes (at most
@@ -26,18 +29,22 @@ from exchange.protocol import merkle
 NODE_LEVEL = 6
 NODE_MASK = (1 << NODE_LEVEL) - 1
 PAGE = 50
+SORT_THREADS = 2  # SQLite's worker threads for the sorts that build the indexes (besides the loader's own)
 MAX_PAGE = 500
+# what a search answers of each entry (read from its leaf); the searchable ones are also columns of `entries`
 COLUMNS = ("time", "action", "outcome", "status", "reason", "agency", "client_id", "officer", "purpose", "case_ref",
            "method", "path", "recipient", "source_ip")
 SEARCHABLE = ("agency", "client_id", "officer", "purpose", "action", "outcome", "case_ref")
 DATA_ACTIONS = frozenset({"collect", "alter", "consult", "disclose", "erase"})
 
+LAYOUT = "3"  # of the tables below: an index in another layout is rebuilt (it is a cache of the verified log)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- the searched columns only, narrow (their indexes are built by scanning them); the leaves beside them
 CREATE TABLE IF NOT EXISTS entries (
-    idx INTEGER PRIMARY KEY, time TEXT, ts INTEGER, action TEXT, outcome TEXT, status INTEGER, reason TEXT,
-    agency TEXT, client_id TEXT, officer TEXT, purpose TEXT, case_ref TEXT, method TEXT, path TEXT, recipient TEXT,
-    source_ip TEXT, leaf_hash BLOB NOT NULL, leaf BLOB NOT NULL);
+    idx INTEGER PRIMARY KEY, ts INTEGER, agency TEXT, client_id TEXT, officer TEXT, purpose TEXT, action TEXT,
+    outcome TEXT, case_ref TEXT);
+CREATE TABLE IF NOT EXISTS leaves (idx INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL, leaf BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS records (record_id TEXT NOT NULL, idx INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (level INTEGER, idx INTEGER, hash BLOB, PRIMARY KEY (level, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS agg_agency_day (day TEXT, agency TEXT, n INTEGER, PRIMARY KEY (day, agency));
@@ -58,6 +65,7 @@ INDEXES = [f"CREATE INDEX IF NOT EXISTS entries_{c} ON entries ({c}, idx)" for c
 
 
 def connect(path: Path) -> sqlite3.Connection:
+    secure_sqlite_files(str(path))  # the verified log: who consulted whom (owner-only, as the exchange's own files)
     connection = sqlite3.connect(path, check_same_thread=False, timeout=30)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
@@ -86,12 +94,11 @@ class Indexer:
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.executescript(SCHEMA)
         self._days: dict[int, str] = {}
-        self._batches: queue.Queue[tuple[list[Any], list[Any], list[Any]] | None] = queue.Queue(maxsize=2)
+        self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=2)
         self._writer: threading.Thread | None = None
         self._failure: sqlite3.Error | None = None
         self.batch = batch
-        self._entries: list[tuple[Any, ...]] = []
-        self._records: list[tuple[str, int]] = []
+        self._leaves: list[tuple[int, int, bytes, bytes]] = []
         self._nodes: list[tuple[int, int, bytes]] = []
         self.frontier = merkle.Frontier()
         self.size = 0
@@ -99,13 +106,18 @@ class Indexer:
         self.denials_day: Counter[str] = Counter()
         self.purposes: Counter[str] = Counter()
 
+    def reusable(self, origin: str) -> bool:
+        """Whether this file holds a complete index of `origin` in this version's layout (else it is rebuilt)."""
+        return (self.meta("origin") == origin and self.meta("complete") == "1"
+                and self.meta("layout") == LAYOUT)
+
     def resume(self) -> int:
         """Continue an index kept from an earlier run (server mode): how many entries it holds. They are read back
         (`kept_entries`) and verified again with the new ones; only the new ones are written."""
         return int(self.meta("size") or 0)
 
     def kept_entries(self, end: int) -> Iterator[StoredEntry]:
-        cursor = self.db.execute("SELECT idx, leaf, leaf_hash FROM entries WHERE idx < ? ORDER BY idx", (end,))
+        cursor = self.db.execute("SELECT idx, leaf, leaf_hash FROM leaves WHERE idx < ? ORDER BY idx", (end,))
         while rows := cursor.fetchmany(10_000):
             for idx, leaf, leaf_hash in rows:
                 yield StoredEntry(idx, bytes(leaf), bytes(leaf_hash))
@@ -131,12 +143,7 @@ class Indexer:
                         self._nodes.append((level, node_index, value))
             else:
                 self.frontier.push(leaf_hash)
-            self._entries.append((index, get("time"), ts, get("action"), get("outcome"), get("status"),
-                                  get("reason"), get("agency"), get("client_id"), get("officer"), get("purpose"),
-                                  get("case_ref"), get("method"), get("path"), get("recipient"), get("source_ip"),
-                                  leaf_hash, leaf))
-            for record in get("record_ids") or ():
-                self._records.append((str(record), index))
+            self._leaves.append((index, ts, leaf_hash, leaf))  # the columns are read from the leaf by SQLite
         else:
             self.frontier.push(leaf_hash)
         day = self._days.get(ts // 86400)
@@ -147,30 +154,35 @@ class Indexer:
             self.denials_day[day] += 1
         self.purposes[get("purpose") or "-"] += 1
         self.size = index + 1
-        if len(self._entries) >= self.batch:
+        if len(self._leaves) >= self.batch:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the batch to the writer thread (SQLite releases the GIL while it writes: the writes overlap the
-        parsing and verifying of the next batch on another core)."""
+        """Hand the batch to the writer thread. It binds four values per entry and SQLite does the rest (the columns
+        read from the leaf's JSON, the inserts) without the GIL: on another core, beside the verifying and parsing of
+        the next batch."""
         if self._writer is None:
             self._writer = threading.Thread(target=self._write, name="console-index-writer", daemon=True)
             self._writer.start()
         self._check_writer()
-        self._batches.put((self._entries, self._records, self._nodes))
-        self._entries, self._records, self._nodes = [], [], []
+        self._batches.put((self._leaves, self._nodes))
+        self._leaves, self._nodes = [], []
 
     def _write(self) -> None:
         with closing(connect(self.path)) as db:
             db.execute("PRAGMA synchronous=OFF")
+            db.execute("PRAGMA temp_store=MEMORY")
+            db.execute("PRAGMA secure_delete=OFF")  # the staging rows are the verified log's: nothing to scrub
+            db.execute("CREATE TEMP TABLE staged (idx INTEGER PRIMARY KEY, ts INTEGER, leaf_hash BLOB, leaf BLOB)")
             while (batch := self._batches.get()) is not None:
                 if self._failure is not None:
                     continue  # drain: the loader is told at its next flush or at finish
-                entries, records, nodes = batch
+                leaves, nodes = batch
                 try:
                     with db:
-                        db.executemany(f"INSERT INTO entries VALUES ({_marks(18)})", entries)  # noqa: S608
-                        db.executemany("INSERT INTO records VALUES (?, ?)", records)
+                        db.executemany("INSERT INTO staged VALUES (?, ?, ?, ?)", leaves)
+                        for statement in _FROM_STAGED:
+                            db.execute(statement)
                         db.executemany("INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)", nodes)
                 except sqlite3.Error as e:
                     self._failure = e
@@ -208,6 +220,7 @@ class Indexer:
                                   json.dumps(f.search)) for f in flags])
             self.db.executemany("INSERT INTO flag_entries VALUES (?, ?)",
                                 [(f.key, i) for f in flags for i in f.entries])
+            self.db.execute(f"PRAGMA threads={SORT_THREADS}")  # each index is a sort of the table: in parallel
             for statement in INDEXES:
                 self.db.execute(statement)
             self.db.execute("ANALYZE")
@@ -216,6 +229,20 @@ class Indexer:
     def close(self) -> None:
         self.drain()
         self.db.close()
+
+
+_Batch = tuple[list[tuple[int, int, bytes, bytes]], list[tuple[int, int, bytes]]]
+# A batch goes from the staging table to the index: the searched columns are the leaf's members (json_extract: SQL
+# NULL for a JSON null or a missing member, as `dict.get`), the records one row per element of `record_ids`.
+_LEAF = "CAST(leaf AS TEXT)"
+_FROM_STAGED = (
+    "INSERT INTO leaves SELECT idx, leaf_hash, leaf FROM staged",
+    f"INSERT INTO entries (idx, ts, {', '.join(SEARCHABLE)}) SELECT idx, ts, "  # noqa: S608 (column names only)
+    + ", ".join(f"json_extract({_LEAF}, '$.{c}')" for c in SEARCHABLE) + " FROM staged",
+    "INSERT INTO records SELECT CAST(r.value AS TEXT), s.idx FROM staged s, json_each(CAST(s.leaf AS TEXT), "
+    "'$.record_ids') r WHERE json_type(CAST(s.leaf AS TEXT), '$.record_ids') = 'array'",
+    "DELETE FROM staged",
+)
 
 
 @dataclass(kw_only=True)
@@ -288,7 +315,7 @@ class Index:
             where.insert(0, "r.record_id = ?")
             args.insert(0, query.record_id)
         # built from the column names above and placeholders only: every value is a parameter
-        sql = (f"SELECT e.idx, {', '.join('e.' + c for c in COLUMNS)}, e.leaf FROM {source}"  # noqa: S608
+        sql = (f"SELECT e.idx, l.leaf FROM {source} JOIN leaves l ON l.idx = e.idx"  # noqa: S608
                + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY e.idx DESC LIMIT ?")
         limit = max(1, min(query.limit, MAX_PAGE))
         with self._db() as db:
@@ -302,8 +329,8 @@ class Index:
         with self._db() as db:
             for start in range(0, len(wanted), 500):
                 chunk = wanted[start:start + 500]
-                sql = f"SELECT idx, {', '.join(COLUMNS)}, leaf FROM entries WHERE idx IN ({_marks(len(chunk))})"  # noqa: S608
-                found += [entry_of(row) for row in db.execute(sql + " ORDER BY idx", chunk)]
+                sql = f"SELECT idx, leaf FROM leaves WHERE idx IN ({_marks(len(chunk))}) ORDER BY idx"  # noqa: S608
+                found += [entry_of(row) for row in db.execute(sql, chunk)]
         return found
 
     def leaves(self, indices: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
@@ -311,7 +338,7 @@ class Index:
             out: dict[int, tuple[bytes, bytes]] = {}
             for start in range(0, len(indices), 500):
                 chunk = list(indices[start:start + 500])
-                sql = f"SELECT idx, leaf, leaf_hash FROM entries WHERE idx IN ({_marks(len(chunk))})"  # noqa: S608
+                sql = f"SELECT idx, leaf, leaf_hash FROM leaves WHERE idx IN ({_marks(len(chunk))})"  # noqa: S608
                 for idx, leaf, leaf_hash in db.execute(sql, chunk):
                     out[idx] = (bytes(leaf), bytes(leaf_hash))
             return out
@@ -329,7 +356,7 @@ class Index:
                 else:
                     start = index << level
                     hashes = [bytes(h) for (h,) in db.execute(
-                        "SELECT leaf_hash FROM entries WHERE idx >= ? AND idx < ? ORDER BY idx",
+                        "SELECT leaf_hash FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx",
                         (start, start + (1 << level)))]
                     if len(hashes) != 1 << level:
                         raise LookupError(f"node {(level, index)} is not in the index")
@@ -380,11 +407,10 @@ def _marks(count: int) -> str:
 
 
 def entry_of(row: sqlite3.Row | tuple[Any, ...]) -> dict[str, Any]:
-    values = tuple(row)
-    entry = dict(zip(("index", *COLUMNS), values[:-1], strict=True))
-    members = json.loads(values[-1])
-    entry["record_ids"] = members.get("record_ids") or []
-    return entry
+    """An entry as a search answers it, from (index, leaf)."""
+    index, leaf = tuple(row)
+    members = orjson.loads(leaf)
+    return {"index": index, **{c: members.get(c) for c in COLUMNS}, "record_ids": members.get("record_ids") or []}
 
 
 # ---- the auditor's notes ------------------------------------------------------------------------------------------
@@ -396,6 +422,7 @@ class Reviews:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.path = path
+        secure_sqlite_files(str(path))  # the auditor's notes: owner-only, created so before SQLite opens the file
         with closing(sqlite3.connect(path)) as db, db:
             db.execute("CREATE TABLE IF NOT EXISTS reviews (origin TEXT, flag_key TEXT, reviewed_at TEXT, note TEXT, "
                        "PRIMARY KEY (origin, flag_key))")

@@ -219,12 +219,21 @@ def change_line(lines: list[str]) -> None:
     lines[25] = json.dumps({**entry, "leaf": b64url(leaf)})
 
 
+def relayout(lines: list[str]) -> None:
+    """The same entries in other valid JSON: spaces (line 3), the first character of a leaf escaped (line 4)."""
+    lines[3] = json.dumps(json.loads(lines[3])) + " "
+    head, leaf = lines[4].split('"leaf":"', 1)
+    lines[4] = f'{head}"leaf":"\\u{ord(leaf[0]):04x}{leaf[1:]}'
+
+
 @pytest.mark.parametrize("edit", [
     change_line,
     lambda lines: lines.pop(25),
     lambda lines: lines.insert(25, lines[24]),
     lambda lines: lines.insert(25, lines.pop(26)),
-], ids=["change", "delete", "insert", "reorder"])
+    lambda lines: lines.__setitem__(25, lines[25].replace('"leaf":"', '"leaf":"+', 1)),  # not base64url
+    lambda lines: lines.__setitem__(25, lines[25].replace('"leaf":"', '"leaf":"A', 1)),  # not canonical
+], ids=["change", "delete", "insert", "reorder", "garbled", "uneven"])
 def test_verify_names_the_first_bad_line_of_an_export(
     exported: tuple[Path, str], tmp_path: Path, edit: Callable[[list[str]], None]
 ) -> None:
@@ -232,6 +241,9 @@ def test_verify_names_the_first_bad_line_of_an_export(
     state = tmp_path / "export-state.json"
     code, output = verify(state, "--export", str(path), "--key", key)
     assert code == 0 and "verified 41 entries" in output, output  # 40, and the export's own read
+    rewrite_lines(path, relayout)
+    code, output = verify(state, "--export", str(path))  # a line in another JSON layout is read as well
+    assert code == 0, output
     rewrite_lines(path, edit)
     code, output = verify(state, "--export", str(path))  # the key comes from the state now
     assert code == 1 and first_bad(output) == (25,), output

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +26,8 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from exchange.audit.entries import Event
-from exchange.audit.services import AuditLog, export_lines
+from exchange.audit.services import AuditLog, StoredEntry, export_lines
+from exchange.audit.verify import LogSource
 from exchange.console.cli import serve
 from exchange.console.loader import Loader, Settings, export_source
 from exchange.console.store import Reviews
@@ -34,6 +35,8 @@ from exchange.db import make_engine
 from exchange.demo import run_demo
 from exchange.protocol.checkpoint import NoteVerifier
 from exchange.protocol.encoding import b64url, b64url_decode
+from tests.console.builders import LogKey, leaves_of, write_export
+from tests.console.conftest import call
 
 CHROMIUM = Path("/usr/bin/chromium")
 ORIGIN = "exchange.local/audit"
@@ -83,10 +86,37 @@ def demo_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return path, NoteVerifier(name=ORIGIN, public_key=signer.public_bytes).vkey
 
 
+class Gate:
+    """Holds the load at entry `at` until opened: the page is looked at mid-load."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+        self.opened = threading.Event()
+
+    def around(self, make: Callable[[], tuple[LogSource, list[NoteVerifier], str]]
+               ) -> Callable[[], tuple[LogSource, list[NoteVerifier], str]]:
+        def gated() -> tuple[LogSource, list[NoteVerifier], str]:
+            source, verifiers, origin = make()
+            inner = source.entries
+
+            def entries(end: int) -> Iterator[StoredEntry]:
+                for entry in inner(end):
+                    if entry.index == self.at:
+                        self.opened.wait(60)
+                    yield entry
+
+            source.entries = entries  # type: ignore[method-assign]
+            return source, verifiers, origin
+        return gated
+
+
 @contextmanager
-def console(export: Path, key: str, tmp_path: Path) -> Iterator[str]:
+def console(export: Path, key: str, tmp_path: Path, *, gate: Gate | None = None) -> Iterator[str]:
     settings = Settings(index_path=tmp_path / "index.sqlite", state_path=tmp_path / "state.json", keys=(key,))
-    server = serve(Loader(settings, export_source(export, (key,))), Reviews(tmp_path / "reviews.sqlite"), port=0)
+    make_source = export_source(export, (key,))
+    if gate is not None:
+        make_source = gate.around(make_source)
+    server = serve(Loader(settings, make_source), Reviews(tmp_path / "reviews.sqlite"), port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -182,6 +212,28 @@ def test_an_auditor_reviews_the_demo_log(browser_page: Any, demo_export: tuple[P
         page.wait_for_selector("table.entries tbody tr")
         assert page.locator("table.entries tbody tr").count() == calls
         assert page.locator(".reviewed-note").inner_text().endswith("checked with the border's duty officer")
+
+
+def test_the_progress_bar_moves_while_a_large_export_loads(browser_page: Any, tmp_path: Path) -> None:
+    key = LogKey()
+    export = tmp_path / "large.jsonl"
+    write_export(export, leaves_of([call(n, minutes=n / 10) for n in range(10_000)]), key)
+    gate = Gate(at=6_000)  # the page is read while the loader waits there: progress was last reported at 4,096
+    page = browser_page
+    with console(export, key.vkey, tmp_path, gate=gate) as base:
+        try:
+            page.goto(base + "/")
+            page.wait_for_function("() => document.getElementById('load-progress').value > 0")
+            bar = page.locator("#load-progress")
+            assert bar.evaluate("b => [b.value, b.max]") == [4096, 10_000]
+            assert page.locator("#load-phase").inner_text() == "verifying"
+            assert "4,096 / 10,000 entries" in page.locator("#load-count").inner_text()
+            assert page.locator("#badge[data-ok]").count() == 0
+        finally:
+            gate.opened.set()
+        page.wait_for_selector("#badge[data-ok]")
+        assert page.locator("#badge").get_attribute("data-ok") == "true"
+        assert bar.evaluate("b => [b.value, b.max]") == [10_000, 10_000]
 
 
 def test_a_tampered_export_shows_a_failed_badge_naming_the_first_bad_index(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -219,6 +221,20 @@ def test_a_flag_is_marked_reviewed_with_a_note_kept_across_loads(load: Load, exp
     assert review["note"] == "planned rotation, ticket 42" and review["reviewed_at"]
     unknown = again.client.post("/api/flags/nope/review", json={"note": ""}, headers={"X-Console": "1"})
     assert unknown.status_code == 404 and unknown.get_json()["code"] == "flag_not_found"
+
+
+def test_the_index_and_the_review_notes_are_readable_by_the_auditor_only(load: Load, export: Path,
+                                                                         tmp_path: Path) -> None:
+    umask = os.umask(0o022)  # what most machines give new files: readable by all
+    try:
+        console = load(export)
+        assert console.client.post("/api/flags/key-op:76/review", json={"note": "seen"},
+                                   headers={"X-Console": "1"}).status_code == 200
+    finally:
+        os.umask(umask)
+    files = sorted(tmp_path.glob("*.sqlite*"))
+    assert {f.name for f in files} >= {"reviews.sqlite", "index-1.sqlite"}
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
 
 
 def test_only_its_own_page_on_loopback_is_answered(load: Load, export: Path) -> None:

@@ -49,9 +49,14 @@ def test_the_console_loads_a_running_exchange_incrementally(served: tuple[Flask,
     assert [e["action"] for e in history["items"]][-1] == "collect" and len(history["items"]) >= 3
     # the kept copy changed on the auditor's disk: caught (its stored leaf hash no longer matches), then rebuilt
     with sqlite3.connect(tmp_path / "data" / "index.sqlite") as db:
-        db.execute("UPDATE entries SET leaf = (SELECT leaf FROM entries WHERE idx = 3) WHERE idx = 2")
+        db.execute("UPDATE leaves SET leaf = (SELECT leaf FROM leaves WHERE idx = 3) WHERE idx = 2")
     third = load(base, tmp_path).status.badge
     assert third is not None and third["ok"] is False and third["first_bad_index"] == 2
+    fourth = load(base, tmp_path).status.badge
+    assert fourth is not None and fourth["ok"] is True and not any("re-verified" in c for c in fourth["checks"])
+    # an index kept in another version's layout is not resumed either: rebuilt from the source
+    with sqlite3.connect(tmp_path / "data" / "index.sqlite") as db:
+        db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'layout'")
     fourth = load(base, tmp_path).status.badge
     assert fourth is not None and fourth["ok"] is True and not any("re-verified" in c for c in fourth["checks"])
     # a new entry changed in the exchange's database before the console fetched it: the load names it
