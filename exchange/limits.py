@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from limits import RateLimitItem, parse_many
+from limits.storage import Storage
 from sqlalchemy.orm import Session
 
 from exchange.outages import note_outage, outage_error
@@ -48,6 +50,66 @@ def _identify() -> str:
     return request.endpoint or "unrouted"
 
 
+class WorkerWindows(Storage):
+    """Fixed-window counters in this worker's memory (`exchange-memory://`), for when no Redis is configured.
+
+    `limits`' own memory storage starts a timer thread to expire its keys whenever the last one has finished, 10 ms
+    after it started: under load that is a new thread for nearly every request, which cost more CPU than the rest of
+    the check. Here a counter past its window is reset when next touched, and the expired ones are swept at most once
+    a second, under one lock (gthread workers share the counters between threads)."""
+
+    STORAGE_SCHEME = ["exchange-memory"]  # noqa: RUF012  (limits' registry reads the class attribute)
+    SWEEP_EVERY = 1.0
+
+    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: Any) -> None:
+        self._windows: dict[str, tuple[int, float]] = {}  # key -> (count, when its window ends)
+        self._lock = threading.Lock()
+        self._next_sweep = 0.0
+        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return ValueError
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        now = time.time()
+        with self._lock:
+            if now >= self._next_sweep:
+                self._sweep(now)
+            count, ends = self._windows.get(key, (0, 0.0))
+            if ends <= now:  # a new window starts with this request
+                count, ends = 0, now + expiry
+            count += amount
+            self._windows[key] = (count, ends)
+            return count
+
+    def get(self, key: str) -> int:
+        count, ends = self._windows.get(key, (0, 0.0))
+        return count if ends > time.time() else 0
+
+    def get_expiry(self, key: str) -> float:
+        now = time.time()
+        _count, ends = self._windows.get(key, (0, now))
+        return ends if ends > now else now
+
+    def check(self) -> bool:
+        return True
+
+    def reset(self) -> int | None:
+        with self._lock:
+            count = len(self._windows)
+            self._windows.clear()
+        return count
+
+    def clear(self, key: str) -> None:
+        with self._lock:
+            self._windows.pop(key, None)
+
+    def _sweep(self, now: float) -> None:
+        self._windows = {key: value for key, value in self._windows.items() if value[1] > now}
+        self._next_sweep = now + self.SWEEP_EVERY
+
+
 class RateLimits:
     """The app's limiter (`app.extensions["exchange.limits"]`)."""
 
@@ -61,7 +123,7 @@ class RateLimits:
             application_limits=[app.config["RATE_LIMIT_PER_SOURCE"]],
             application_limits_exempt_when=lambda: request.path in EXEMPT_PATHS,
             strategy="fixed-window",
-            storage_uri=redis_url or "memory://",
+            storage_uri=redis_url or "exchange-memory://",
             storage_options=options,
             key_prefix=KEY_PREFIX,
             headers_enabled=False,

@@ -152,3 +152,33 @@ def test_with_redis_the_limit_is_shared_by_every_worker_and_audited_once(
     assert codes == [401] * 4 + [429] * 8
     refused = [e for e in entries(workers[0]) if e["reason"] == "rate_limited"]
     assert len(refused) == 1
+
+
+def test_worker_windows_count_per_key_and_start_afresh_when_the_window_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import exchange.limits as exchange_limits
+    from exchange.limits import WorkerWindows
+
+    now = [1_000_000_000.0]
+    monkeypatch.setattr(exchange_limits.time, "time", lambda: now[0])
+    windows = WorkerWindows()
+    assert [windows.incr("a", 60) for _ in range(3)] == [1, 2, 3]
+    assert windows.incr("b", 60) == 1  # each key its own window
+    assert (windows.get("a"), windows.get_expiry("a")) == (3, now[0] + 60)
+    now[0] += 59.5
+    assert windows.incr("a", 60) == 4  # the same window: it started with the first request
+    now[0] += 0.5
+    assert (windows.get("a"), windows.get_expiry("a")) == (0, now[0])  # over: nothing counted, nothing to wait for
+    assert windows.incr("a", 60) == 1
+    windows.clear("a")
+    assert windows.get("a") == 0
+    now[0] += 61  # the next count sweeps the ended windows away (at most once a second)
+    windows.incr("c", 60)
+    assert set(windows._windows) == {"c"}
+    assert windows.reset() == 1 and windows.get("c") == 0
+
+
+def test_the_limits_are_counted_in_worker_memory_without_redis(make_app: Callable[..., Flask]) -> None:
+    from exchange.limits import WorkerWindows, rate_limits
+
+    app = make_app(AUTHENTICATOR=CountingRefuser())
+    assert isinstance(rate_limits(app).limiter.limiter.storage, WorkerWindows)

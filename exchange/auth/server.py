@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,16 +21,15 @@ from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, Inva
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
 from flask import g
-from sqlalchemy import select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
 from exchange.auth.tokens import AccessToken, issue_access_token, verify_access_token
-from exchange.clients.keys import client_by_id
-from exchange.clients.models import Client
+from exchange.clients.keys import AuthKey, ClientForToken, client_by_id, client_for_token
 from exchange.keys.ring import KeyRing
 from exchange.protocol import jose
 from exchange.protocol.auth_errors import InvalidToken, Replayed
@@ -41,8 +41,47 @@ AUTH_METHOD = "private_key_jwt"
 ASSERTION_MAX_LIFETIME = 60
 
 
+class TokenClient:
+    """A client as authlib's endpoints see it (its `ClientMixin`): the client credentials grant with private_key_jwt
+    is all it may use. Read on every request (`client_for_token`), never cached."""
+
+    def __init__(self, row: ClientForToken) -> None:
+        self.client_id = row.client_id
+        self.agency = row.agency
+        self.status = row.status
+        self.scopes = row.scopes
+        self.auth_keys = row.auth_keys
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        return " ".join(s for s in (scope or "").split() if s in self.scopes)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return False
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == AUTH_METHOD
+
+    def check_response_type(self, response_type: str) -> bool:
+        return False
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "client_credentials" and self.status == "active"
+
+
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
-    """RFC 7523 client assertions signed by one of the client's active `auth` keys."""
+    """RFC 7523 client assertions signed by one of the client's active `auth` keys.
+
+    The assertion is parsed once (authlib's own `__call__` would parse it, then joserfc again to verify it): its
+    unverified `sub` names the client, whose accepted keys verify the parsed JWS with libsodium (`jose.verify`)."""
 
     CLIENT_AUTH_METHOD = AUTH_METHOD
 
@@ -51,32 +90,52 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         self.issuer = issuer
         self.replay = replay
 
-    def __call__(self, query_client: Any, request: Any) -> Client | None:
-        client: Client | None = super().__call__(query_client, request)
+    def __call__(self, query_client: Any, request: Any) -> TokenClient | None:
+        form = request.form
+        assertion = form.get("client_assertion")
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+            return None  # not this method's request: authlib refuses it (invalid_client)
+        parsed, unverified = _extract_assertion(assertion)
+        # "sub" is read before the signature and the claims are verified: it may be absent or not a string.
+        if "sub" not in unverified:
+            raise InvalidClientError(description="Missing claim: 'sub'")
+        client_id = unverified["sub"]
+        if not isinstance(client_id, str):
+            raise InvalidClientError(description="Invalid claim: 'sub'")
+        client: TokenClient | None = query_client(client_id)
+        if not client:
+            raise InvalidClientError(description="The client does not exist on this server.")
+        keys = self.resolve_client_public_key(client)
+        request.client = client
+        self._verify_assertion(parsed, keys)
+        client = self.authenticate_client(client)
         # 5. A form `client_id`, when sent, names the same client as the assertion (RFC 7521 §4.2): a request that
         # says one client and proves another is refused, and no token is issued to either.
-        named = request.form.get("client_id")
-        if client is not None and named is not None and named != client.client_id:
+        named = form.get("client_id")
+        if named is not None and named != client.client_id:
             raise InvalidClientError(description="The form client_id is not the client_assertion's sub.")
         return client
 
     def get_audiences(self) -> list[str]:
         return [self.issuer]
 
-    def resolve_client_public_key(self, client: Client) -> jose.KeySet:
-        keys = client.active_keys("auth")
-        if not keys:
+    def resolve_client_public_key(self, client: TokenClient) -> jose.KeySet:
+        if not client.auth_keys:
             raise InvalidClientError(description="The client has no active auth key.")
-        return jose.KeySet([_auth_key(k.kid, k.crv, k.x) for k in keys])
+        return _auth_key_set(client.auth_keys)
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> dict[str, Any]:
+        """Verify an assertion given as text (the published test vectors' entry point)."""
+        parsed, _unverified = _extract_assertion(assertion)
+        return self._verify_assertion(parsed, resolve_key)
+
+    def _verify_assertion(self, parsed: Any, keys: jose.KeySet | jose.OKPKey) -> dict[str, Any]:
         # 1. EdDSA only: `none`, HS256 with the public key as secret, or anything else is refused by the registry.
+        if parsed.protected.get("alg") != jose.ALG:
+            raise InvalidClientError(description="The client assertion must be signed with EdDSA.")
         try:
-            header = jose.header_of(assertion)
-            if header.get("alg") != jose.ALG:
-                raise InvalidClientError(description="The client assertion must be signed with EdDSA.")
-            claims = dict(jose.decode(assertion, resolve_key).claims)
-        except jose.JoseError as e:
+            claims = jose.verify(parsed, keys)
+        except (jose.JoseError, ValueError) as e:  # ValueError: joserfc found no key for the header's kid
             raise InvalidClientError(description="The client assertion's signature does not verify.") from e
         # 2. aud is the issuer, exactly and as a string (protocol.md §2).
         if claims.get("aud") != self.issuer:
@@ -112,21 +171,34 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
             return False
         return True
 
-    def authenticate_client(self, client: Client) -> Client:
+    def authenticate_client(self, client: TokenClient) -> TokenClient:
         if client.status != "active":
             raise InvalidClientError(description="The client is suspended.")
         return super().authenticate_client(client)  # type: ignore[no-any-return]
 
 
+def _extract_assertion(assertion: str) -> tuple[Any, dict[str, Any]]:
+    """The assertion parsed (header checked by the registry, signature not yet verified) and its unverified claims;
+    authlib's refusals of a malformed one."""
+    try:
+        parsed = jose.parse(assertion)
+    except jose.JoseError as e:
+        raise InvalidClientError(description="Invalid JWT assertion.") from e
+    try:
+        unverified = json.loads(parsed.payload)
+    except (TypeError, ValueError):
+        raise InvalidClientError(description="Invalid JWT payload.") from None
+    if not isinstance(unverified, dict):
+        raise InvalidClientError(description="Invalid JWT payload.")
+    return parsed, unverified
+
+
 @functools.lru_cache(maxsize=256)
-def _auth_key(kid: str, crv: str, x: str) -> jose.OKPKey:
-    """A client's public `auth` key, imported once per worker. Keyed by its public bytes, so it is never stale; which
-    keys a client may sign with (active, retiring in time) is read from the database on every request."""
-    return jose.OKPKey.import_key({"kty": "OKP", "crv": crv, "x": x, "kid": kid})
-
-
-# The client with its keys in one statement (the assertion is checked against its `auth` keys right after).
-_CLIENT_WITH_KEYS = select(Client).options(joinedload(Client.keys))
+def _auth_key_set(keys: tuple[AuthKey, ...]) -> jose.KeySet:
+    """A client's accepted public `auth` keys, imported once per worker. Keyed by the keys themselves (their public
+    bytes), so it is never stale; which keys a client may sign with (active, retiring in time) is read from the
+    database on every request."""
+    return jose.KeySet([jose.OKPKey.import_key({"kty": "OKP", "crv": k.crv, "x": k.x, "kid": k.kid}) for k in keys])
 
 
 class DPoPBoundTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
@@ -137,7 +209,7 @@ class DPoPBoundTokenGenerator(JWTBearerTokenGenerator):  # type: ignore[misc]
         self.audience = audience
         self.keystore = keystore
 
-    def access_token_generator(self, client: Client, grant_type: str, user: Any, scope: str) -> str:
+    def access_token_generator(self, client: TokenClient, grant_type: str, user: Any, scope: str) -> str:
         jkt = g.get("dpop_jkt")
         if not jkt:  # the token view verifies the DPoP proof before authlib runs; never issue an unbound token
             raise InvalidRequestError(description="A DPoP proof is required.")
@@ -174,7 +246,7 @@ class _TokenFromJwt:
     def __init__(self, token: AccessToken) -> None:
         self.token = token
 
-    def check_client(self, client: Client) -> bool:
+    def check_client(self, client: TokenClient) -> bool:
         return client.client_id == self.token.client_id
 
     def is_expired(self) -> bool:
@@ -216,7 +288,7 @@ class ExchangeIntrospectionEndpoint(_VerifiesTokens, IntrospectionEndpoint):  # 
     CLIENT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012
     SUPPORTED_TOKEN_TYPES = ("access_token",)
 
-    def check_permission(self, token: _TokenFromJwt, client: Client, request: Any) -> bool:
+    def check_permission(self, token: _TokenFromJwt, client: TokenClient, request: Any) -> bool:
         if client.agency != "security":
             raise InvalidClientError(description="Only security officers may introspect tokens.")
         return True
@@ -251,12 +323,11 @@ def build_server(
     *, issuer: str, audience: str, keystore: KeyRing, replay: ReplayCache, session: Callable[[], Session],
     scopes: list[str],
 ) -> ExchangeAuthorizationServer:
-    def query_client(client_id: str) -> Client | None:
+    def query_client(client_id: str) -> TokenClient | None:
         if not isinstance(client_id, str) or text_fault(client_id):  # no registered client has such an id
             return None
-        client: Client | None = session().scalars(
-            _CLIENT_WITH_KEYS.where(Client.client_id == client_id)).unique().first()
-        return client
+        row = client_for_token(session(), client_id)
+        return TokenClient(row) if row is not None else None
 
     def save_token(token: dict[str, Any], request: Any) -> None:
         """JWT access tokens are self-contained; issuance is recorded by the token view (audit)."""

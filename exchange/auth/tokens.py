@@ -46,8 +46,7 @@ def issue_access_token(
         "iss": issuer, "sub": client_id, "client_id": client_id, "aud": audience, "agency": agency, "scope": scope,
         "iat": now, "exp": now + TOKEN_LIFETIME, "jti": uuid.uuid4().hex, "cnf": {"jkt": jkt},
     }
-    signing_key = jose.OKPKey.import_key(key.private_jwk())
-    return jose.encode({"typ": "at+jwt", "kid": key.kid}, claims, signing_key), claims
+    return jose.encode({"typ": "at+jwt", "kid": key.kid}, claims, _signing_key(key)), claims
 
 
 def verify_access_token(
@@ -86,6 +85,23 @@ def verify_access_token(
     jti, client_id, agency, scope, jkt = (str(value) for value in fields)
     return AccessToken(jti=jti, client_id=client_id, agency=agency, scopes=frozenset(scope.split()), iat=iat,
                        exp=exp, jkt=jkt)
+
+
+# The exchange's token signing keys, imported once per worker: a `kid` is the thumbprint of its key, so an entry can
+# never be stale; the key ring still decides per token which key is active. At most a few keys live at once (active,
+# pending, retiring), so the table is cleared rather than grown past a handful.
+_SIGNING_KEYS: dict[str, jose.OKPKey] = {}
+_SIGNING_KEYS_MAX = 8
+
+
+def _signing_key(key: ExchangeKey) -> jose.OKPKey:
+    imported = _SIGNING_KEYS.get(key.kid)
+    if imported is None:
+        imported = jose.OKPKey.import_key(key.private_jwk())
+        if len(_SIGNING_KEYS) >= _SIGNING_KEYS_MAX:
+            _SIGNING_KEYS.clear()
+        _SIGNING_KEYS[key.kid] = imported
+    return imported
 
 
 def _verify_key(key: TrustedKey) -> jose.OKPKey:

@@ -100,10 +100,20 @@ class ClientKey(Base):
 
     def state_at(self, now: datetime) -> str:
         """The stored status, with a retiring key past its `retire_at` shown as retired."""
-        if self.status == "retiring" and self.retire_at is not None and self.retire_at <= now:
-            return "retired"
-        return self.status
+        return key_state(self.status, self.retire_at, now)
 
     def verifies_at(self, now: datetime) -> bool:
         """Whether signatures by this key (assertions, envelopes) are accepted now: active, or retiring in time."""
-        return self.state_at(now) in ("active", "retiring")
+        return key_verifies(self.status, self.retire_at, now)
+
+
+def key_state(status: str, retire_at: datetime | None, now: datetime) -> str:
+    """A key's stored `status`, with a retiring key past its `retire_at` shown as retired (for rows read as columns)."""
+    if status == "retiring" and retire_at is not None and retire_at <= now:
+        return "retired"
+    return status
+
+
+def key_verifies(status: str, retire_at: datetime | None, now: datetime) -> bool:
+    """Whether a key's signatures are accepted at `now`: active, or retiring in time."""
+    return key_state(status, retire_at, now) in ("active", "retiring")

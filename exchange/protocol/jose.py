@@ -93,9 +93,10 @@ def parse(token: str) -> CompactSignature:
     return obj
 
 
-def verify(obj: CompactSignature, key: OKPKey) -> dict[str, Any]:
+def verify(obj: CompactSignature, key: OKPKey | KeySet) -> dict[str, Any]:
     """The claims of a parsed JWS signed with EdDSA by `key` (what `decode` returns, without parsing it again); any
-    other algorithm, a bad signature or a payload that is not a JSON object raises JoseError."""
+    other algorithm, a bad signature or a payload that is not a JSON object raises JoseError. From a `KeySet`, the key
+    is the header's `kid` (or the only key, without `kid`), as joserfc chooses it."""
     if not validate_compact(obj, key, [ALG], REGISTRY):
         raise BadSignatureError()
     try:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from exchange.auth.models import RevokedToken
@@ -149,3 +150,120 @@ def test_responses_are_sealed_to_the_key_found_with_the_client(make_app: Callabl
         session.commit()
     time.sleep(0.01)
     assert rkid() == newest_enc_kid(app, "interior-seal")
+
+
+# ---- the token endpoint: the client and its auth keys in one read, the assertion parsed once ------------------------
+
+
+def auth_keys(app: Flask, client_id: str) -> set[str] | None:
+    from exchange.clients.keys import client_for_token
+
+    with Session(app.extensions["exchange.db"]) as session:
+        client = client_for_token(session, client_id)
+    return None if client is None else {k.kid for k in client.auth_keys}
+
+
+def test_client_for_token_reads_the_state_and_only_the_auth_keys_that_verify_now(oauth_app: Flask) -> None:
+    from exchange.clients.keys import client_for_token
+    from exchange.clients.models import ClientKey
+
+    first, second, third = PartnerKeys.generate(), PartnerKeys.generate(), PartnerKeys.generate()
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        ClientService(session=session).register(
+            {"client_id": "interior-ck", "agency": "interior", "name": "t", "scopes": ["returnees:read"],
+             "keys": first.registration()}, officer="TJ-SEC-1")  # auth, sign and enc keys
+        session.commit()
+    assert auth_keys(oauth_app, "interior-ck") == {first.auth.kid}  # the sign and enc keys never sign assertions
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        ClientService(session=session).add_key("interior-ck", "auth", second.auth.public_jwk)  # the first retires
+        session.commit()
+    assert auth_keys(oauth_app, "interior-ck") == {first.auth.kid, second.auth.kid}
+    with Session(oauth_app.extensions["exchange.db"]) as session:  # the overlap is over: no longer accepted
+        old = session.scalars(select(ClientKey).where(ClientKey.kid == first.auth.kid)).one()
+        old.retire_at = datetime.now(UTC) - timedelta(seconds=1)
+        session.commit()
+    assert auth_keys(oauth_app, "interior-ck") == {second.auth.kid}
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        ClientService(session=session).add_key("interior-ck", "auth", third.auth.public_jwk)
+        ClientService(session=session).revoke_key("interior-ck", second.auth.kid, reason="t")
+        pending = session.scalars(select(ClientKey).where(ClientKey.kid == third.auth.kid)).one()
+        pending.status = "pending"
+        session.commit()
+    assert auth_keys(oauth_app, "interior-ck") == set()  # revoked, pending: neither signs
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        client = client_for_token(session, "interior-ck")
+        assert client is not None
+        assert (client.client_id, client.agency, client.status, client.scopes) == (
+            "interior-ck", "interior", "active", ("returnees:read",))
+        assert client_for_token(session, "nobody") is None
+
+
+def unsigned_claims(partner: Partner, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {"iss": partner.client_id, "sub": partner.client_id, "aud": ISSUER, "jti": uuid.uuid4().hex, "iat": now,
+            "exp": now + 60, **overrides}
+
+
+def signed_with(key: Any, header: dict[str, Any], payload: Any) -> str:
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    signature = key.key.get_op_key("sign").sign(signing_input.encode())
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("defect", ["not a jws", "payload not an object", "no sub", "sub not a string",
+                                    "unknown client", "kid of no key of the client", "no kid, two keys"])
+def test_malformed_assertions_are_refused_as_invalid_client_and_audited(
+    partner: Callable[..., Partner], oauth_app: Flask, defect: str,
+) -> None:
+    from exchange.audit.models import AuditEntry
+    from exchange.partner.credentials import PartnerKey
+
+    interior = partner("interior")
+    key, claims = interior.auth_key, unsigned_claims(interior)
+    header: dict[str, Any] = {"alg": "EdDSA", "typ": "JWT", "kid": key.kid}
+    if defect == "not a jws":
+        assertion = "abc"
+    elif defect == "payload not an object":
+        assertion = signed_with(key, header, [claims])
+    elif defect == "no sub":
+        assertion = signed_with(key, header, {k: v for k, v in claims.items() if k != "sub"})
+    elif defect == "sub not a string":
+        assertion = signed_with(key, header, {**claims, "sub": 7})
+    elif defect == "unknown client":
+        assertion = signed_with(key, header, {**claims, "sub": "nobody", "iss": "nobody"})
+    elif defect == "kid of no key of the client":
+        assertion = signed_with(key, {**header, "kid": PartnerKey.generate().kid}, claims)
+    else:  # which of two keys signed is not said: refused (protocol.md §2)
+        with Session(oauth_app.extensions["exchange.db"]) as session:
+            ClientService(session=session).add_key(interior.client_id, "auth", PartnerKey.generate().public_jwk)
+            session.commit()
+        assertion = signed_with(key, {"alg": "EdDSA", "typ": "JWT"}, claims)
+    response = interior.token_request(assertion=assertion)
+    assert response.status_code == 401 and response.get_json()["error"] == "invalid_client"
+    with Session(oauth_app.extensions["exchange.db"]) as session:
+        last = json.loads(session.scalars(select(AuditEntry.leaf).order_by(AuditEntry.idx.desc())).first() or "{}")
+    assert (last["action"], last["reason"], last["status"]) == ("token.deny", "invalid_client", 401)
+
+
+def test_an_assertion_without_kid_is_accepted_from_a_client_with_one_auth_key(partner: Callable[..., Partner]) -> None:
+    interior = partner("interior")
+    assertion = signed_with(interior.auth_key, {"alg": "EdDSA", "typ": "JWT"}, unsigned_claims(interior))
+    assert interior.token_request(assertion=assertion).status_code == 200
+
+
+def test_tokens_are_signed_by_the_key_given_each_time() -> None:
+    """The imported signing keys are kept per kid (a thumbprint): a rotated key signs the very next token."""
+    import nacl.signing
+
+    from exchange.auth.tokens import issue_access_token
+    from exchange.keys.store import ExchangeKey
+
+    first, second = (ExchangeKey(purpose="token", created_at=0, signing_key=nacl.signing.SigningKey.generate())
+                     for _ in range(2))
+    for key in (first, second, first):
+        token, _claims = issue_access_token(key=key, issuer=ISSUER, audience=f"{ISSUER}/v1", client_id="c",
+                                            agency="interior", scope="returnees:read", jkt="j" * 43)
+        parsed = jose.parse(token)
+        assert parsed.protected["kid"] == key.kid
+        public = jose.OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": key.x})
+        assert jose.verify(parsed, public)["client_id"] == "c"
