@@ -29,7 +29,7 @@ import nacl.public
 import nacl.signing
 from flask import Flask, Response, current_app, g, request
 from flask_smorest import Blueprint
-from sqlalchemy import delete, event, select
+from sqlalchemy import bindparam, delete, event, exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from webargs.flaskparser import FlaskParser
 
@@ -123,10 +123,20 @@ def _plaintext_hash(opened: OpenedEnvelope) -> str:
     return str(opened.evidence()["plaintext_hash"])
 
 
+# Whether anything was stored for a (sender, msg_id): built once, run as Core (a new envelope's usual answer: no).
+_STORED = select(or_(
+    exists().where(EnvelopeEvidence.sender == bindparam("sender"), EnvelopeEvidence.msg_id == bindparam("msg_id")),
+    exists().where(EnvelopeOutcome.sender == bindparam("sender"), EnvelopeOutcome.msg_id == bindparam("msg_id")),
+))
+
+
 def _stored_answer(opened: OpenedEnvelope) -> StoredOutcome | EnvelopeReplayed | None:
     """What to do with an envelope whose (sender, msg_id) is in the database: the stored outcome if the same client
     sends the same request again, 409 `envelope_replayed` otherwise; None if nothing was stored for it."""
     header = opened.header
+    ids = {"sender": header.sender, "msg_id": header.msg_id}
+    if not db.session.connection().execute(_STORED, ids).scalar():  # nearly always: one statement, no ORM
+        return None
     outcome = db.session.get(EnvelopeOutcome, (header.sender, header.msg_id))
     if outcome is None:
         stored = db.session.scalar(select(EnvelopeEvidence.msg_id).where(
