@@ -16,8 +16,9 @@ For each `/v1/` response:
   without its receipt). The queued entry is sequenced by the next
   integration (the next call on any worker, `exchange audit checkpoint`), and the failed response is recorded too.
 - failure (>= 400, including the case above): the request's changes are rolled back, then its entry (a `deny` for
-  401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is queued,
-  committed on its own and sequenced. If even queueing fails, the response is 503 `audit_unavailable`.
+  401/403, otherwise the attempted action with outcome `failure` and the error code as `reason`) is queued with the
+  call's claims made again (its DPoP proof stays used, `exchange.web.state.Claim`), committed on its own and
+  sequenced. If even queueing fails, the response is 503 `audit_unavailable`.
 - a call whose entry was queued but that fails afterwards is recorded as a failure on its own once its final
   response is known (`late_failure`, on Flask's `request_finished` signal, after every after-request hook): if a later
   hook refused it or the commit failed, its entry was rolled back with its changes and the failure is its only entry;
@@ -304,8 +305,10 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
 
     Never raises: it runs in after-request hooks and in `request_finished`, where an exception would make Flask run
     the after-request hooks again on a 500 (and a call already committed could then be answered 503)."""
+    state = request_state()
     try:
         session.rollback()  # on a dropped connection this raises too: inside the try
+        state.claim_again(session)  # what the call used up (its DPoP proof) stays used: kept with its failure
         entry = _request_entry(session, response)
         session.commit()
     except Exception:  # noqa: BLE001  (AuditUnavailable, SQLAlchemyError, the driver's own: all mean "not stored")
@@ -313,6 +316,7 @@ def _append_failure(session: Session, response: Response) -> AppendedEntry | Non
         if not outage_noted():  # an outage is logged once per request, where it was met
             log.error("audit append failed", extra={"code": AuditUnavailable.code})
         return None
+    state.claims_kept = True
     if isinstance(entry, AppendedEntry):
         return entry
     try:

@@ -42,7 +42,7 @@ from functools import cached_property
 from typing import Any, Protocol, cast
 
 from psycopg.rows import namedtuple_row
-from sqlalchemy import Table, and_, delete, insert, select, text, update
+from sqlalchemy import Table, and_, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -120,6 +120,31 @@ _RAW_FIND = """
 SELECT e.idx, n.hash FROM audit_entries e JOIN audit_nodes n ON n.level = 0 AND n.idx = e.idx
 WHERE e.idx >= %(floor)s AND e.queue_id = %(queue_id)s
 """
+# The statements of an append (SQLite's all, PostgreSQL's synchronous `append`), built once and run as Core on the
+# session's connection: building a statement, and the ORM's execution path, cost more than running one here.
+_HEAD_COLUMNS = (_head.c.size, _head.c.frontier, _head.c.checkpoint_size)
+_READ_HEAD = select(*_HEAD_COLUMNS).where(_head.c.id == 1)
+_PG_LOCK_HEAD = _READ_HEAD.with_for_update()
+_PG_CREATE_HEAD = postgresql_insert(_head).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
+    index_elements=[_head.c.id])
+_SQLITE_CREATE_HEAD = sqlite_insert(_head).values(id=1, size=0, frontier=b"", checkpoint_size=0).on_conflict_do_nothing(
+    index_elements=[_head.c.id])
+# SQLite: a SELECT takes no lock, a write takes the database write lock: touch the head and read it in one statement.
+_SQLITE_LOCK_HEAD = update(_head).where(_head.c.id == 1).values(size=_head.c.size).returning(*_HEAD_COLUMNS)
+# SQLite: take the oldest queue rows in one statement (RETURNING's order is not defined: the caller sorts).
+_SQLITE_TAKE = delete(_queue).where(_queue.c.id.in_(
+    select(_queue.c.id).order_by(_queue.c.id).limit(bindparam("limit")).scalar_subquery()
+)).returning(*(_queue.c[name] for name in _QUEUED))
+_INSERT_ENTRIES, _INSERT_RECORDS, _INSERT_NODES = insert(_entries), insert(_records), insert(_nodes)
+_MOVE_HEAD = update(_head).where(_head.c.id == 1).values(size=bindparam("new_size"),
+                                                        frontier=bindparam("new_frontier"))
+def _connection(session: Session) -> Connection:
+    """The session's connection in its transaction, for Core statements, after writing what the session holds (as
+    the ORM's autoflush did before the log's first statement): the log's lock is taken last in a transaction."""
+    session.flush()
+    return session.connection()
+
+
 def _queue_row(event: Event) -> dict[str, Any]:
     return {"leaf": queue_leaf(event), "time": event.time, "action": event.action, "outcome": event.outcome,
             "agency": event.agency, "client_id": event.client_id, "purpose": event.purpose,
@@ -338,8 +363,7 @@ class Sequencing:
         return self._sequencer.lock_head()
 
     def _read_head(self) -> _Head:
-        row = self.session.execute(select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size)
-                                   .where(AuditHead.id == 1)).one()
+        row = self.session.connection().execute(_READ_HEAD).one()
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
 
     def size(self) -> int:
@@ -416,16 +440,15 @@ class PostgresSequencer:
             self.session.rollback()
 
     def lock_head(self) -> _Head:
-        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
-        locked = self.session.execute(columns.with_for_update()).one_or_none()
+        connection = _connection(self.session)
+        locked = connection.execute(_PG_LOCK_HEAD).one_or_none()
         if locked is None:  # an empty log: create the head, or wait for whoever is creating it, and lock it
-            self.session.execute(postgresql_insert(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0)
-                                 .on_conflict_do_nothing(index_elements=[AuditHead.id]))
-            locked = self.session.execute(columns.with_for_update()).one()
+            connection.execute(_PG_CREATE_HEAD)
+            locked = connection.execute(_PG_LOCK_HEAD).one()
         return _Head(size=locked.size, frontier=locked.frontier, checkpoint_size=locked.checkpoint_size)
 
     def take_queued(self, limit: int) -> list[_Item]:
-        rows = self.session.execute(_PG_TAKE, {"limit": limit}).all()
+        rows = self.session.connection().execute(_PG_TAKE, {"limit": limit}).all()
         return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
 
     def write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
@@ -456,25 +479,24 @@ class SqliteSequencer:
         return bool(integrated), integrated.get(queued.queue_id) or self.log.find(queued)
 
     def lock_head(self) -> _Head:
-        columns = select(AuditHead.size, AuditHead.frontier, AuditHead.checkpoint_size).where(AuditHead.id == 1)
-        # A SELECT takes no lock on SQLite: write first (creating the head if needed), which takes the
-        # database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
-        self.session.execute(sqlite_insert(AuditHead).values(id=1, size=0, frontier=b"", checkpoint_size=0)
-                             .on_conflict_do_nothing(index_elements=[AuditHead.id]))
-        row = self.session.execute(columns).one()
+        # A SELECT takes no lock on SQLite: the head is written (to itself) and read in one statement, which takes
+        # the database write lock; every other appender then waits for our commit, as FOR UPDATE makes it wait.
+        connection = _connection(self.session)
+        row = connection.execute(_SQLITE_LOCK_HEAD).one_or_none()
+        if row is None:  # an empty log: create the head (under the write lock, which that takes)
+            connection.execute(_SQLITE_CREATE_HEAD)
+            row = connection.execute(_READ_HEAD).one()
         return _Head(size=row.size, frontier=row.frontier, checkpoint_size=row.checkpoint_size)
 
     def take_queued(self, limit: int) -> list[_Item]:
         # The head lock is the database write lock, so no other transaction can be adding rows.
-        rows = self.session.execute(select(*(_queue.c[name] for name in _QUEUED)).order_by(_queue.c.id)
-                                    .limit(limit)).all()
-        if rows:
-            self.session.execute(delete(_queue).where(_queue.c.id <= rows[-1].id))
-        return [_Item.taken(r) for r in rows]
+        rows = self.session.connection().execute(_SQLITE_TAKE, {"limit": limit}).all()
+        return sorted((_Item.taken(r) for r in rows), key=lambda item: item.queue_id or 0)
 
     def write(self, entries: list[dict[str, Any]], records: list[dict[str, Any]], nodes: list[dict[str, Any]],
               *, size: int, frontier: bytes) -> None:
-        for table, rows in ((_entries, entries), (_records, records), (_nodes, nodes)):
+        connection = self.session.connection()
+        for statement, rows in ((_INSERT_ENTRIES, entries), (_INSERT_RECORDS, records), (_INSERT_NODES, nodes)):
             if rows:
-                self.session.execute(insert(table), rows)
-        self.session.execute(update(_head).where(_head.c.id == 1).values(size=size, frontier=frontier))
+                connection.execute(statement, rows)
+        connection.execute(_MOVE_HEAD, {"new_size": size, "new_frontier": frontier})

@@ -1,5 +1,9 @@
 """The response pipeline: what happens to a response after its view returned, in this order, decided here.
 
+0. `make_claims` (here): a successful call makes the claims it uses up (its DPoP proof's `jti`, set by the
+   authenticator in request state, `exchange.web.state`) in its own transaction, so that they commit with it; a claim
+   made before refuses the call (401 `dpop_replay`). A failed call makes them in its failure entry's transaction
+   instead (the recorder), or, if it has no entry of its own, in a transaction of their own after the rollback.
 1. `record_outcome` (envelope/): a successful write that came in an envelope keeps its outcome (status, ETag,
    Location, the body sealed at rest) in its own transaction, so that the same envelope sent again gets it.
 2. `record_call` (audit/): a `/v1/` call's audit entry is queued in the call's transaction (SQLite: appended, and
@@ -31,11 +35,12 @@ from flask import Flask, Response, g, request_finished
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from exchange.db import rollback_quietly
+from exchange.db import db, rollback_quietly
 from exchange.logs import finish_response
 from exchange.outages import outage_noted
-from exchange.protocol.errors import CommitUnknown, ResponseWithheld, ServiceUnavailable
-from exchange.web.errors import error_response
+from exchange.protocol.errors import CommitUnknown, ExchangeError, ResponseWithheld, ServiceUnavailable
+from exchange.web.errors import error_response, exchange_error_response
+from exchange.web.state import request_state
 
 log = logging.getLogger("exchange.db")  # the name the commit failure was always logged under
 
@@ -65,6 +70,7 @@ def install_response_pipeline(app: Flask, steps: ResponseSteps) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
+        response = make_claims(response)
         response = steps.record_outcome(response)
         response = steps.record_call(response)
         response, committed = commit(response)
@@ -90,6 +96,7 @@ def commit(response: Response) -> tuple[Response, bool]:
         return response, True
     if response.status_code >= 400:
         rollback_quietly(session)
+        keep_claims(session)
         return response, False
     try:
         session.flush()  # a failure before the COMMIT is sent: certainly nothing was stored
@@ -111,6 +118,44 @@ def commit(response: Response) -> tuple[Response, bool]:
         return _commit_failed(), False
     g.db_committed = True  # from here on no failure may be answered 503
     return response, True
+
+
+def make_claims(response: Response) -> Response:
+    """Before the outcome and the audit entry: make a successful call's claims in its transaction (see the module
+    docstring). A claim made before answers the call with its error (a replay), a database failure with 503
+    `commit_failed`; either way the call's changes are rolled back and its failure is recorded by the next steps."""
+    state = request_state()
+    if not state.claims or response.status_code >= 400 or db.committed():
+        return response
+    session = db.session
+    try:
+        for claim in state.claims:
+            claim(session, again=False)
+    except ExchangeError as e:
+        rollback_quietly(session)
+        return exchange_error_response(e)
+    except Exception:  # noqa: BLE001  (SQLAlchemy's errors, the driver's own: nothing was stored)
+        rollback_quietly(session)
+        return _commit_failed()
+    return response
+
+
+def keep_claims(session: Session) -> None:
+    """After a failed call's rollback: if its claims were not made again with its failure entry (a call whose
+    refusal is accounted for elsewhere, or whose entry could not be written), make them in a transaction of their
+    own, so that a refused call's proof stays used. Never raises (the answer is an error already)."""
+    state = request_state()
+    if not state.claims or state.claims_kept:
+        return
+    try:
+        state.claim_again(session)
+        session.commit()
+    except Exception:  # noqa: BLE001
+        rollback_quietly(session)
+        if not outage_noted():
+            log.error("claims of a refused call not stored", extra={"code": CommitFailed.code})
+        return
+    state.claims_kept = True
 
 
 def finish_after_commit(response: Response, after: list[Step]) -> Response:

@@ -13,7 +13,7 @@ import nacl.public
 import nacl.signing
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from exchange.audit.models import AuditEntry
@@ -120,6 +120,27 @@ def test_a_sealed_request_is_accepted_with_evidence_and_a_sealed_audited_reply(
     assert b"Gulmurod" not in evidence.sealed_plaintext and "Гулмурод".encode() not in evidence.sealed_plaintext
     storage = key_ring(enveloped_app).active_secret()
     assert json.loads(storage.open(evidence.sealed_plaintext))["person_name"]["given"] == "Гулмурод"
+
+
+def test_an_enveloped_write_is_stored_in_one_commit(sender: Sender, enveloped_app: Flask) -> None:
+    commits = []
+    engine = enveloped_app.extensions["exchange.db"]
+
+    def count(_connection: Any) -> None:
+        commits.append(1)
+
+    sender.partner.get_token()
+    event.listen(engine, "commit", count)
+    try:
+        response = sender.post(sender.sealed().to_json())
+    finally:
+        event.remove(engine, "commit", count)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    # the returnee, the envelope's evidence and outcome, the DPoP proof's claim and the audit entry together: the
+    # msg_id is the evidence's key (the replay cache is not written), the proof is claimed in the call's transaction
+    # (on PostgreSQL the queued entry is then sequenced in a transaction of its own, outside the session)
+    assert len(commits) == 1
+    assert stored(enveloped_app) == (1, 1)
 
 
 def defect_bodies(s: Sender, app: Flask) -> dict[str, tuple[Callable[[], bytes], int, str]]:
