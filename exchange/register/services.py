@@ -264,6 +264,16 @@ _CANDIDATE_NAMES = (
 )
 
 
+def _best_per_returnee(found: Iterable[ScreeningHit], limit: int) -> list[ScreeningHit]:
+    """Each returnee once, at its best score (the first found wins a tie: a document hit before a name hit), highest
+    first, at most `limit`."""
+    best: dict[uuid.UUID, ScreeningHit] = {}
+    for hit in found:
+        if hit.returnee.id not in best or hit.score > best[hit.returnee.id].score:
+            best[hit.returnee.id] = hit
+    return sorted(best.values(), key=lambda h: -h.score)[:limit]
+
+
 class RegisterService:
     """Returnees and their records, as each agency may see and change them."""
 
@@ -607,34 +617,24 @@ class RegisterService:
     def screen_manifest(
         self, caller: Caller, travellers: Sequence[Mapping[str, Any]], *, limit: int, min_score: float
     ) -> list[list[ScreeningHit]]:
-        """Screen a manifest (advance passenger information): each traveller's candidates, best first, and a
+        """Screen a manifest (advance passenger information): each traveller's candidates by document number and by
+        name (all names in one `screen_many` batch), each returnee once at its best score, best first, and a
         `screening.hit` event for each hit. At most MANIFEST_LIMIT travellers (422 `manifest_too_large`)."""
         policy.require_screening(caller.agency)
         if len(travellers) > MANIFEST_LIMIT:
             raise ManifestTooLarge(f"A manifest lists at most {MANIFEST_LIMIT} travellers, not {len(travellers)}; "
                                    "send it in parts.")
+        by_name = self.screen_many(
+            caller, [NameQuery(name=t["name"], birth_date=t.get("birth_date")) for t in travellers], limit=limit,
+            min_score=min_score)
         answers = []
-        for traveller in travellers:
-            hits = self._screen_traveller(caller, traveller, limit=limit, min_score=min_score)
+        for traveller, name_hits in zip(travellers, by_name, strict=True):
+            found = self.screen_by_document(caller, traveller["document_number"]) \
+                if traveller.get("document_number") else []
+            hits = _best_per_returnee([*found, *name_hits], limit)
             self.report_hits(caller, hits, traveller=traveller)
             answers.append(hits)
         return answers
-
-    def _screen_traveller(
-        self, caller: Caller, traveller: Mapping[str, Any], *, limit: int, min_score: float
-    ) -> list[ScreeningHit]:
-        """One traveller of a manifest, by document number and by name, each returnee once at its best score. The
-        one place a manifest screens: a batch screening service can replace this loop without touching the rest."""
-        best: dict[uuid.UUID, ScreeningHit] = {}
-        found: list[ScreeningHit] = []
-        if traveller.get("document_number"):
-            found += self.screen_by_document(caller, traveller["document_number"])
-        found += self.screen_by_name(caller, name=traveller["name"], birth_date=traveller.get("birth_date"),
-                                     limit=limit, min_score=min_score)
-        for hit in found:
-            if hit.returnee.id not in best or hit.score > best[hit.returnee.id].score:
-                best[hit.returnee.id] = hit
-        return sorted(best.values(), key=lambda h: -h.score)[:limit]
 
     # ---- internals ---------------------------------------------------------------------------------------------
 

@@ -225,3 +225,46 @@ def test_the_migration_indexes_the_names_already_registered(app: Flask, database
     command.upgrade(config, "heads")
     assert blocks() == written
     assert screen_service(app, NameQuery(name="Firdavs Rakhimov"))[0]
+
+
+def test_a_manifest_answers_each_traveller_as_document_and_name_screening_one_by_one(
+    app: Flask, border: AgencyClient
+) -> None:
+    """The manifest screens every name in one batch (`screen_many`): each traveller's answer is still what screening
+    them alone by document and by name gives, each returnee once at its best score."""
+    first, _, _ = add_returnees(app, [
+        ("Гулмурод", "Халимов", "1975-05-14"), ("Фирдавс", "Раҳимзода", "1988-06-02"), ("Комрон", "Саидов", None)])
+    with Session(app.extensions["exchange.db"]) as session:  # a namesake whose passport the first traveller shows
+        namesake = str(RegisterService(session=session).create_returnee(INTERIOR, {**returnee_body(
+            person_name={"given": "Гулмурод", "surname": "Халимов"}, name_variants=[],
+            identifications=[{"category": "passport", "id": "400123456", "issuer_country": "TJ"}]),
+            "birth_date": "1975"}).id)
+        session.commit()
+    travellers = [
+        {"name": "Gulmurod Khalimov", "birth_date": "1975-05-14", "document_number": "400 123 456"},
+        {"name": "Firdavs Rakhimov", "birth_date": "1988"}, {"name": "Kamran Saidov", "document_number": "none"},
+        {"name": "Nobody Atall", "birth_date": "1960-01-01"}, {"name": "Gulmurod Halimov", "birth_date": "1975"},
+    ]
+    for limit in (10, 1):
+        response = border.post("/v1/screening/manifests", json={
+            "travellers": [{**t, "flight": "FZ 341"} for t in travellers], "limit": limit})
+        assert response.status_code == 200, response.get_json()
+        manifest = [[(c["returnee"]["id"], c["score"], c["matched_on"]) for c in t["candidates"]]
+                    for t in response.get_json()["travellers"]]
+        one_by_one = []
+        with Session(app.extensions["exchange.db"]) as session:
+            service = RegisterService(session=session)
+            for t in travellers:
+                found = service.screen_by_document(BORDER, t["document_number"]) if "document_number" in t else []
+                found += service.screen_by_name(BORDER, name=t["name"], birth_date=t.get("birth_date"), limit=limit,
+                                                min_score=70.0)
+                best: dict[str, tuple[str, float, str]] = {}
+                for hit in found:
+                    rid = str(hit.returnee.id)
+                    if rid not in best or hit.score > best[rid][1]:
+                        best[rid] = (rid, hit.score, hit.matched_on)
+                one_by_one.append(sorted(best.values(), key=lambda h: -h[1])[:limit])
+        assert manifest == one_by_one
+        assert manifest[0][0] == (namesake, 100.0, "document") and manifest[3] == []
+        if limit == 10:
+            assert (first, 100.0, "name") in manifest[0]
