@@ -62,7 +62,7 @@ from exchange import migrate
 from exchange.db import make_engine
 from exchange.identity import Caller
 from exchange.register import matching, services
-from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeSearchKey
+from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeNameChange, ReturneeSearchKey
 from exchange.register.schemas import BorderReturneeView
 from exchange.register.services import NameQuery, RegisterService, screening_keys
 from exchange.register.transliteration import parse_partial_date
@@ -366,8 +366,9 @@ def load(engine: Engine, people: Sequence[Person], first_number: int) -> None:
             keys += [{"returnee_id": p.id, "kind": kind, "key": key, "original": original, "birth_year": birth_year}
                      for (kind, key), original in found.items()]
             blocks += [{"returnee_id": p.id, "block": b, "birth_year": birth_year} for b in sorted(found_blocks)]
+        changes = [{"returnee_id": p.id} for p in people]  # what each worker's name index catches up from
         for table, rows in ((Returnee.__table__, returnees), (ReturneeSearchKey.__table__, keys),
-                            (ReturneeNameBlock.__table__, blocks)):
+                            (ReturneeNameBlock.__table__, blocks), (ReturneeNameChange.__table__, changes)):
             for start in range(0, len(rows), INSERT_BATCH):
                 connection.execute(insert(table), rows[start:start + INSERT_BATCH])
 
