@@ -39,7 +39,7 @@ __all__ = ["GAP_SECONDS", "IDF_SCALE", "NameIndex", "name_index_for"]
 
 IDF_SCALE = 100
 GAP_SECONDS = 600.0  # how long a skipped change number is asked for again
-_GAP_LOOKBACK = 1000  # change numbers below the newest one, at load, checked for writes not yet committed
+_GAP_LOOKBACK = 64  # change numbers below the newest one, at load, asked for again (writes not yet committed)
 
 _change = ReturneeNameChange.__table__.c
 _block = ReturneeNameBlock.__table__.c

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -9,13 +10,14 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from exchange import migrate
 from exchange.identity import Caller
-from exchange.register import services
-from exchange.register.models import ReturneeNameBlock
+from exchange.register import name_index, services
+from exchange.register.models import ReturneeNameBlock, ReturneeNameChange
+from exchange.register.name_index import NameIndex
 from exchange.register.services import NameQuery, RegisterService
 from tests.conftest import AgencyClient, returnee_body
 from tests.test_app import assert_error
@@ -268,3 +270,78 @@ def test_a_manifest_answers_each_traveller_as_document_and_name_screening_one_by
         assert manifest[0][0] == (namesake, 100.0, "document") and manifest[3] == []
         if limit == 10:
             assert (first, 100.0, "name") in manifest[0]
+
+
+# ---- the worker's in-memory name index -------------------------------------------------------------------------
+
+
+def screen_with(app: Flask, index: NameIndex, name: str) -> list[str]:
+    with Session(app.extensions["exchange.db"]) as session:
+        hits = RegisterService(session=session, name_index=index).screen_by_name(
+            BORDER, name=name, birth_date=None, limit=10, min_score=70.0)
+    return [str(hit.returnee.id) for hit in hits]
+
+
+def rename(app: Flask, returnee_id: str, given: str, surname: str) -> None:
+    with Session(app.extensions["exchange.db"]) as session:
+        RegisterService(session=session).update_returnee(INTERIOR, uuid.UUID(returnee_id), if_match=None, changes={
+            "person_name": {"given": given, "surname": surname}})
+        session.commit()
+
+
+def newest_change(app: Flask) -> int:
+    with app.extensions["exchange.db"].connect() as connection:
+        return int(connection.scalar(select(func.max(ReturneeNameChange.seq))) or 0)
+
+
+def test_a_change_committed_after_a_newer_one_still_reaches_a_loaded_index(app: Flask) -> None:
+    """Change numbers are taken at write time, so on PostgreSQL a lower one can become visible after a higher one:
+    the index asks again for the numbers it skipped."""
+    shodmon, other = add_returnees(app, [("Шодмон", "Қурбонов", None), ("Фирдавс", "Раҳимзода", None)])
+    index = NameIndex(app.extensions["exchange.db"])
+    assert screen_with(app, index, "Shodmon Kurbonov") == [shodmon]
+    rename(app, shodmon, "Фаррух", "Азимов")
+    skipped = newest_change(app)
+    with app.extensions["exchange.db"].begin() as connection:  # as if its change row were not committed yet, and a
+        connection.execute(delete(ReturneeNameChange).where(ReturneeNameChange.seq == skipped))  # later writer's was
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped + 1, "returnee_id": uuid.UUID(other)}])
+    assert screen_with(app, index, "Firdavs Rahimzoda") == [other]  # the index has seen skipped + 1, not skipped
+    with app.extensions["exchange.db"].begin() as connection:  # ... and now the rename's commits
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped, "returnee_id": uuid.UUID(shodmon)}])
+    assert screen_with(app, index, "Shodmon Kurbonov") == []
+    assert screen_with(app, index, "Farrukh Azimov") == [shodmon]
+
+
+def test_a_skipped_change_number_is_given_up_after_gap_seconds(app: Flask) -> None:
+    [first] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
+    now = [0.0]
+    index = NameIndex(app.extensions["exchange.db"], monotonic=lambda: now[0])
+    index.refresh()
+    skipped = newest_change(app) + 1
+    with app.extensions["exchange.db"].begin() as connection:  # skipped: a write rolled back for good
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped + 1, "returnee_id": uuid.UUID(first)}])
+    index.refresh()
+    assert skipped in index._gaps
+    now[0] = name_index.GAP_SECONDS - 1
+    index.refresh()
+    assert skipped in index._gaps
+    now[0] = name_index.GAP_SECONDS
+    index.refresh()
+    assert index._gaps == {}
+
+
+def test_a_write_rolled_back_never_reaches_the_index(app: Flask) -> None:
+    """The index reads through a connection of its own: the caller's uncommitted writes are not in it, and a later
+    refresh does not keep what a rollback undid."""
+    index = NameIndex(app.extensions["exchange.db"])
+    index.refresh()
+    with Session(app.extensions["exchange.db"]) as session:
+        service = RegisterService(session=session, name_index=index)
+        service.create_returnee(INTERIOR, {**returnee_body(person_name={"given": "Шодмон", "surname": "Қурбонов"},
+                                                           name_variants=[], identifications=[]), "birth_date": None})
+        session.flush()
+        assert service.screen_by_name(BORDER, name="Shodmon Kurbonov", birth_date=None, limit=10,
+                                      min_score=70.0) == []
+        session.rollback()
+    [kept] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
+    assert screen_with(app, index, "Shodmon Kurbonov") == [kept]
