@@ -21,7 +21,7 @@ in batches), then prints, without judging:
   as screening did before the index), with this scorer and, with `--before-matching FILE` (a `matching.py` of an
   earlier revision, e.g. `git show main:exchange/register/matching.py > /tmp/matching_before.py`), with that one:
   the loss from retrieval and the change of the scorer, measured on the same queries in the same run.
-  `--full-scan-queries N` scores only every k-th query by the full scan (N of them, the index figures of the same
+  `--full-scan-queries N` scores only N queries (a seeded sample) by the full scan, the index figures of the same
   queries printed beside), which makes a full scan at 100,000 a matter of minutes.
 
 `--database FILE_OR_URL` uses that database (a SQLite file, or a PostgreSQL database that exists) instead of a scratch
@@ -453,11 +453,11 @@ def batch_seconds(engine: Engine, queries: Sequence[Query], size: int) -> tuple[
 
 
 def subset(queries: Sequence[Query], count: int | None) -> list[Query]:
-    """`count` queries spread evenly over `queries` (registered and unregistered alike); all of them if None."""
+    """`count` of `queries` drawn at random (seeded; registered and unregistered alike); all of them if None."""
     if count is None or count >= len(queries):
         return list(queries)
-    step = len(queries) / count
-    return [queries[int(i * step)] for i in range(count)]
+    chosen = sorted(random.Random(count).sample(range(len(queries)), count))  # seeded: the same on every run
+    return [queries[i] for i in chosen]
 
 
 def full_scan(module: ModuleType, label: str, register: list[Person], queries: Sequence[Query]) -> Quality:
@@ -594,7 +594,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--full-scan-up-to", type=int, default=2000,
                         help="also score every query by a full scan at register sizes up to this")
     parser.add_argument("--full-scan-queries", type=int,
-                        help="score only this many queries (spread over the set) by the full scan")
+                        help="score only this many queries (a seeded sample of the set) by the full scan")
     parser.add_argument("--database", help="a SQLite file or PostgreSQL database URL to use and keep (loaded once)")
     parser.add_argument("--before-matching", type=Path, help="a matching.py to compare with (full scan)")
     parser.add_argument("--candidates", type=int, default=services.SCREENING_CANDIDATES,

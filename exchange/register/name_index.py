@@ -28,7 +28,7 @@ import time
 import uuid
 import weakref
 from array import array
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, String, cast, func, or_, select
 
@@ -89,26 +89,34 @@ class NameIndex:
         return {b: max(1, round(IDF_SCALE * math.log(total / n))) for b, n in frequencies.items()}
 
     def candidates(
-        self, blocks: Iterable[str], weights: dict[str, int], *, years: Sequence[int] | None, unknown: bool,
+        self, blocks: Mapping[str, int], weights: Mapping[str, int], *, years: Sequence[int] | None, unknown: bool,
         limit: int,
     ) -> list[Candidate]:
-        """At most `limit` returnees sharing keys with the query, those with the heaviest sum of shared keys first
-        (ties by id), born in one of `years` (all years when None) or, when `unknown`, of unknown birth year."""
+        """At most `limit` returnees sharing keys with the query, born in one of `years` (all years when None) or,
+        when `unknown`, of unknown birth year: those with the heaviest sum, over the query's words, of the heaviest
+        key each shares with the word (`blocks`: key -> the position of the query word it comes from), ties by id."""
         with self._lock:
             wanted: list[int | None] | None = None
             if years is not None:
                 wanted = [*years, None] if unknown else list(years)
+            words: dict[int, list[tuple[int, str]]] = {}
+            for block, word in blocks.items():
+                weight = weights.get(block)
+                if weight is not None:
+                    words.setdefault(word, []).append((weight, block))
             scores: dict[int, int] = {}
             get = scores.get
-            for block in blocks:
-                weight = weights.get(block)
-                if weight is None:
-                    continue
-                by_year = self._postings[block]
-                lists = by_year.values() if wanted is None else [by_year[y] for y in wanted if y in by_year]
-                for slots in lists:
-                    for slot in slots:
-                        scores[slot] = get(slot, 0) + weight
+            for keys in words.values():
+                best: dict[int, int] = {}  # slot -> the heaviest key it shares with this word
+                keep = best.setdefault
+                for weight, block in sorted(keys, reverse=True):
+                    by_year = self._postings[block]
+                    lists = by_year.values() if wanted is None else [by_year[y] for y in wanted if y in by_year]
+                    for slots in lists:
+                        for slot in slots:
+                            keep(slot, weight)
+                for slot, weight in best.items():
+                    scores[slot] = get(slot, 0) + weight
             chosen = self._best(scores, limit)
             return [self._candidate_at(slot) for slot in chosen]
 

@@ -67,10 +67,11 @@ R = TypeVar("R", bound=Record)
 # A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
 # of their sizes; typical records have one or two of each), and reads them one statement each beyond.
 JOINED_ROWS_LIMIT = 16
-# Name screening scores at most this many returnees per query: those sharing the rarest and most retrieval keys with
-# it (`matching.query_blocks`, each key weighted by its inverse document frequency in the register), among those
-# born in a year that can still reach the threshold.
-SCREENING_CANDIDATES = 100
+# Name screening scores at most this many returnees per query: those sharing the rarest retrieval keys with the most
+# of its words (`matching.query_blocks`; each key weighted by its inverse document frequency in the register, each
+# query word counting its heaviest shared key: `name_index.NameIndex.candidates`), among those born in a year that
+# can still reach the threshold.
+SCREENING_CANDIDATES = 300
 MANIFEST_LIMIT = 500  # travellers per manifest
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
@@ -506,7 +507,7 @@ class RegisterService:
         queries = list(travellers)
         index = self.name_index
         index.refresh()
-        blocks = [list(query_blocks(q.name)) for q in queries]
+        blocks = [query_blocks(q.name) for q in queries]
         weights = index.weights({b for bs in blocks for b in bs})
         ranked: list[list[Match]] = []
         for query, query_keys in zip(queries, blocks, strict=True):

@@ -345,3 +345,18 @@ def test_a_write_rolled_back_never_reaches_the_index(app: Flask) -> None:
         session.rollback()
     [kept] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
     assert screen_with(app, index, "Shodmon Kurbonov") == [kept]
+
+
+def test_a_candidate_sharing_keys_with_more_query_words_is_kept_before_one_sharing_many_keys_of_one_word(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each query word counts its heaviest shared key once: a decoy sharing the given name exactly (its skeleton and
+    every one-letter deletion of it) does not outweigh a target with a typo in both words, one shared key each."""
+    [decoy] = add_returnees(app, [("Гулмурод", "Саидов", "1975-05-14")])
+    [target] = add_returnees(app, [("Гулмурат", "Халилов", "1975-05-14")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 2)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
+    assert {rid for rid, _ in hits} == {target, decoy}
