@@ -132,7 +132,8 @@ class ReturneeSearchKey(Base):
 class ReturneeNameBlock(Base):
     """Candidate-retrieval keys of a returnee's names (`matching.name_blocks`), with the birth year, rewritten with
     the returnee: name screening scores only the returnees sharing a key with the query, born in a year that can
-    still reach the threshold (`ix_returnee_name_blocks_block_birth_year` covers the lookup)."""
+    still reach the threshold. Each worker searches them in memory (`name_index.NameIndex`, loaded from this table);
+    `ix_returnee_name_blocks_block_birth_year` served the SQL lookup before that and is no longer read."""
 
     __tablename__ = "returnee_name_blocks"
     __table_args__ = (
