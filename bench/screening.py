@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/screening.py [--database-url postgresql+psycopg://root@127.0.0.1:5432/test]
                                         [--sizes 2000,20000,100000] [--queries 1000] [--unregistered 500]
-                                        [--batch 300] [--full-scan-up-to 2000] [--before-matching FILE]
-                                        [--seed 14] [--json out.json]
+                                        [--batch 300] [--full-scan-up-to 2000] [--full-scan-queries N]
+                                        [--before-matching FILE] [--database FILE_OR_URL] [--seed 14]
+                                        [--json out.json]
 
 A standalone script (no gunicorn, no HTTP): for each register size it loads a scratch database (a temporary SQLite
 file, or `exchange_bench_<random>` created on the given PostgreSQL server and dropped at the end) with that many
@@ -20,6 +21,12 @@ in batches), then prints, without judging:
   as screening did before the index), with this scorer and, with `--before-matching FILE` (a `matching.py` of an
   earlier revision, e.g. `git show main:exchange/register/matching.py > /tmp/matching_before.py`), with that one:
   the loss from retrieval and the change of the scorer, measured on the same queries in the same run.
+  `--full-scan-queries N` scores only N queries (a seeded sample) by the full scan, the index figures of the same
+  queries printed beside), which makes a full scan at 100,000 a matter of minutes.
+
+`--database FILE_OR_URL` uses that database (a SQLite file, or a PostgreSQL database that exists) instead of a scratch
+one and keeps it: returnees an earlier run with the same `--seed` loaded are not loaded again, so a 100,000 register
+is loaded once for several runs (one size per database: it must not hold more returnees than the size).
 
 The names come from lists of real Tajik given names and surname stems written below (surnames in -ов/-ова, -зода,
 -ӣ and the bare stem, Russian-style patronymics), romanised by several schemes (Russian Cyrillic, English/BGN,
@@ -55,7 +62,7 @@ from exchange import migrate
 from exchange.db import make_engine
 from exchange.identity import Caller
 from exchange.register import matching, services
-from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeSearchKey
+from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeNameChange, ReturneeSearchKey
 from exchange.register.schemas import BorderReturneeView
 from exchange.register.services import NameQuery, RegisterService, screening_keys
 from exchange.register.transliteration import parse_partial_date
@@ -359,8 +366,9 @@ def load(engine: Engine, people: Sequence[Person], first_number: int) -> None:
             keys += [{"returnee_id": p.id, "kind": kind, "key": key, "original": original, "birth_year": birth_year}
                      for (kind, key), original in found.items()]
             blocks += [{"returnee_id": p.id, "block": b, "birth_year": birth_year} for b in sorted(found_blocks)]
+        changes = [{"returnee_id": p.id} for p in people]  # what each worker's name index catches up from
         for table, rows in ((Returnee.__table__, returnees), (ReturneeSearchKey.__table__, keys),
-                            (ReturneeNameBlock.__table__, blocks)):
+                            (ReturneeNameBlock.__table__, blocks), (ReturneeNameChange.__table__, changes)):
             for start in range(0, len(rows), INSERT_BATCH):
                 connection.execute(insert(table), rows[start:start + INSERT_BATCH])
 
@@ -388,8 +396,10 @@ class Quality:
     totals: Counter[str] = field(default_factory=Counter)
     unregistered_above: int = 0
     unregistered: int = 0
+    ranked: list[Sequence[tuple[str, float]]] = field(default_factory=list)  # each query's answer, in order
 
     def add(self, query: Query, ranked: Sequence[tuple[str, float]]) -> None:
+        self.ranked.append(ranked)
         if query.target is None:
             self.unregistered += 1
             self.unregistered_above += bool(ranked)
@@ -442,6 +452,14 @@ def batch_seconds(engine: Engine, queries: Sequence[Query], size: int) -> tuple[
     return times, cpu
 
 
+def subset(queries: Sequence[Query], count: int | None) -> list[Query]:
+    """`count` of `queries` drawn at random (seeded; registered and unregistered alike); all of them if None."""
+    if count is None or count >= len(queries):
+        return list(queries)
+    chosen = sorted(random.Random(count).sample(range(len(queries)), count))  # seeded: the same on every run
+    return [queries[i] for i in chosen]
+
+
 def full_scan(module: ModuleType, label: str, register: list[Person], queries: Sequence[Query]) -> Quality:
     """Every register name scored for every query, as screening did before the index (names from the rows the
     register stores, without their stored keys: the old scorer keys them itself)."""
@@ -486,7 +504,10 @@ def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
     migrate.upgrade(engine)
     report: dict[str, Any] = {"settings": {k: str(v) for k, v in vars(args).items()}, "machine": machine_info(),
                               "database": engine.dialect.name, "sizes": []}
-    loaded = 0
+    with Session(engine) as session:
+        loaded = session.query(Returnee).count()
+    if loaded > sizes[0]:
+        raise SystemExit(f"the database holds {loaded:,} returnees, more than the size {sizes[0]:,}")
     try:
         for size in sizes:
             start = time.perf_counter()
@@ -505,9 +526,17 @@ def run(args: argparse.Namespace, database_url: str) -> dict[str, Any]:
             qualities = [quality]
             if size <= args.full_scan_up_to:
                 console.print("  full scans ...", highlight=False)
-                qualities.append(full_scan(matching, "full scan, this scorer", register, queries))
+                scanned = subset(queries, args.full_scan_queries)
+                if len(scanned) < len(queries):
+                    on_subset = Quality(f"index, the {len(scanned)} full-scan queries")
+                    chosen = {id(q) for q in scanned}
+                    for q, ranked in zip(queries, quality.ranked, strict=True):
+                        if id(q) in chosen:
+                            on_subset.add(q, ranked)
+                    qualities.append(on_subset)
+                qualities.append(full_scan(matching, "full scan, this scorer", register, scanned))
                 if before is not None:
-                    qualities.append(full_scan(before, f"full scan, {args.before_matching.name}", register, queries))
+                    qualities.append(full_scan(before, f"full scan, {args.before_matching.name}", register, scanned))
             report["sizes"].append({
                 "register_names": size, "load_seconds": round(load_seconds, 1), "queries": len(queries),
                 "query_ms": {"p50": round(percentile(latencies, 50), 2), "p99": round(percentile(latencies, 99), 2),
@@ -564,6 +593,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=300, help="travellers in the screen_many call")
     parser.add_argument("--full-scan-up-to", type=int, default=2000,
                         help="also score every query by a full scan at register sizes up to this")
+    parser.add_argument("--full-scan-queries", type=int,
+                        help="score only this many queries (a seeded sample of the set) by the full scan")
+    parser.add_argument("--database", help="a SQLite file or PostgreSQL database URL to use and keep (loaded once)")
     parser.add_argument("--before-matching", type=Path, help="a matching.py to compare with (full scan)")
     parser.add_argument("--candidates", type=int, default=services.SCREENING_CANDIDATES,
                         help="returnees scored per query (RegisterService's SCREENING_CANDIDATES)")
@@ -575,8 +607,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     services.SCREENING_CANDIDATES = args.candidates
-    with tempfile.TemporaryDirectory() as workdir, scratch_database(args.database_url, Path(workdir)) as url:
+    if args.database:
+        if len(args.sizes) != 1:
+            raise SystemExit("--database takes one size (--sizes N)")
+        url = args.database if "://" in args.database else f"sqlite:///{Path(args.database).resolve()}"
         report = run(args, url)
+    else:
+        with tempfile.TemporaryDirectory() as workdir, scratch_database(args.database_url, Path(workdir)) as url:
+            report = run(args, url)
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))

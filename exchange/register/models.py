@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from exchange.db import Base, Record
@@ -132,7 +132,8 @@ class ReturneeSearchKey(Base):
 class ReturneeNameBlock(Base):
     """Candidate-retrieval keys of a returnee's names (`matching.name_blocks`), with the birth year, rewritten with
     the returnee: name screening scores only the returnees sharing a key with the query, born in a year that can
-    still reach the threshold (`ix_returnee_name_blocks_block_birth_year` covers the lookup)."""
+    still reach the threshold. Each worker searches them in memory (`name_index.NameIndex`, loaded from this table);
+    `ix_returnee_name_blocks_block_birth_year` served the SQL lookup before that and is no longer read."""
 
     __tablename__ = "returnee_name_blocks"
     __table_args__ = (
@@ -144,6 +145,19 @@ class ReturneeNameBlock(Base):
     )
     block: Mapped[str] = mapped_column(String(40), primary_key=True)
     birth_year: Mapped[int | None] = mapped_column(Integer)
+
+
+class ReturneeNameChange(Base):
+    """One row per rewrite of a returnee's screening keys (`RegisterService._reindex`), in commit-independent `seq`
+    order: each worker's in-memory name index (`name_index.NameIndex`) reads the rows it has not seen before every
+    screening, so a returnee created or renamed by any worker is screened by the next call on every worker."""
+
+    __tablename__ = "returnee_name_changes"
+    __table_args__ = {"sqlite_autoincrement": True}  # a seq is never reused, even after the newest row is removed
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    returnee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("returnees.id", ondelete="CASCADE"))
 
 
 class ChildRecord(Record):

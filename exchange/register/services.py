@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, bindparam, case, delete, exists, func, inspect, or_, select
+from sqlalchemy import Select, and_, bindparam, delete, exists, func, inspect, or_, select
 from sqlalchemy import insert as sql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -39,7 +39,6 @@ from exchange.register.errors import (
 from exchange.register.events import RegisterEvents, is_hit
 from exchange.register.lifecycle import DECISION_TARGET, Via, check_requester, check_transition
 from exchange.register.matching import (
-    Candidate,
     Match,
     candidate_birth_years,
     name_blocks,
@@ -54,9 +53,11 @@ from exchange.register.models import (
     RegisterCounter,
     Returnee,
     ReturneeNameBlock,
+    ReturneeNameChange,
     ReturneeSearchKey,
     VettingAssessment,
 )
+from exchange.register.name_index import NameIndex, name_index_for
 from exchange.register.transliteration import document_key, name_key, parse_partial_date
 
 Clock = Callable[[], datetime]
@@ -66,14 +67,12 @@ R = TypeVar("R", bound=Record)
 # A returnee read joins its non-empty collections in one statement while that is at most this many rows (the product
 # of their sizes; typical records have one or two of each), and reads them one statement each beyond.
 JOINED_ROWS_LIMIT = 16
-# Name screening scores at most this many returnees per query: those sharing the rarest and most retrieval keys with
-# it (`matching.query_blocks`, each key weighted by its inverse document frequency in the register), among those
-# born in a year that can still reach the threshold.
-SCREENING_CANDIDATES = 100
+# Name screening scores at most this many returnees per query: those sharing the rarest retrieval keys with the most
+# of its words (`matching.query_blocks`; each key weighted by its inverse document frequency in the register, each
+# query word counting its heaviest shared key: `name_index.NameIndex.candidates`), among those born in a year that
+# can still reach the threshold.
+SCREENING_CANDIDATES = 300
 MANIFEST_LIMIT = 500  # travellers per manifest
-# A shared key weighs round(IDF_SCALE * ln((returnees + 1) / returnees having it)): integers, so the order of the
-# candidates (and the cut at SCREENING_CANDIDATES) is the same on every database.
-IDF_SCALE = 100
 RETURNEE_COLLECTIONS = (
     "hotline_contacts", "border_instructions", "border_crossings", "vetting_assessments", "prosecutorial_decisions",
 )
@@ -230,48 +229,33 @@ def _collection_read(name: str) -> Select[Any]:
         *(relationship.order_by or ()))
 
 
-def _name_candidates_read(weights: int, *, years: bool, unknown: bool) -> Select[Any]:
-    """Returnees sharing any of `:blocks`, born in one of `:years` (and/or of unknown birth year), ordered by the sum
-    of the weights of the keys they share (`:block_0`.. with `:weight_0`.., `weights` of them), at most `:limit`."""
-    block = ReturneeNameBlock
-    stmt = select(block.returnee_id).where(block.block.in_(bindparam("blocks", expanding=True)))
-    if years:
-        in_years = block.birth_year.in_(bindparam("years", expanding=True))
-        stmt = stmt.where(or_(in_years, block.birth_year.is_(None)) if unknown else in_years)
-    weight = case(*((block.block == bindparam(f"block_{i}"), bindparam(f"weight_{i}")) for i in range(weights)),
-                  else_=0)
-    return (stmt.group_by(block.returnee_id).order_by(func.sum(weight).desc(), block.returnee_id)
-            .limit(bindparam("limit")))
-
-
-@functools.lru_cache(maxsize=512)
-def _name_candidates_stmt(weights: int, years: bool, unknown: bool) -> Select[Any]:
-    """`_name_candidates_read`, built once per shape (the number of keys and the year condition)."""
-    return _name_candidates_read(weights, years=years, unknown=unknown)
-
-
-_BLOCK_FREQUENCIES = (
-    select(ReturneeNameBlock.block, func.count())
-    .where(ReturneeNameBlock.block.in_(bindparam("blocks", expanding=True)))
-    .group_by(ReturneeNameBlock.block)
-)
-_RETURNEE_COUNT = select(func.count()).select_from(Returnee)
-_CANDIDATE_NAMES = (
-    select(ReturneeSearchKey.returnee_id, ReturneeSearchKey.key, ReturneeSearchKey.original, Returnee.birth_date)
-    .join(Returnee, Returnee.id == ReturneeSearchKey.returnee_id)
-    .where(ReturneeSearchKey.kind == "name", ReturneeSearchKey.returnee_id.in_(bindparam("ids", expanding=True)))
-    .order_by(ReturneeSearchKey.returnee_id, ReturneeSearchKey.id)
-)
+def _best_per_returnee(found: Iterable[ScreeningHit], limit: int) -> list[ScreeningHit]:
+    """Each returnee once, at its best score (the first found wins a tie: a document hit before a name hit), highest
+    first, at most `limit`."""
+    best: dict[uuid.UUID, ScreeningHit] = {}
+    for hit in found:
+        if hit.returnee.id not in best or hit.score > best[hit.returnee.id].score:
+            best[hit.returnee.id] = hit
+    return sorted(best.values(), key=lambda h: -h.score)[:limit]
 
 
 class RegisterService:
     """Returnees and their records, as each agency may see and change them."""
 
-    def __init__(self, *, session: Session, clock: Clock = utcnow, request_id: str | None = None) -> None:
-        """`request_id`: the request that causes the changes (each event's `cause`)."""
+    def __init__(self, *, session: Session, clock: Clock = utcnow, request_id: str | None = None,
+                 name_index: NameIndex | None = None) -> None:
+        """`request_id`: the request that causes the changes (each event's `cause`); `name_index`: the worker's
+        index of the register's names for screening (by default the one of the session's database)."""
         self.session = session
+        self._name_index = name_index
         self.clock = clock
         self.events = RegisterEvents(outbox=Outbox(session=session, clock=clock), request_id=request_id)
+
+    @property
+    def name_index(self) -> NameIndex:
+        if self._name_index is None:
+            self._name_index = name_index_for(self.session.get_bind().engine)
+        return self._name_index
 
     # ---- reads -------------------------------------------------------------------------------------------------
 
@@ -515,21 +499,23 @@ class RegisterService:
         self, caller: Caller, travellers: Iterable[NameQuery], *, limit: int, min_score: float,
         collections: tuple[str, ...] = RETURNEE_COLLECTIONS,
     ) -> list[list[ScreeningHit]]:
-        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: one read of the frequency
-        of every retrieval key of the batch, one index lookup per traveller, then the names and birth dates of every
-        candidate of the batch in one read, and the matched returnees in one more. Raises `ValueError` for a
-        malformed birth date (the schemas refuse it first)."""
+        """`screen_by_name` for each traveller of a batch (a flight manifest), in order: the worker's name index
+        brought up to date (one read of the changes since its last use), each traveller's candidates retrieved and
+        scored in memory, then the matched returnees read in one statement. Raises `ValueError` for a malformed birth
+        date (the schemas refuse it first)."""
         policy.require_screening(caller.agency)
         queries = list(travellers)
-        blocks = [list(query_blocks(q.name)) for q in queries]
-        weights = self._block_weights({b for bs in blocks for b in bs})
-        retrieved = [self._name_candidate_ids(q, bs, weights, min_score) for q, bs in zip(queries, blocks, strict=True)]
-        candidates = self._name_candidates({rid for ids in retrieved for rid in ids})
-        ranked: list[list[Match]] = [
-            rank_candidates(name=q.name, birth_date=q.birth_date, candidates=(candidates[rid] for rid in ids),
-                            min_score=min_score, limit=limit)
-            for q, ids in zip(queries, retrieved, strict=True)
-        ]
+        index = self.name_index
+        index.refresh()
+        blocks = [query_blocks(q.name) for q in queries]
+        weights = index.weights({b for bs in blocks for b in bs})
+        ranked: list[list[Match]] = []
+        for query, query_keys in zip(queries, blocks, strict=True):
+            years = candidate_birth_years(query.birth_date, min_score)
+            candidates = index.candidates(query_keys, weights, years=None if years is None else years[0],
+                                          unknown=True if years is None else years[1], limit=SCREENING_CANDIDATES)
+            ranked.append(rank_candidates(name=query.name, birth_date=query.birth_date, candidates=candidates,
+                                          min_score=min_score, limit=limit))
         matched = {uuid.UUID(m.record_id) for ms in ranked for m in ms}
         by_id = {r.id: r for r in self._load_many(matched, collections)}
         return [
@@ -538,54 +524,6 @@ class RegisterService:
              for m in matches]
             for matches in ranked
         ]
-
-    def _block_weights(self, blocks: set[str]) -> dict[str, int]:
-        """The weight of each retrieval key the register holds (`IDF_SCALE`): rare keys (a surname) weigh more than
-        common ones (Muhammad), so the candidates kept are those sharing the informative words. One read for the
-        whole batch; keys no returnee has are left out."""
-        if not blocks:
-            return {}
-        frequencies: dict[str, int] = {
-            block: n for block, n in self.session.execute(_BLOCK_FREQUENCIES, {"blocks": sorted(blocks)})}
-        if not frequencies:
-            return {}
-        returnees = self.session.scalar(_RETURNEE_COUNT) or 0
-        total = max(returnees, max(frequencies.values())) + 1
-        return {b: max(1, round(IDF_SCALE * math.log(total / n))) for b, n in frequencies.items()}
-
-    def _name_candidate_ids(
-        self, query: NameQuery, blocks: list[str], weights: Mapping[str, int], min_score: float
-    ) -> list[uuid.UUID]:
-        """The returnees to score for one query: sharing retrieval keys with it, born in a year that can reach
-        `min_score` (or of unknown birth date, when that can), those sharing the heaviest keys first."""
-        present = sorted(b for b in blocks if b in weights)
-        if not present:
-            return []
-        years = candidate_birth_years(query.birth_date, min_score)
-        params: dict[str, Any] = {"blocks": present, "limit": SCREENING_CANDIDATES}
-        for i, block in enumerate(present):
-            params[f"block_{i}"], params[f"weight_{i}"] = block, weights[block]
-        if years is None:
-            stmt = _name_candidates_stmt(len(present), False, True)
-        else:
-            params["years"], unknown = years
-            stmt = _name_candidates_stmt(len(present), True, unknown)
-        return list(self.session.scalars(stmt, params))
-
-    def _name_candidates(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Candidate]:
-        """Every stored name (and its key) and the birth date of these returnees, in one read."""
-        if not ids:
-            return {}
-        names: dict[uuid.UUID, list[tuple[str, str]]] = {}
-        births: dict[uuid.UUID, str | None] = {}
-        for returnee_id, key, original, birth in self.session.execute(_CANDIDATE_NAMES, {"ids": list(ids)}):
-            names.setdefault(returnee_id, []).append((key, original))
-            births[returnee_id] = birth
-        return {
-            rid: Candidate(record_id=str(rid), names=tuple(o for _, o in values), keys=tuple(k for k, _ in values),
-                           birth_date=births[rid])
-            for rid, values in names.items()
-        }
 
     def report_hits(self, caller: Caller, hits: Iterable[ScreeningHit], *,
                     traveller: Mapping[str, Any] | None = None) -> int:
@@ -607,34 +545,24 @@ class RegisterService:
     def screen_manifest(
         self, caller: Caller, travellers: Sequence[Mapping[str, Any]], *, limit: int, min_score: float
     ) -> list[list[ScreeningHit]]:
-        """Screen a manifest (advance passenger information): each traveller's candidates, best first, and a
+        """Screen a manifest (advance passenger information): each traveller's candidates by document number and by
+        name (all names in one `screen_many` batch), each returnee once at its best score, best first, and a
         `screening.hit` event for each hit. At most MANIFEST_LIMIT travellers (422 `manifest_too_large`)."""
         policy.require_screening(caller.agency)
         if len(travellers) > MANIFEST_LIMIT:
             raise ManifestTooLarge(f"A manifest lists at most {MANIFEST_LIMIT} travellers, not {len(travellers)}; "
                                    "send it in parts.")
+        by_name = self.screen_many(
+            caller, [NameQuery(name=t["name"], birth_date=t.get("birth_date")) for t in travellers], limit=limit,
+            min_score=min_score)
         answers = []
-        for traveller in travellers:
-            hits = self._screen_traveller(caller, traveller, limit=limit, min_score=min_score)
+        for traveller, name_hits in zip(travellers, by_name, strict=True):
+            found = self.screen_by_document(caller, traveller["document_number"]) \
+                if traveller.get("document_number") else []
+            hits = _best_per_returnee([*found, *name_hits], limit)
             self.report_hits(caller, hits, traveller=traveller)
             answers.append(hits)
         return answers
-
-    def _screen_traveller(
-        self, caller: Caller, traveller: Mapping[str, Any], *, limit: int, min_score: float
-    ) -> list[ScreeningHit]:
-        """One traveller of a manifest, by document number and by name, each returnee once at its best score. The
-        one place a manifest screens: a batch screening service can replace this loop without touching the rest."""
-        best: dict[uuid.UUID, ScreeningHit] = {}
-        found: list[ScreeningHit] = []
-        if traveller.get("document_number"):
-            found += self.screen_by_document(caller, traveller["document_number"])
-        found += self.screen_by_name(caller, name=traveller["name"], birth_date=traveller.get("birth_date"),
-                                     limit=limit, min_score=min_score)
-        for hit in found:
-            if hit.returnee.id not in best or hit.score > best[hit.returnee.id].score:
-                best[hit.returnee.id] = hit
-        return sorted(best.values(), key=lambda h: -h.score)[:limit]
 
     # ---- internals ---------------------------------------------------------------------------------------------
 
@@ -808,3 +736,5 @@ class RegisterService:
             self.session.execute(sql_insert(ReturneeNameBlock), [
                 {"returnee_id": returnee.id, "block": block, "birth_year": birth_year} for block in sorted(blocks)
             ])
+        # every worker's name index re-reads this returnee before its next screening (`name_index`)
+        self.session.execute(sql_insert(ReturneeNameChange), [{"returnee_id": returnee.id}])

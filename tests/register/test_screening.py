@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -9,13 +10,14 @@ import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from exchange import migrate
 from exchange.identity import Caller
-from exchange.register import services
-from exchange.register.models import ReturneeNameBlock
+from exchange.register import name_index, services
+from exchange.register.models import ReturneeNameBlock, ReturneeNameChange
+from exchange.register.name_index import NameIndex
 from exchange.register.services import NameQuery, RegisterService
 from tests.conftest import AgencyClient, returnee_body
 from tests.test_app import assert_error
@@ -225,3 +227,136 @@ def test_the_migration_indexes_the_names_already_registered(app: Flask, database
     command.upgrade(config, "heads")
     assert blocks() == written
     assert screen_service(app, NameQuery(name="Firdavs Rakhimov"))[0]
+
+
+def test_a_manifest_answers_each_traveller_as_document_and_name_screening_one_by_one(
+    app: Flask, border: AgencyClient
+) -> None:
+    """The manifest screens every name in one batch (`screen_many`): each traveller's answer is still what screening
+    them alone by document and by name gives, each returnee once at its best score."""
+    first, _, _ = add_returnees(app, [
+        ("Гулмурод", "Халимов", "1975-05-14"), ("Фирдавс", "Раҳимзода", "1988-06-02"), ("Комрон", "Саидов", None)])
+    with Session(app.extensions["exchange.db"]) as session:  # a namesake whose passport the first traveller shows
+        namesake = str(RegisterService(session=session).create_returnee(INTERIOR, {**returnee_body(
+            person_name={"given": "Гулмурод", "surname": "Халимов"}, name_variants=[],
+            identifications=[{"category": "passport", "id": "400123456", "issuer_country": "TJ"}]),
+            "birth_date": "1975"}).id)
+        session.commit()
+    travellers = [
+        {"name": "Gulmurod Khalimov", "birth_date": "1975-05-14", "document_number": "400 123 456"},
+        {"name": "Firdavs Rakhimov", "birth_date": "1988"}, {"name": "Kamran Saidov", "document_number": "none"},
+        {"name": "Nobody Atall", "birth_date": "1960-01-01"}, {"name": "Gulmurod Halimov", "birth_date": "1975"},
+    ]
+    for limit in (10, 1):
+        response = border.post("/v1/screening/manifests", json={
+            "travellers": [{**t, "flight": "FZ 341"} for t in travellers], "limit": limit})
+        assert response.status_code == 200, response.get_json()
+        manifest = [[(c["returnee"]["id"], c["score"], c["matched_on"]) for c in t["candidates"]]
+                    for t in response.get_json()["travellers"]]
+        one_by_one = []
+        with Session(app.extensions["exchange.db"]) as session:
+            service = RegisterService(session=session)
+            for t in travellers:
+                found = service.screen_by_document(BORDER, t["document_number"]) if "document_number" in t else []
+                found += service.screen_by_name(BORDER, name=t["name"], birth_date=t.get("birth_date"), limit=limit,
+                                                min_score=70.0)
+                best: dict[str, tuple[str, float, str]] = {}
+                for hit in found:
+                    rid = str(hit.returnee.id)
+                    if rid not in best or hit.score > best[rid][1]:
+                        best[rid] = (rid, hit.score, hit.matched_on)
+                one_by_one.append(sorted(best.values(), key=lambda h: -h[1])[:limit])
+        assert manifest == one_by_one
+        assert manifest[0][0] == (namesake, 100.0, "document") and manifest[3] == []
+        if limit == 10:
+            assert (first, 100.0, "name") in manifest[0]
+
+
+# ---- the worker's in-memory name index -------------------------------------------------------------------------
+
+
+def screen_with(app: Flask, index: NameIndex, name: str) -> list[str]:
+    with Session(app.extensions["exchange.db"]) as session:
+        hits = RegisterService(session=session, name_index=index).screen_by_name(
+            BORDER, name=name, birth_date=None, limit=10, min_score=70.0)
+    return [str(hit.returnee.id) for hit in hits]
+
+
+def rename(app: Flask, returnee_id: str, given: str, surname: str) -> None:
+    with Session(app.extensions["exchange.db"]) as session:
+        RegisterService(session=session).update_returnee(INTERIOR, uuid.UUID(returnee_id), if_match=None, changes={
+            "person_name": {"given": given, "surname": surname}})
+        session.commit()
+
+
+def newest_change(app: Flask) -> int:
+    with app.extensions["exchange.db"].connect() as connection:
+        return int(connection.scalar(select(func.max(ReturneeNameChange.seq))) or 0)
+
+
+def test_a_change_committed_after_a_newer_one_still_reaches_a_loaded_index(app: Flask) -> None:
+    """Change numbers are taken at write time, so on PostgreSQL a lower one can become visible after a higher one:
+    the index asks again for the numbers it skipped."""
+    shodmon, other = add_returnees(app, [("Шодмон", "Қурбонов", None), ("Фирдавс", "Раҳимзода", None)])
+    index = NameIndex(app.extensions["exchange.db"])
+    assert screen_with(app, index, "Shodmon Kurbonov") == [shodmon]
+    rename(app, shodmon, "Фаррух", "Азимов")
+    skipped = newest_change(app)
+    with app.extensions["exchange.db"].begin() as connection:  # as if its change row were not committed yet, and a
+        connection.execute(delete(ReturneeNameChange).where(ReturneeNameChange.seq == skipped))  # later writer's was
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped + 1, "returnee_id": uuid.UUID(other)}])
+    assert screen_with(app, index, "Firdavs Rahimzoda") == [other]  # the index has seen skipped + 1, not skipped
+    with app.extensions["exchange.db"].begin() as connection:  # ... and now the rename's commits
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped, "returnee_id": uuid.UUID(shodmon)}])
+    assert screen_with(app, index, "Shodmon Kurbonov") == []
+    assert screen_with(app, index, "Farrukh Azimov") == [shodmon]
+
+
+def test_a_skipped_change_number_is_given_up_after_gap_seconds(app: Flask) -> None:
+    [first] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
+    now = [0.0]
+    index = NameIndex(app.extensions["exchange.db"], monotonic=lambda: now[0])
+    index.refresh()
+    skipped = newest_change(app) + 1
+    with app.extensions["exchange.db"].begin() as connection:  # skipped: a write rolled back for good
+        connection.execute(insert(ReturneeNameChange), [{"seq": skipped + 1, "returnee_id": uuid.UUID(first)}])
+    index.refresh()
+    assert skipped in index._gaps
+    now[0] = name_index.GAP_SECONDS - 1
+    index.refresh()
+    assert skipped in index._gaps
+    now[0] = name_index.GAP_SECONDS
+    index.refresh()
+    assert index._gaps == {}
+
+
+def test_a_write_rolled_back_never_reaches_the_index(app: Flask) -> None:
+    """The index reads through a connection of its own: the caller's uncommitted writes are not in it, and a later
+    refresh does not keep what a rollback undid."""
+    index = NameIndex(app.extensions["exchange.db"])
+    index.refresh()
+    with Session(app.extensions["exchange.db"]) as session:
+        service = RegisterService(session=session, name_index=index)
+        service.create_returnee(INTERIOR, {**returnee_body(person_name={"given": "Шодмон", "surname": "Қурбонов"},
+                                                           name_variants=[], identifications=[]), "birth_date": None})
+        session.flush()
+        assert service.screen_by_name(BORDER, name="Shodmon Kurbonov", birth_date=None, limit=10,
+                                      min_score=70.0) == []
+        session.rollback()
+    [kept] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
+    assert screen_with(app, index, "Shodmon Kurbonov") == [kept]
+
+
+def test_a_candidate_sharing_keys_with_more_query_words_is_kept_before_one_sharing_many_keys_of_one_word(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each query word counts its heaviest shared key once: a decoy sharing the given name exactly (its skeleton and
+    every one-letter deletion of it) does not outweigh a target with a typo in both words, one shared key each."""
+    [decoy] = add_returnees(app, [("Гулмурод", "Саидов", "1975-05-14")])
+    [target] = add_returnees(app, [("Гулмурат", "Халилов", "1975-05-14")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 2)
+    [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
+    assert {rid for rid, _ in hits} == {target, decoy}
