@@ -33,6 +33,7 @@ from exchange.logs import configure_logging, install_request_ids
 from exchange.openapi import complete_document
 from exchange.outages import outage_error
 from exchange.protocol.errors import MalformedJson, UnsupportedMediaType
+from exchange.register.name_index import warm_up
 from exchange.request_rules import check_query_and_path, refuse_undeclared_method
 from exchange.web import docs
 from exchange.web.caller import authenticate
@@ -115,6 +116,14 @@ def install_key_ring(app: Flask) -> None:
         if not app.config.get("LAZY_KEY_STORE"):
             store.unlock()
     attach_key_ring(app, KeyRing(engine=db.engine(app), store=store, cache_seconds=app.config["KEY_CACHE_SECONDS"]))
+
+
+def serve_app() -> Flask:
+    """The app as a server's worker runs it (`wsgi:app`, `exchange serve`): `create_app()`, and the worker's
+    screening name index loaded in the background from the start rather than by the worker's first screening."""
+    app = create_app()
+    warm_up(app.extensions["exchange.db"])
+    return app
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from exchange import create_app
+from exchange.app import serve_app
 from exchange.audit import cli as audit_cli
 from exchange.clients import cli as clients_cli
 from exchange.console.cli import console_command
@@ -223,7 +224,7 @@ def serve_command(host: str, port: int, workers: int) -> None:
 
 # gunicorn ships no type hints: its BaseApplication is Any to mypy
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    """gunicorn run from Python: each worker builds its own app with `create_app()`, exactly as `wsgi:app`."""
+    """gunicorn run from Python: each worker builds its own app with `serve_app()`, exactly as `wsgi:app`."""
 
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
@@ -234,7 +235,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(name, value)
 
     def load(self) -> Flask:
-        return create_app()
+        return serve_app()
 
 
 @main.command("demo-data")

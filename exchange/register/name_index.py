@@ -21,6 +21,7 @@ ties broken by returnee id in the database's order), born in an admissible year,
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import sys
 import threading
@@ -35,7 +36,9 @@ from sqlalchemy import Connection, Engine, String, cast, func, or_, select
 from exchange.register.matching import Candidate
 from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeNameChange, ReturneeSearchKey
 
-__all__ = ["GAP_SECONDS", "IDF_SCALE", "NameIndex", "name_index_for"]
+__all__ = ["GAP_SECONDS", "IDF_SCALE", "NameIndex", "name_index_for", "warm_up"]
+
+log = logging.getLogger("exchange.screening")
 
 IDF_SCALE = 100
 GAP_SECONDS = 600.0  # how long a skipped change number is asked for again
@@ -254,3 +257,19 @@ def name_index_for(engine: Engine) -> NameIndex:
         if index is None:
             index = _indexes[engine] = NameIndex(engine)
         return index
+
+
+def warm_up(engine: Engine) -> threading.Thread:
+    """Load this worker's index in a background thread, so that the worker's first screening does not wait for the
+    whole load (some seconds at 100,000 returnees; a screening that comes first waits for the load under the index's
+    lock, as without a warm-up). A database not reachable yet is logged, and the first screening loads instead."""
+
+    def load() -> None:
+        try:
+            name_index_for(engine).refresh()
+        except Exception as e:  # noqa: BLE001  (any failure: the first screening loads, and answers its error)
+            log.warning("name index not loaded ahead", extra={"error": type(e).__name__})
+
+    thread = threading.Thread(target=load, name="name-index-warm-up", daemon=True)
+    thread.start()
+    return thread

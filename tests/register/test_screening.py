@@ -360,3 +360,31 @@ def test_a_candidate_sharing_keys_with_more_query_words_is_kept_before_one_shari
     monkeypatch.setattr(services, "SCREENING_CANDIDATES", 2)
     [hits] = screen_service(app, NameQuery(name="Gulmurod Halimov", birth_date="1975-05-14"), min_score=0)
     assert {rid for rid, _ in hits} == {target, decoy}
+
+
+def test_a_served_worker_loads_its_name_index_ahead_of_the_first_screening(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    [shodmon] = add_returnees(app, [("Шодмон", "Қурбонов", None)])
+    engine = app.extensions["exchange.db"]
+    loaded: list[NameIndex] = []
+    original = NameIndex._load
+
+    def counting_load(self: NameIndex, connection: Any) -> None:
+        loaded.append(self)
+        original(self, connection)
+
+    monkeypatch.setattr(NameIndex, "_load", counting_load)
+    name_index.warm_up(engine).join(timeout=30)
+    index = name_index.name_index_for(engine)
+    assert loaded == [index]  # loaded by the warm-up thread ...
+    assert screen_with(app, index, "Shodmon Kurbonov") == [shodmon]
+    assert loaded == [index]  # ... and the first screening only caught up
+
+    class Unreachable:
+        def connect(self) -> Any:
+            raise ConnectionRefusedError("database down")
+
+    with caplog.at_level("WARNING", logger="exchange.screening"):
+        name_index.warm_up(Unreachable()).join(timeout=30)  # type: ignore[arg-type]
+    assert "name index not loaded ahead" in caplog.text  # logged, not raised: the first screening loads instead
