@@ -462,19 +462,23 @@ def main(argv: list[str] | None = None) -> int:
     table.add_column("figure", justify="right")
     table.add_column("target", justify="right")
     rates = figures.get("appends_per_s", {})
-    if {"ceiling", "call", "single", "batch"} <= rates.keys():
-        rounds = rates["rounds"]
+    # each mode that was run (`--modes`), and the ratio of the API-call appends to the ceiling when both were
+    if "call" in rates:
         how = "queue + commit + sequence" if server else "append + commit (SQLite)"
-        table.add_row(f"appends/s, {args.workers} workers, as an API call: {how}",
-                      f"{rates['call']:,.0f}", ">= 3,000")
+        table.add_row(f"appends/s, {args.workers} workers, as an API call: {how}", f"{rates['call']:,.0f}", "")
+    if "ceiling" in rates:
         table.add_row(f"  ceiling: lock + update + commit, {args.workers} workers", f"{rates['ceiling']:,.0f}/s", "")
+    if {"call", "ceiling"} <= rates.keys():
+        rounds = rates["rounds"]
         table.add_row("  API-call appends / ceiling (per round)", f"{rates['call'] / rates['ceiling']:.2f}x ("
                       + ", ".join(f"{c / x:.2f}" if x else "-" for c, x in zip(rounds["call"], rounds["ceiling"],
                                                                                strict=True)) + ")", "")
+    if "single" in rates:
         table.add_row(f"appends/s, {args.workers} workers, synchronous, 1 entry per transaction (record_event)",
                       f"{rates['single']:,.0f}", "")
+    if "batch" in rates:
         table.add_row(f"appends/s, {args.workers} workers, synchronous, {args.batch} entries per transaction",
-                      f"{rates['batch']:,.0f}", "")
+                      f"{rates['batch']:,.0f}", "must not fall (5,556)")
     witnessed = figures.get("witness_calls_per_s")
     if witnessed:
         rounds = witnessed["rounds"]
