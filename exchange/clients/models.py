@@ -42,31 +42,6 @@ class Client(Record):
         now = utcnow()
         return [k for k in self.keys if k.purpose == purpose and k.verifies_at(now)]
 
-    # authlib's ClientMixin: the client credentials grant with private_key_jwt is all this client may use.
-    def get_client_id(self) -> str:
-        return self.client_id
-
-    def get_default_redirect_uri(self) -> None:
-        return None
-
-    def get_allowed_scope(self, scope: str | None) -> str:
-        return " ".join(s for s in (scope or "").split() if s in self.scopes)
-
-    def check_redirect_uri(self, redirect_uri: str) -> bool:
-        return False
-
-    def check_client_secret(self, client_secret: str) -> bool:
-        return False
-
-    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == "private_key_jwt"
-
-    def check_response_type(self, response_type: str) -> bool:
-        return False
-
-    def check_grant_type(self, grant_type: str) -> bool:
-        return grant_type == "client_credentials" and self.status == "active"
-
 
 class ClientKey(Base):
     """A public key registered for a client; the exchange never holds agencies' private keys."""
