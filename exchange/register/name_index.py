@@ -35,6 +35,7 @@ from sqlalchemy import Connection, Engine, String, cast, func, or_, select
 
 from exchange.register.matching import Candidate, birth_date_score
 from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeNameChange, ReturneeSearchKey
+from exchange.register.transliteration import parse_partial_date
 
 __all__ = ["GAP_SECONDS", "IDF_SCALE", "NameIndex", "name_index_for", "warm_up"]
 
@@ -136,16 +137,39 @@ class NameIndex:
         room = limit - len(above)
         if birth_date is None or len(tied) <= room:
             return above + sorted(tied, key=order.__getitem__)[:room]
-        agreement: dict[str | None, float] = {}  # candidate birth date -> its agreement with the query's
+        return above + self._closest_births(tied, room, birth_date)
 
-        def rank(slot: int) -> tuple[float, str]:
-            date = self._candidate_at(slot).birth_date
-            score = agreement.get(date)
-            if score is None:
-                score = agreement[date] = birth_date_score(birth_date, date)
-            return -score, order[slot]
-
-        return above + sorted(tied, key=rank)[:room]
+    def _closest_births(self, slots: list[int], room: int, birth_date: str) -> list[int]:
+        """The `room` slots whose birth dates agree best with `birth_date` (`birth_date_score`), then by id. Scored by
+        birth year first (the best score a date in that year can get), so that only the years that can still make
+        the cut have their dates scored."""
+        order, year_of = self._order, self._year
+        by_year: dict[int | None, list[int]] = {}
+        for slot in slots:
+            year = year_of[slot]
+            group = by_year.get(year)
+            if group is None:
+                group = by_year[year] = []
+            group.append(slot)
+        # a date in year y scores at most what the year alone scores against the query's full year (the same year:
+        # 100, as an exact date; unknown: UNKNOWN_BIRTH_DATE_SCORE; another year: its year-only score)
+        query_year = f"{parse_partial_date(birth_date)[0]:04d}"
+        bounds = sorted(((100.0 if year is not None and f"{year:04d}" == query_year
+                          else birth_date_score(query_year, None if year is None else f"{year:04d}"), year)
+                         for year in by_year), key=lambda b: -b[0])
+        scored: list[tuple[float, str, int]] = []
+        agreement: dict[str | None, float] = {}  # a candidate birth date -> its agreement with the query's
+        for bound, year in bounds:
+            if len(scored) >= room and bound < -scored[room - 1][0]:
+                break
+            for slot in by_year[year]:
+                date = self._candidate_at(slot).birth_date
+                score = agreement.get(date)
+                if score is None:
+                    score = agreement[date] = birth_date_score(birth_date, date)
+                scored.append((-score, order[slot], slot))
+            scored.sort()
+        return [slot for _, _, slot in scored[:room]]
 
     def _candidate_at(self, slot: int) -> Candidate:
         candidate = self._candidate[slot]
