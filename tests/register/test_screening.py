@@ -412,3 +412,13 @@ def test_among_more_namesakes_than_the_cap_those_whose_birth_date_agrees_best_ar
     [undated] = screen_service(app, NameQuery(name="Gulmurod Khalimov"), min_score=0)
     everyone = [*far, digit, exact, off_by_one, unknown, year]
     assert {rid for rid, _ in undated} == set(sorted(everyone, key=lambda rid: uuid.UUID(rid).hex)[:3])
+
+
+def test_a_french_off_ending_retrieves_the_russian_ov_surname(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moussoeff shares no key with Мусоев as written (msf / msv): the query also reads -off/-eff as -ov/-ev, so the
+    target outweighs a namesake of the given name alone, even one born on the query's very date."""
+    [target] = add_returnees(app, [("Ҷамшед", "Мусоев", None)])
+    add_returnees(app, [("Ҷамшед", "Каримов", "1982-06-02")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Djamched Moussoeff", birth_date="1982-06-02"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
