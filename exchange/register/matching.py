@@ -218,13 +218,19 @@ def name_blocks(tokens: tuple[str, ...]) -> set[str]:
     return blocks
 
 
+def _russian_ending(token: str) -> tuple[str, ...]:
+    """A word ending in -of/-ef (the French -off/-eff for -ов/-ев, Moussoeff) read with -ov/-ev, for retrieval only
+    (the scorer compares the words themselves)."""
+    return (token[:-1] + "v",) if len(token) > 4 and token.endswith(("of", "ef")) else ()
+
+
 def query_blocks(name: str) -> dict[str, int]:
-    """The retrieval keys of a query name (as `name_blocks`, its other readings included), each with the position of
-    the query word it comes from; {} if the name has no letters."""
+    """The retrieval keys of a query name (as `name_blocks`, its other readings and a French -off/-eff read as -ov/-ev
+    included), each with the position of the query word it comes from; {} if the name has no letters."""
     tokens, readings = _query_tokens(name)
     found: dict[str, int] = {}
     for i, token in enumerate(tokens):
-        for form in (token, *readings[i]):
+        for form in (token, *readings[i], *_russian_ending(token)):
             for block in _word_blocks(form):
                 found.setdefault(block, i)
     for i, glued in enumerate(_glued(tokens)):

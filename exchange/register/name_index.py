@@ -33,8 +33,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, String, cast, func, or_, select
 
-from exchange.register.matching import Candidate
+from exchange.register.matching import Candidate, birth_date_score
 from exchange.register.models import Returnee, ReturneeNameBlock, ReturneeNameChange, ReturneeSearchKey
+from exchange.register.transliteration import parse_partial_date
 
 __all__ = ["GAP_SECONDS", "IDF_SCALE", "NameIndex", "name_index_for", "warm_up"]
 
@@ -93,11 +94,14 @@ class NameIndex:
 
     def candidates(
         self, blocks: Mapping[str, int], weights: Mapping[str, int], *, years: Sequence[int] | None, unknown: bool,
-        limit: int,
+        limit: int, birth_date: str | None = None,
     ) -> list[Candidate]:
         """At most `limit` returnees sharing keys with the query, born in one of `years` (all years when None) or,
         when `unknown`, of unknown birth year: those with the heaviest sum, over the query's words, of the heaviest
-        key each shares with the word (`blocks`: key -> the position of the query word it comes from), ties by id."""
+        key each shares with the word (`blocks`: key -> the position of the query word it comes from); among equal
+        sums, those whose birth date agrees best with the query's `birth_date` (`matching.birth_date_score`, as the
+        scorer will weigh it: namesakes beyond the limit are told apart by their birth dates), then by id. Raises
+        `ValueError` for a malformed `birth_date`."""
         with self._lock:
             wanted: list[int | None] | None = None
             if years is not None:
@@ -120,17 +124,52 @@ class NameIndex:
                             keep(slot, weight)
                 for slot, weight in best.items():
                     scores[slot] = get(slot, 0) + weight
-            chosen = self._best(scores, limit)
+            chosen = self._best(scores, limit, birth_date)
             return [self._candidate_at(slot) for slot in chosen]
 
-    def _best(self, scores: dict[int, int], limit: int) -> list[int]:
+    def _best(self, scores: dict[int, int], limit: int, birth_date: str | None) -> list[int]:
         order = self._order
         if len(scores) <= limit:
             return list(scores)
         cutoff = heapq.nlargest(limit, scores.values())[-1]
         above = [slot for slot, score in scores.items() if score > cutoff]
-        tied = sorted((slot for slot, score in scores.items() if score == cutoff), key=order.__getitem__)
-        return above + tied[: limit - len(above)]
+        tied = [slot for slot, score in scores.items() if score == cutoff]
+        room = limit - len(above)
+        if birth_date is None or len(tied) <= room:
+            return above + sorted(tied, key=order.__getitem__)[:room]
+        return above + self._closest_births(tied, room, birth_date)
+
+    def _closest_births(self, slots: list[int], room: int, birth_date: str) -> list[int]:
+        """The `room` slots whose birth dates agree best with `birth_date` (`birth_date_score`), then by id. Scored by
+        birth year first (the best score a date in that year can get), so that only the years that can still make
+        the cut have their dates scored."""
+        order, year_of = self._order, self._year
+        by_year: dict[int | None, list[int]] = {}
+        for slot in slots:
+            year = year_of[slot]
+            group = by_year.get(year)
+            if group is None:
+                group = by_year[year] = []
+            group.append(slot)
+        # a date in year y scores at most what the year alone scores against the query's full year (the same year:
+        # 100, as an exact date; unknown: UNKNOWN_BIRTH_DATE_SCORE; another year: its year-only score)
+        query_year = f"{parse_partial_date(birth_date)[0]:04d}"
+        bounds = sorted(((100.0 if year is not None and f"{year:04d}" == query_year
+                          else birth_date_score(query_year, None if year is None else f"{year:04d}"), year)
+                         for year in by_year), key=lambda b: -b[0])
+        scored: list[tuple[float, str, int]] = []
+        agreement: dict[str | None, float] = {}  # a candidate birth date -> its agreement with the query's
+        for bound, year in bounds:
+            if len(scored) >= room and bound < -scored[room - 1][0]:
+                break
+            for slot in by_year[year]:
+                date = self._candidate_at(slot).birth_date
+                score = agreement.get(date)
+                if score is None:
+                    score = agreement[date] = birth_date_score(birth_date, date)
+                scored.append((-score, order[slot], slot))
+            scored.sort()
+        return [slot for _, _, slot in scored[:room]]
 
     def _candidate_at(self, slot: int) -> Candidate:
         candidate = self._candidate[slot]

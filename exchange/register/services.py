@@ -70,7 +70,7 @@ JOINED_ROWS_LIMIT = 16
 # Name screening scores at most this many returnees per query: those sharing the rarest retrieval keys with the most
 # of its words (`matching.query_blocks`; each key weighted by its inverse document frequency in the register, each
 # query word counting its heaviest shared key: `name_index.NameIndex.candidates`), among those born in a year that
-# can still reach the threshold.
+# can still reach the threshold; among equal weights (namesakes), those whose birth date agrees best with the query's.
 SCREENING_CANDIDATES = 300
 MANIFEST_LIMIT = 500  # travellers per manifest
 RETURNEE_COLLECTIONS = (
@@ -513,7 +513,8 @@ class RegisterService:
         for query, query_keys in zip(queries, blocks, strict=True):
             years = candidate_birth_years(query.birth_date, min_score)
             candidates = index.candidates(query_keys, weights, years=None if years is None else years[0],
-                                          unknown=True if years is None else years[1], limit=SCREENING_CANDIDATES)
+                                          unknown=True if years is None else years[1], limit=SCREENING_CANDIDATES,
+                                          birth_date=query.birth_date)
             ranked.append(rank_candidates(name=query.name, birth_date=query.birth_date, candidates=candidates,
                                           min_score=min_score, limit=limit))
         matched = {uuid.UUID(m.record_id) for ms in ranked for m in ms}

@@ -388,3 +388,37 @@ def test_a_served_worker_loads_its_name_index_ahead_of_the_first_screening(
     with caplog.at_level("WARNING", logger="exchange.screening"):
         name_index.warm_up(Unreachable()).join(timeout=30)  # type: ignore[arg-type]
     assert "name index not loaded ahead" in caplog.text  # logged, not raised: the first screening loads instead
+
+
+def test_among_more_namesakes_than_the_cap_those_whose_birth_date_agrees_best_are_kept(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Namesakes share the same retrieval keys (equal weights): beyond `SCREENING_CANDIDATES` the ones kept are those
+    the scorer will rank highest by birth date (exact date, then the year, unknown, a year off, one digit off), not
+    the first ones by id; a query without a date keeps the first by id, as before."""
+    far = add_returnees(app, [("Гулмурод", "Халимов", "1960-01-01") for _ in range(4)])
+    digit, exact, off_by_one, unknown, year = add_returnees(app, [
+        ("Гулмурод", "Халимов", "1985-05-14"), ("Гулмурод", "Халимов", "1975-05-14"),
+        ("Гулмурод", "Халимов", "1976-05-14"), ("Гулмурод", "Халимов", None), ("Гулмурод", "Халимов", "1975")])
+    query = NameQuery(name="Gulmurod Khalimov", birth_date="1975-05-14")
+    kept = []
+    for cap in range(1, 6):
+        monkeypatch.setattr(services, "SCREENING_CANDIDATES", cap)
+        [hits] = screen_service(app, query, min_score=0)
+        kept.append({rid for rid, _ in hits})
+    assert kept == [{exact}, {exact, year}, {exact, year, unknown}, {exact, year, unknown, off_by_one},
+                    {exact, year, unknown, off_by_one, digit}]
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 3)
+    [undated] = screen_service(app, NameQuery(name="Gulmurod Khalimov"), min_score=0)
+    everyone = [*far, digit, exact, off_by_one, unknown, year]
+    assert {rid for rid, _ in undated} == set(sorted(everyone, key=lambda rid: uuid.UUID(rid).hex)[:3])
+
+
+def test_a_french_off_ending_retrieves_the_russian_ov_surname(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moussoeff shares no key with Мусоев as written (msf / msv): the query also reads -off/-eff as -ov/-ev, so the
+    target outweighs a namesake of the given name alone, even one born on the query's very date."""
+    [target] = add_returnees(app, [("Ҷамшед", "Мусоев", None)])
+    add_returnees(app, [("Ҷамшед", "Каримов", "1982-06-02")])
+    monkeypatch.setattr(services, "SCREENING_CANDIDATES", 1)
+    [hits] = screen_service(app, NameQuery(name="Djamched Moussoeff", birth_date="1982-06-02"), min_score=0)
+    assert [rid for rid, _ in hits] == [target]
