@@ -69,6 +69,7 @@ class PublishedCheckpoint:
 
     size: int
     note: str
+    witnessed: bool = True  # False: witnesses are awaited and this checkpoint does not carry their number yet
 
 
 class Signer(Protocol):
@@ -145,7 +146,7 @@ class AuditLog(Sequencing):
             if witnessed is not None:
                 return PublishedCheckpoint(size=witnessed.size, note=self.witnessed_note(witnessed))
         row = self.checkpoint(signer=signer, origin=origin)
-        return PublishedCheckpoint(size=row.size, note=self.witnessed_note(row))
+        return PublishedCheckpoint(size=row.size, note=self.witnessed_note(row), witnessed=cosignatures == 0)
 
     # ---- reading ---------------------------------------------------------------------------------------------------
     def queued(self) -> int:

@@ -134,8 +134,8 @@ class OwnEntryReceipt(MethodView):
         if audit_log.client_of(index) != current_caller().client_id:
             raise NotFound("No entry of yours at this index.")
         latest = recorder.published(_app(), audit_log)
-        if index >= latest.size:
-            raise CheckpointPending()
+        if index >= latest.size or not latest.witnessed:  # a proof against a checkpoint not yet witnessed would
+            raise CheckpointPending()  # fail a partner that requires the quorum: come back once it is cosigned
         proof, leaf_hash = audit_log.inclusion_proof(index, latest.size)
         body: dict[str, Any] = {"index": index, "leaf_hash": b64url(leaf_hash), "checkpoint": latest.note,
                                 "size": latest.size, "inclusion": [b64url(h) for h in proof.hashes]}

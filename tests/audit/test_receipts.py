@@ -156,3 +156,20 @@ def test_a_kept_checkpoint_of_another_log_fails_verification(connect: Callable[[
     with pytest.raises(ResponseVerificationError) as failed:
         interior.audit.verify(created.audit, kept=elsewhere)
     assert failed.value.code == "audit_proof_invalid"
+
+
+def test_no_proof_against_a_checkpoint_the_witnesses_have_not_cosigned_yet(
+    released_app: Flask, connect: Callable[[str], ExchangeClient]
+) -> None:
+    """With witnesses, a partner that requires their quorum could not accept a proof against a checkpoint without
+    it: the answer is 409 `checkpoint_pending` (come back), never a proof that fails its verification."""
+    interior = connect("interior").using(purpose="register-maintenance")
+    created = interior.returnees.create(returnee_body())
+    assert created.audit is not None
+    released_app.config["AUDIT_SERVE_COSIGNATURES"] = 2  # witnesses awaited; none has cosigned anything yet
+    with pytest.raises(ExchangeClientError) as pending:
+        interior.call("GET", f"/v1/audit/receipts/{created.audit.index}")
+    assert (pending.value.status, pending.value.code) == (409, "checkpoint_pending")
+    released_app.config["AUDIT_SERVE_COSIGNATURES"] = 0  # no witnesses: the latest checkpoint, signed on demand
+    answer = interior.call("GET", f"/v1/audit/receipts/{created.audit.index}")
+    assert answer.status == 200 and answer.data["size"] > created.audit.index
