@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column, object_session, sessionmaker
 from sqlalchemy.types import TypeDecorator, Uuid
 
-from exchange.files import secure_sqlite_files
+from exchange.files import secure_sqlite_files, sqlite_file_path
 from exchange.outages import note_outage, outage_error, outage_noted
 
 log = logging.getLogger("exchange.db")
@@ -153,10 +153,8 @@ def missing_sqlite_file(url: str) -> str | None:
     Opening it would create an empty database: commands that only read the register or the log check this first,
     so that a mistyped `EXCHANGE_DATABASE_URL` is an error and not an empty, "valid" log."""
     parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return None if os.path.exists(database) else os.path.abspath(database)
+    path = sqlite_file_path(parsed.database) if parsed.get_backend_name() == "sqlite" else None
+    return None if path is None or os.path.exists(path) else path
 
 
 def _make_engine(url: str, *, echo: bool = False) -> Engine:

@@ -18,6 +18,14 @@ PRIVATE_FILE_MODE = 0o600
 SQLITE_COMPANIONS = ("", "-wal", "-shm", "-journal")
 
 
+def sqlite_file_path(database: str | None) -> str | None:
+    """The absolute path of the file an SQLite database name (a URL's `database` part) stands for; None for an
+    in-memory database, a `file:` URI, or no name."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
 def secure_sqlite_files(database: str | None) -> None:
     """An SQLite file and its -wal/-shm/-journal companions (the register in clear; the auditor's console's index of
     the log and review notes): owner-only (0600).
@@ -25,9 +33,9 @@ def secure_sqlite_files(database: str | None) -> None:
     A missing database file is created empty with mode 0600 before SQLite opens it (SQLite then gives its -wal and
     -shm files the database file's mode); files that exist with a looser mode are narrowed. An in-memory database
     has no file. A folder that does not exist yet is left to whoever creates it (`exchange init`)."""
-    if not database or database == ":memory:" or database.startswith("file:"):
+    path = sqlite_file_path(database)
+    if path is None:
         return
-    path = os.path.abspath(database)
     if not os.path.isdir(os.path.dirname(path)):
         return
     try:
