@@ -40,9 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import signers
-from exchange.partner.envelopes import PublishedKeys
 from run import READ_PURPOSE, WRITE_PURPOSE, create_exchange_keys, load_register, register_client, scratch_database
 from signers import DPoPApiSigner, SealedApiSigner, TokenRequestSigner
+
+from exchange.partner.envelopes import PublishedKeys
 
 ISSUER = "http://127.0.0.1:9999"
 WARMUP = 20
